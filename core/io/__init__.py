@@ -1,0 +1,25 @@
+"""File I/O: one registry of readers (by extension, then by content) and atomic writers."""
+
+from core.io.registry import (
+    FileInfo,
+    VariableInfo,
+    VolumeReader,
+    file_info,
+    read_sequence,
+    read_volume,
+    reader_for,
+    register_reader,
+    write_volume,
+)
+
+__all__ = [
+    "FileInfo",
+    "VariableInfo",
+    "VolumeReader",
+    "file_info",
+    "read_volume",
+    "read_sequence",
+    "reader_for",
+    "register_reader",
+    "write_volume",
+]

@@ -1,0 +1,1 @@
+"""Scene-representation networks: fit a neural field to a volume, save/load, query, bake."""

@@ -1,0 +1,1 @@
+"""Rendering: cameras, transfer functions, the vispy view, the torch ray-marcher, offline rendering."""

@@ -1,0 +1,1 @@
+"""Data only: colormaps, shipped metric weights, icons, the desktop launcher."""

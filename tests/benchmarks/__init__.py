@@ -1,0 +1,1 @@
+"""Benchmarks: run as python -m tests.benchmarks.bench_x (not collected by pytest)."""
