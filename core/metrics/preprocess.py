@@ -45,7 +45,7 @@ class Preprocessing:
     value_range: tuple[float, float] = (-1.0, 1.0)
     per_channel: bool = False
     constant_value: float | None = None  # where a constant pair/channel lands; None = middle of value_range
-    resample: tuple[int, ...] | None = None
+    resample: int | tuple[int, ...] | None = None  # one size for every axis, or one per axis
     interpolation: Interpolation = "linear"
     channels: int | None = 3  # repeat single-channel data to this many channels; None = keep
 
@@ -58,7 +58,9 @@ class Preprocessing:
         else:
             parts.append("no value normalisation")
         if self.resample:
-            parts.append(f"resampled to {'x'.join(map(str, self.resample))} ({self.interpolation})")
+            r = self.resample
+            size = f"{r} per axis" if isinstance(r, (int, np.integer)) else "x".join(map(str, r))
+            parts.append(f"resampled to {size} ({self.interpolation})")
         if self.channels:
             parts.append(f"1 channel repeated to {self.channels}")
         return "; ".join(parts)
