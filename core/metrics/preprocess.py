@@ -214,10 +214,13 @@ def repeat_channels(x: Any, channels: int | None):
 
 
 def prepare_pair(a: Any, b: Any, options: Preprocessing):
-    """Apply ``options`` to a pair ``[C, *spatial]``; returns two float32 tensors ``[C', *spatial']``."""
+    """Apply ``options`` to a pair ``[C, *spatial]``; returns two float32 tensors ``[C', *spatial']``.
+
+    Spatial shapes may differ only when ``options.resample`` brings both to one size.
+    """
     ta, tb = _as_tensor(a), _as_tensor(b)
-    if ta.shape != tb.shape:
-        raise MetricError(f"pair shapes differ: {tuple(ta.shape)} vs {tuple(tb.shape)}")
+    if ta.shape[0] != tb.shape[0] or ta.ndim != tb.ndim or (ta.shape != tb.shape and not options.resample):
+        raise MetricError(f"pair shapes differ: {tuple(ta.shape)} vs {tuple(tb.shape)}; resample both to one size")
     if options.normalize:
         ta, tb = joint_minmax(ta, tb, options.value_range, per_channel=options.per_channel,
                               constant_value=options.constant_value)

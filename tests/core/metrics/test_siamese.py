@@ -62,7 +62,7 @@ def test_feature_maps_reproduce_terms():
     fa = [torch.rand(1, c, *s) for c, s in zip(comp.channels, sizes)]
     fb = [torch.rand(1, c, *s) for c, s in zip(comp.channels, sizes)]
     maps = comp.feature_maps(fa, fb)
-    terms = comp.terms(fa, fb)[0]
+    terms = comp.terms(fa, fb).detach()[0]
     for i, name in enumerate(["l0", "l1"]):
         sf = maps[name]
         assert isinstance(sf.a, np.ndarray) and sf.a.shape == (comp.channels[i], *sizes[i])
