@@ -155,6 +155,41 @@ class FeatureComparison(nn.Module):
             out.append(self._term(i, ea.float() - eb.float()))
         return torch.stack(out, dim=-1)
 
+    def pairwise_terms(self, rows: Sequence[torch.Tensor], cols: Sequence[torch.Tensor] | None = None,
+                       chunk: int = 1 << 16, cancelled=None) -> torch.Tensor:
+        """Terms ``[R, K, L]`` (float64) between every row and column embedding, without pair differences.
+
+        ``t_ij = sum_c w_c/S (|r_ic|^2 + |k_jc|^2 - 2 r_ic . k_jc)`` from Gram products per layer,
+        accumulated in float64 over column chunks (memory ``(R + K) * chunk`` values) after
+        subtracting the rows' mean (distances do not change; it keeps the cancellation small).
+        ``cols=None`` compares the rows with themselves.
+        """
+        out = []
+        for i, r in enumerate(rows):
+            k = r if cols is None else cols[i]
+            n_r, n_k, c = r.shape[0], k.shape[0], r.shape[1]
+            fr, fk = r.reshape(n_r, c, -1), k.reshape(n_k, c, -1)
+            spatial = fr.shape[-1]
+            w = (self.clamped_weights(i).detach().to(torch.float64) / spatial).sqrt().reshape(1, c, 1)
+            cross = torch.zeros(n_r, n_k, dtype=torch.float64, device=r.device)
+            sq_r = torch.zeros(n_r, dtype=torch.float64, device=r.device)
+            sq_k = torch.zeros(n_k, dtype=torch.float64, device=r.device)
+            for start in range(0, spatial, chunk):
+                if cancelled is not None and cancelled():
+                    from core.metrics.matrix import Cancelled
+
+                    raise Cancelled("distance computation cancelled")
+                br = fr[:, :, start : start + chunk].to(torch.float64)
+                centre = br.mean(dim=0, keepdim=True)
+                br = ((br - centre) * w).reshape(n_r, -1)
+                bk = br if cols is None else ((fk[:, :, start : start + chunk].to(torch.float64) - centre) * w)
+                bk = bk.reshape(n_k, -1)
+                cross += br @ bk.T
+                sq_r += (br * br).sum(dim=1)
+                sq_k += (bk * bk).sum(dim=1)
+            out.append((sq_r[:, None] + sq_k[None, :] - 2 * cross).clamp(min=0))
+        return torch.stack(out, dim=-1)
+
     def feature_maps(
         self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor], index: int = 0
     ) -> dict[str, ScaleFeatures]:

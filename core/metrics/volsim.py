@@ -56,7 +56,10 @@ class VolSiM(Metric):
     symmetric = True
     is_metric = False  # pseudo-metric only with normalize=False (see module docstring)
     has_voxel_map = False
-    preprocessing: ClassVar[str] = Preprocessing().describe() + "; optional resampling (trilinear, or cubic spline)"
+    preprocessing: ClassVar[str] = (
+        Preprocessing().describe() + " (folded into the first convolutions: same result, less work); "
+        "optional resampling (trilinear, or cubic spline)"
+    )
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str | None = None):
         from core.device import select_device
@@ -76,7 +79,8 @@ class VolSiM(Metric):
         self.net.comparison.to(self.device).eval()
         for p in list(self.net.encoder.parameters()) + list(self.net.comparison.parameters()):
             p.requires_grad_(False)
-        self.preprocess = Preprocessing()
+        # 1-channel data is not repeated here: the encoder folds the repetition into its weights
+        self.preprocess = Preprocessing(channels=None)
         self.layer_names = self.net.arch.layer_names
 
     # -- preparation
@@ -131,6 +135,9 @@ class VolSiM(Metric):
             ta, tb = self._pair_tensor(a, b, prep)
             xs_a.append(ta)
             xs_b.append(tb)
+        if len({t.shape[0] for t in xs_a}) > 1:  # mixed scalar/vector pairs: give all three channels
+            xs_a = [t.expand(3, *t.shape[1:]) for t in xs_a]
+            xs_b = [t.expand(3, *t.shape[1:]) for t in xs_b]
         shapes = {tuple(t.shape) for t in xs_a}
         if len(shapes) > 1:  # different sizes cannot share one batch: run groups separately
             return [self.distance(a, b, features=features, **options) for a, b in pairs]
@@ -196,7 +203,10 @@ class VolSiM(Metric):
             group = volumes[start : start + batch_size]
             for v in group:
                 self._check(v, v, prep)
-            x = torch.stack([prepare_volume(v.data, prep, bounds=bounds) for v in group])
+            items = [prepare_volume(v.data, prep, bounds=bounds) for v in group]
+            if len({t.shape[0] for t in items}) > 1:
+                items = [t.expand(3, *t.shape[1:]) for t in items]
+            x = torch.stack(items)
             with torch.inference_mode():
                 emb = self.net.comparison.embed(self.net.encoder(x.to(self.device)), dtype=dtype)
             if not out:
@@ -222,6 +232,18 @@ class VolSiM(Metric):
         with torch.inference_mode():
             terms = self.net.comparison.compare_embeddings(emb_a, emb_b)
         return torch.sqrt(terms.double().sum(dim=-1).clamp(min=0)).cpu().numpy()
+
+    def pairwise_distances(self, rows: Sequence[Any], cols: Sequence[Any] | None = None,
+                           cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+        """``[R, K]`` distances between cached embeddings (Gram products per layer, float64)."""
+        import torch
+
+        with torch.inference_mode():
+            terms = self.net.comparison.pairwise_terms(rows, cols, cancelled=cancelled)
+        d = torch.sqrt(terms.sum(dim=-1)).cpu().numpy()
+        if cols is None:
+            np.fill_diagonal(d, 0.0)
+        return d
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
