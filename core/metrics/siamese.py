@@ -126,13 +126,15 @@ class FeatureComparison(nn.Module):
         per_channel = (diff_scaled * diff_scaled).mean(dim=spatial)  # [N, C]
         return per_channel @ self.clamped_weights(layer).to(per_channel.dtype)
 
+    def layer_term(self, layer: int, fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+        """The term ``[N]`` of one layer (fast path: scaled raw difference; the mean cancels)."""
+        _, _, inv = self._stats(layer, tuple(fa.shape[2:]), fa.device)
+        return self._term(layer, (fa - fb) * inv)
+
     def terms(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Per-layer terms ``[N, L]`` (fast path: scaled raw difference; the mean cancels)."""
-        out = []
-        for i, (fa, fb) in enumerate(zip(feats_a, feats_b, strict=True)):
-            _, _, inv = self._stats(i, tuple(fa.shape[2:]), fa.device)
-            out.append(self._term(i, (fa - fb) * inv))
-        return torch.stack(out, dim=-1)
+        """Per-layer terms ``[N, L]`` (fast path, see :meth:`layer_term`)."""
+        return torch.stack([self.layer_term(i, fa, fb) for i, (fa, fb) in enumerate(zip(feats_a, feats_b,
+                                                                                           strict=True))], dim=-1)
 
     def terms_reference(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-layer terms ``[N, L]`` by the literal formula (normalise both, square, weight, mean)."""

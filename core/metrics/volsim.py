@@ -29,7 +29,7 @@ import numpy as np
 
 from core.errors import MetricError, WeightsError
 from core.metrics.base import Distance, Metric, shares
-from core.metrics.preprocess import Preprocessing, prepare_pair, prepare_volume, working_size
+from core.metrics.preprocess import Preprocessing, prepare_batch, prepare_volume, working_size
 from core.metrics.registry import register
 from core.volume import Volume
 
@@ -82,6 +82,7 @@ class VolSiM(Metric):
         # 1-channel data is not repeated here: the encoder folds the repetition into its weights
         self.preprocess = Preprocessing(channels=None)
         self.layer_names = self.net.arch.layer_names
+        self.channels_last = False  # channels-last 3D layout for CPU convolutions (see the benchmark)
 
     # -- preparation
     def _options(self, options: dict[str, Any]) -> Preprocessing:
@@ -106,9 +107,6 @@ class VolSiM(Metric):
                 f"(every axis a multiple of {m} and >= {2 * m}; stable range 32-128); use resample=64"
             )
 
-    def _pair_tensor(self, a: Volume, b: Volume, prep: Preprocessing):
-        return prepare_pair(a.data, b.data, prep)
-
     # -- the network
     def features(self, x):
         """All compared feature maps for a batch ``[N, 3, D, H, W]`` (no autograd)."""
@@ -129,27 +127,29 @@ class VolSiM(Metric):
         if not pairs:
             return []
         prep = self._options(options)
-        xs_a, xs_b = [], []
         for a, b in pairs:
             self._check(a, b, prep)
-            ta, tb = self._pair_tensor(a, b, prep)
-            xs_a.append(ta)
-            xs_b.append(tb)
-        if len({t.shape[0] for t in xs_a}) > 1:  # mixed scalar/vector pairs: give all three channels
-            xs_a = [t.expand(3, *t.shape[1:]) for t in xs_a]
-            xs_b = [t.expand(3, *t.shape[1:]) for t in xs_b]
-        shapes = {tuple(t.shape) for t in xs_a}
-        if len(shapes) > 1:  # different sizes cannot share one batch: run groups separately
+        if len({(a.shape, a.channels, b.shape) for a, b in pairs}) > 1:  # one batch needs one shape
             return [self.distance(a, b, features=features, **options) for a, b in pairs]
         n = len(pairs)
-        x = torch.stack(xs_a + xs_b)
+        x = prepare_batch([(a.data, b.data) for a, b in pairs], prep).to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+        comparison = self.net.comparison
         with torch.inference_mode():
-            feats = self.net.encoder(x.to(self.device))
-            fa = [f[:n] for f in feats]
-            fb = [f[n:] for f in feats]
-            terms = self.net.comparison.terms(fa, fb).double().cpu().numpy()
-            maps = [self.net.comparison.feature_maps(fa, fb, i) for i in range(n)] if features else [None] * n
-        return [self._result(terms[i], maps[i], prep, tuple(xs_a[i].shape[1:])) for i in range(n)]
+            if features:
+                feats = self.net.encoder(x)
+                fa, fb = [f[:n] for f in feats], [f[n:] for f in feats]
+                terms_t = comparison.terms(fa, fb)
+                maps = [comparison.feature_maps(fa, fb, i) for i in range(n)]
+                del feats, fa, fb
+            else:  # layer by layer: no feature map outlives the next layer
+                cols = [comparison.layer_term(i, f[:n], f[n:]) for i, f in enumerate(self.net.encoder.iter_layers(x))]
+                terms_t = torch.stack(cols, dim=-1)
+                maps = [None] * n
+            terms = terms_t.double().cpu().numpy()
+        size = tuple(x.shape[2:])
+        return [self._result(terms[i], maps[i], prep, size) for i in range(n)]
 
     def _result(self, terms: np.ndarray, maps, prep: Preprocessing, size: tuple[int, ...]) -> Distance:
         value = float(np.sqrt(max(terms.sum(), 0.0)))
@@ -206,13 +206,12 @@ class VolSiM(Metric):
             items = [prepare_volume(v.data, prep, bounds=bounds) for v in group]
             if len({t.shape[0] for t in items}) > 1:
                 items = [t.expand(3, *t.shape[1:]) for t in items]
-            x = torch.stack(items)
-            with torch.inference_mode():
-                emb = self.net.comparison.embed(self.net.encoder(x.to(self.device)), dtype=dtype)
-            if not out:
-                out = [torch.empty((len(volumes), *e.shape[1:]), dtype=dtype, device=e.device) for e in emb]
-            for store, e in zip(out, emb, strict=True):
-                store[start : start + len(group)] = e
+            x = torch.stack(items).to(self.device)
+            with torch.inference_mode():  # layer by layer into the cache: no second copy of the features
+                for layer, f in enumerate(self.net.encoder.iter_layers(x)):
+                    if len(out) <= layer:
+                        out.append(torch.empty((len(volumes), *f.shape[1:]), dtype=dtype, device=f.device))
+                    out[layer][start : start + len(group)] = self.net.comparison.scaled(layer, f)
             done += len(group)
             if progress is not None:
                 progress(done, len(volumes))

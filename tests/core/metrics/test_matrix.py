@@ -32,7 +32,7 @@ def test_volsim_matrix_equals_pair_calls(volsim, series):
     np.testing.assert_allclose(m, pairs, rtol=1e-5, atol=1e-9)
     assert np.all(np.diag(m) == 0) and np.allclose(m, m.T)
     done = [d for d, _ in calls]
-    assert calls[-1][0] == calls[-1][1] and done == sorted(done) and len(calls) >= 3  # per embedding batch, then the pairs
+    assert calls[-1][0] == calls[-1][1] and done == sorted(done) and len(calls) >= 3
 
 
 def test_matrix_normalises_the_set_jointly(volsim, series):
