@@ -28,6 +28,9 @@ class VariableInfo:
     nan_count: int | None = None
     frames: int = 1  # length of the time / sequence axis, 1 if none
     is_volume: bool = True  # can be read as a Volume (numeric, >= 3 dims)
+    channels: int = 1  # channels of each frame (1 scalar, 3 vector) when is_volume
+    layout: str = ""  # axis letters of the stored array (see core.io.layout), e.g. "TDHWC"
+    note: str = ""  # why it is not a volume, or why statistics were skipped
 
 
 @dataclass(frozen=True)
