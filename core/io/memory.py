@@ -76,7 +76,8 @@ def check_fits(path: str | os.PathLike, shape: Sequence[int], what: str = "volum
     limit = available_memory() if max_bytes is None else int(max_bytes)
     if need > limit:
         dims = "×".join(str(int(n)) for n in shape)
-        advice = hint or "read a smaller part (a single frame with index=..., or a downsampled copy)"
+        advice = hint or ("crop or downsample the data first (for a sequence, read one frame at a time with "
+                          "index=...)")
         buffers = " (with read buffers)" if extra_bytes else ""
         raise VolumeTooLargeError(
             Path(path),

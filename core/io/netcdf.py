@@ -288,9 +288,7 @@ class NetCDFReader(VolumeReader):
             idx = resolve_index(index, frames, path, f"variable {var.name!r}")
             vshape = volume_shape(shape, lay)
             check_fits(path, vshape, f"variable {var.name!r}" + (" (one frame)" if frames > 1 else ""),
-                       max_bytes=max_bytes,
-                       hint="read a downsampled or cropped copy" if frames > 1 else
-                       "read a smaller part (a cropped or downsampled copy)")
+                       max_bytes=max_bytes)
             stored, masked = _read_array(var, idx, lay)
             data = to_float32(take_frame(stored, lay.replace("T", ""), None))
             spacing, origin = _geometry(ds, var, lay)

@@ -137,11 +137,14 @@ def _guard(path: Path, func, *args, **kwargs):
         raise ReaderError(path, f"cannot read ({type(exc).__name__}: {exc})") from exc
 
 
-def file_info(path: str | os.PathLike) -> FileInfo:
-    """Variables, shapes, dtypes and value ranges of a file, without loading more than needed."""
+def file_info(path: str | os.PathLike, **options: Any) -> FileInfo:
+    """Variables, shapes, dtypes and value ranges of a file, without loading more than needed.
+
+    The built-in readers accept ``stats=False`` (skip value range and NaN count).
+    """
     p = Path(path)
     r = reader_for(p)
-    return _guard(p, r.info, p)
+    return _guard(p, r.info, p, **options)
 
 
 def read_volume(
