@@ -83,7 +83,7 @@ class RawSpec:
                                        f"[T,C,D,H,W]), got {shape!r}")
         self.shape = tuple(shape)
         self.layout = check_layout(spec.get("layout") or DEFAULT_LAYOUT[len(shape)], self.shape, sidecar,
-                                   f"{data.name} (shape {self.shape})")
+                                   data.name)
         off = spec.get("offset", 0)
         if not isinstance(off, int) or isinstance(off, bool) or off < 0:
             raise ReaderError(sidecar, f"offset must be a non-negative integer, got {off!r}")

@@ -108,17 +108,21 @@ def reader_for(path: str | os.PathLike) -> VolumeReader:
     if p.is_dir():
         raise ReaderError(p, "is a folder, not a file")
     ext = _suffix(p)
-    for r in _READERS:
-        if ext in r.extensions:
-            return r
+    by_extension = next((r for r in _READERS if ext in r.extensions), None)
     try:
         with open(p, "rb") as f:
             head = f.read(512)
     except OSError as exc:
         raise ReaderError(p, f"cannot open: {exc.strerror or exc}") from exc
+    if by_extension is not None and by_extension.sniff(head, p):
+        return by_extension
+    # content beats a misleading extension (a NetCDF file saved as .dat); else the extension's reader
+    # gets the file and explains what is wrong with it
     for r in _READERS:
-        if r.sniff(head, p):
+        if r is not by_extension and r.sniff(head, p):
             return r
+    if by_extension is not None:
+        return by_extension
     known = sorted({e for r in _READERS for e in r.extensions})
     raise UnsupportedFormatError(p, f"unknown file type {ext or '(no extension)'}; volsight reads {', '.join(known)}")
 
