@@ -53,6 +53,9 @@ class MainWindow(QMainWindow):
         self.errors: list[str] = []
         self._message_box: QMessageBox | None = None
         self.panels: dict[str, Any] = {}
+        self.docks: dict[str, Any] = {}
+        self.catalog: dict[str, dict[str, Any]] = {}
+        self.controller: Any = None
 
         self.slot_views: dict[str, SlotView] = {s: SlotView(s) for s in SLOTS}
         self.diff_view = SlotView("diff", title="A−B", accept_drops=False)
@@ -330,6 +333,9 @@ class MainWindow(QMainWindow):
 
 def build_main_window(preferences: Preferences | None = None) -> MainWindow:
     """The main window with its panels, laid out as the user left it last time."""
+    from app.docks import install_panels
+
     window = MainWindow(preferences)
+    install_panels(window)
     window.restore_layout()
     return window

@@ -1,0 +1,251 @@
+"""The window's docks and the wiring between session, views and panels (comparison runs, linked cameras)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QWidget
+
+from app import comparing
+from app.session import METHODS, SLOTS
+from app.workers import Task
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
+
+SIGNED_DIFF = "difference"  # the difference view's fallback: A − B per voxel
+
+
+def add_dock(window: MainWindow, name: str, title: str, widget: QWidget,
+             area=Qt.DockWidgetArea.RightDockWidgetArea) -> QDockWidget:
+    dock = QDockWidget(title, window)
+    dock.setObjectName(f"dock_{name}")  # saveState/restoreState find docks by object name
+    dock.setWidget(widget)
+    window.addDockWidget(area, dock)
+    window.view_menu.addAction(dock.toggleViewAction())
+    window.panels[name] = widget
+    window.docks[name] = dock
+    return dock
+
+
+class WindowController(QObject):
+    """Keeps views and panels in step with the session and runs comparisons in the background."""
+
+    def __init__(self, window: MainWindow):
+        super().__init__(window)
+        self.w = window
+        self.session = window.session
+        self._syncing_camera = False
+        self._compare_timer = QTimer(self)
+        self._compare_timer.setSingleShot(True)
+        self._compare_timer.setInterval(30)
+        self._compare_timer.timeout.connect(self.run_comparison)
+        self.session.item_changed.connect(self._on_item_changed)
+        self.session.metrics_changed.connect(lambda _m: self.schedule_comparison())
+        self.session.comparison_changed.connect(self._on_comparison)
+        self.session.diff_metric_changed.connect(lambda _m: self.update_difference())
+        self.session.method_changed.connect(self._on_method)
+        for s, view in window.slot_views.items():
+            if view.view is not None and hasattr(view.view, "camera_changed"):
+                view.view.camera_changed.connect(lambda cam, s=s: self._on_camera(s, cam))
+
+    # ------------------------------------------------------------------ comparison
+    def _on_item_changed(self, _slot: str) -> None:
+        self.update_slices()
+        self.update_difference()
+        if self.session.has_pair():
+            self.schedule_comparison()
+
+    def schedule_comparison(self) -> None:
+        if self.session.has_pair():
+            self._compare_timer.start()
+
+    def features_metric(self) -> str:
+        """The learned metric whose feature maps are requested with the distances."""
+        fm = self.session.feature_metric
+        if fm in self.session.metrics:
+            return fm
+        learned = [m for m in self.session.metrics if self.w.catalog.get(m, {}).get("learned")]
+        return learned[0] if learned else ""
+
+    def run_comparison(self) -> Task | None:
+        """Compute the chosen metrics for A and B in a worker (a running comparison is cancelled)."""
+        if not self.session.has_pair() or not self.session.metrics:
+            return None
+        a, b = self.session.item("A").volume, self.session.item("B").volume
+        metrics = self.session.metrics
+        feat = self.features_metric()
+
+        def work(progress):
+            return comparing.compute_distances(a, b, metrics, features_for=[feat] if feat else [], progress=progress)
+
+        task = Task("compare", work, label=f"comparing {a.name} and {b.name}")
+        pair = (self.session.item("A"), self.session.item("B"))
+
+        def finished(results: dict[str, Any]) -> None:
+            if (self.session.item("A"), self.session.item("B")) == pair:  # still the same pair
+                self.session.set_comparison(results)
+                self.w.comparison_done.emit(results)
+
+        task.signals.finished.connect(finished)
+        task.signals.failed.connect(lambda exc: self.w.report_error(f"comparison failed: {exc}"))
+        self.session.comparison_started.emit()
+        return self.w.tasks.start(task)
+
+    def _on_comparison(self, results: Any) -> None:
+        if results is None:
+            return
+        self.update_difference()
+        if not self.session.diff_metric:
+            with_map = [m for m in self.session.metrics if getattr(self.session.distance(m), "voxel_map", None)
+                        is not None]
+            if with_map:
+                self.session.set_diff_metric(with_map[0])
+
+    # ------------------------------------------------------------------ difference and slices
+    def difference(self) -> tuple[np.ndarray | None, str]:
+        """The per-voxel difference shown in the third view and slice: a metric's map, else A − B."""
+        if not self.session.has_pair():
+            return None, ""
+        name = self.session.diff_metric
+        d = self.session.distance(name) if name and name != SIGNED_DIFF else None
+        if d is not None and d.voxel_map is not None:
+            label = self.w.catalog.get(name, {}).get("label") or name
+            return np.asarray(d.voxel_map, dtype=np.float32), f"{label} map"
+        try:
+            return comparing.signed_difference(self.session.item("A").volume, self.session.item("B").volume), "A − B"
+        except Exception:  # noqa: BLE001 - shapes differ: there is no per-voxel difference to show
+            return None, ""
+
+    def update_difference(self) -> None:
+        arr, label = self.difference()
+        view = self.w.diff_view
+        view.title.setText(label or "no per-voxel difference (shapes differ or nothing loaded)")
+        if arr is None:
+            view.set_volume(None)
+        elif view.isVisible():
+            from core.volume import Volume
+
+            shown = np.abs(arr) if float(arr.min()) < 0 else arr
+            view.set_volume(Volume.from_array(shown, name=label))
+        self.update_slices(diff=(arr, label))
+
+    def update_slices(self, diff: tuple[np.ndarray | None, str] | None = None) -> None:
+        panel = self.w.panels.get("slices")
+        if panel is None:
+            return
+        arr, label = diff if diff is not None else self.difference()
+        items = {s: self.session.item(s) for s in SLOTS}
+        data = {s: (None if it is None else it.volume.scalar().data[0]) for s, it in items.items()}
+        panel.set_arrays(data["A"], data["B"], arr, label or "difference")
+
+    # ------------------------------------------------------------------ views
+    def _on_camera(self, slot: str, camera: Any) -> None:
+        if self._syncing_camera:
+            return
+        self.session.set_camera(slot, camera)
+        if not self.session.link_cameras:
+            return
+        self._syncing_camera = True
+        try:
+            for v in (*self.w.slot_views.values(), self.w.diff_view):
+                if v.slot != slot and v.view is not None:
+                    v.view.camera = camera
+        finally:
+            self._syncing_camera = False
+
+    def _on_method(self, method: str) -> None:
+        for v in (*self.w.slot_views.values(), self.w.diff_view):
+            if v.view is not None:
+                v.view.set_method(method)
+
+    def export(self, fmt: str, path: str | None = None) -> str | None:
+        """Write the comparison as CSV or JSON (asks for a file name when ``path`` is None)."""
+        results = self.session.comparison
+        if not results or not self.session.has_pair():
+            self.w.report_error("nothing to export yet: load A and B and wait for the comparison")
+            return None
+        if path is None:
+            start = str(Path(self.w.prefs.last_dir()) / f"comparison.{fmt}")
+            path, _ = QFileDialog.getSaveFileName(self.w, f"Export comparison as {fmt.upper()}", start,
+                                                  f"{fmt.upper()} (*.{fmt})")
+            if not path:
+                return None
+        a, b = self.session.item("A"), self.session.item("B")
+        names = (a.path or a.name, b.path or b.name)
+        text = comparing.comparison_csv(results, *names) if fmt == "csv" else comparing.comparison_json(results,
+                                                                                                         *names)
+        from core.io.atomic import write_bytes_atomic
+
+        write_bytes_atomic(path, text.encode("utf-8"))
+        self.w.statusBar().showMessage(f"comparison written to {path}", 8000)
+        return path
+
+
+def install_panels(window: MainWindow) -> WindowController:
+    """Create the docks (distances, slices, ...), the View/Compare menus, and wire them to the session."""
+    from app.panels.distances import DistancePanel
+    from app.panels.slices import SlicePanel
+
+    window.catalog = {m["name"]: m for m in comparing.metric_catalog()}
+    window.session.set_metrics(comparing.default_metrics(window.catalog.values()))
+    ctl = WindowController(window)
+    window.controller = ctl
+
+    dist = DistancePanel(window.session)
+    dist.set_catalog(list(window.catalog.values()))
+    dist.recompute_requested.connect(ctl.run_comparison)
+    dist.export_requested.connect(lambda fmt: ctl.export(fmt))
+    dist.refresh()
+    add_dock(window, "distances", "Distances", dist)
+    slices = SlicePanel()
+    add_dock(window, "slices", "Slices", slices, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+    _view_actions(window, ctl)
+    return ctl
+
+
+def _view_actions(window: MainWindow, ctl: WindowController) -> None:
+    s = window.session
+    vm = window.view_menu
+    vm.addSeparator()
+    window.link_action = window._action(vm, "&Link cameras", s.set_link_cameras, checkable=True,
+                                        checked=s.link_cameras, tip="rotate A, B and the difference together")
+    window.shared_tf_action = window._action(vm, "&Shared transfer function", s.set_shared_tf, checkable=True,
+                                             checked=s.shared_tf, tip="one transfer function for A and B")
+
+    def show_diff(on: bool) -> None:
+        window.diff_view.setVisible(on)
+        ctl.update_difference()
+
+    window.diff_action = window._action(vm, "&Difference view", show_diff, checkable=True, checked=False,
+                                        tip="a third view of the chosen metric's per-voxel difference")
+    methods = vm.addMenu("Rendering &method")
+    group = QActionGroup(window)
+    for m in METHODS:
+        act = QAction(m.replace("_", " "), window, checkable=True)
+        act.setChecked(m == s.method)
+        act.triggered.connect(lambda _=False, m=m: s.set_method(m))
+        group.addAction(act)
+        methods.addAction(act)
+    vm.addSeparator()
+
+    cm = window.compare_menu
+    window._action(cm, "&Recompute", ctl.run_comparison, tip="compute the chosen metrics again")
+    window._action(cm, "&Cancel", lambda: window.tasks.cancel("compare"))
+    diff_menu = cm.addMenu("&Difference shows")
+    dgroup = QActionGroup(window)
+    options = [SIGNED_DIFF] + [n for n, m in window.catalog.items() if m.get("voxel_map")]
+    for n in options:
+        label = "A − B" if n == SIGNED_DIFF else (window.catalog[n].get("label") or n) + " map"
+        act = QAction(label, window, checkable=True)
+        act.triggered.connect(lambda _=False, n=n: s.set_diff_metric(n))
+        dgroup.addAction(act)
+        diff_menu.addAction(act)
+    cm.addSeparator()
+    window._action(cm, "Export &CSV…", lambda: ctl.export("csv"))
+    window._action(cm, "Export &JSON…", lambda: ctl.export("json"))
