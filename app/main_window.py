@@ -39,6 +39,7 @@ class MainWindow(QMainWindow):
     error_reported = Signal(str)  # every user-facing error message, for tests and logs
     item_loaded = Signal(str)  # slot name, after a load finished
     comparison_done = Signal(object)
+    session_restored = Signal(str)
 
     def __init__(self, preferences: Preferences | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -105,6 +106,12 @@ class MainWindow(QMainWindow):
         self.recent_menu = self.file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.file_menu.addSeparator()
+        self._action(self.file_menu, "&Save session…", lambda: self._ask_save("session"),
+                     QKeySequence.StandardKey.Save, tip="files, cameras, transfer functions and metrics as JSON")
+        self._action(self.file_menu, "Open sess&ion…", self._ask_open_session)
+        self._action(self.file_menu, "Save &window image…", lambda: self._ask_save("window"))
+        self._action(self.file_menu, "Save &view images…", lambda: self._ask_save("views"),
+                     tip="a PNG of view A, view B and the difference view")
         self.file_menu_extra = self.file_menu.addSeparator()
         self._action(self.file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.view_menu = mb.addMenu("&View")
@@ -319,6 +326,73 @@ class MainWindow(QMainWindow):
 
     def call_later(self, fn: Callable[[], Any], ms: int = 0) -> None:
         QTimer.singleShot(ms, self, fn)
+
+    # ------------------------------------------------------------------ sessions and images
+    def save_session(self, path: str) -> Path:
+        from app.session_file import save_session
+
+        p = save_session(self, path)
+        self.statusBar().showMessage(f"session saved to {p}", 8000)
+        return p
+
+    def restore_session(self, path: str) -> Task | None:
+        """Load a session file: both slots in the background, then cameras, TFs and metrics."""
+        from app import session_file
+
+        try:
+            doc = session_file.read_session(path)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, nothing changes
+            self.report_error(str(exc), title="Cannot open session")
+            return None
+        slots = doc.get("slots") or {}
+
+        def work(progress):
+            return {s: session_file.load_slot_entry(slots.get(s)) for s in SLOTS}
+
+        def done(items: dict) -> None:
+            session_file.apply_view_settings(self, doc)
+            loaded = {s: it for s, it in items.items() if it is not None}
+            if loaded:
+                self.set_items(loaded)
+            session_file.apply_view_settings(self, doc)  # cameras again: a new volume may reset a view
+            self.statusBar().showMessage(f"session restored from {path}", 8000)
+            self.session_restored.emit(path)
+
+        task = Task("load_pair", work, label=f"restoring session {Path(path).name}")
+        task.signals.finished.connect(done)
+        task.signals.failed.connect(lambda exc: self.report_error(str(exc), title="Cannot restore session"))
+        return self.tasks.start(task)
+
+    def _ask_save(self, what: str) -> None:
+        titles = {"session": ("Save session", "session.json", "Session (*.json)"),
+                  "window": ("Save window image", "volsight.png", "PNG image (*.png)")}
+        if what == "views":
+            folder = QFileDialog.getExistingDirectory(self, "Folder for the view images", self.prefs.last_dir())
+            if folder:
+                from app.session_file import save_view_images
+
+                files = save_view_images(self, folder)
+                self.statusBar().showMessage(f"saved {', '.join(p.name for p in files)} in {folder}", 8000)
+            return
+        title, name, flt = titles[what]
+        path, _ = QFileDialog.getSaveFileName(self, title, str(Path(self.prefs.last_dir()) / name), flt)
+        if not path:
+            return
+        try:
+            if what == "session":
+                self.save_session(path)
+            else:
+                from app.session_file import save_window_image
+
+                save_window_image(self, path)
+                self.statusBar().showMessage(f"window image saved to {path}", 8000)
+        except Exception as exc:  # noqa: BLE001 - a failed save is reported, the window carries on
+            self.report_error(str(exc), title="Cannot save")
+
+    def _ask_open_session(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", self.prefs.last_dir(), "Session (*.json)")
+        if path:
+            self.restore_session(path)
 
     # ------------------------------------------------------------------ demo
     def load_demo(self, kind: str = "plume", n: int = 64) -> Task:
