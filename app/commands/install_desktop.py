@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         exec_line, try_exec = launch_command()
-        for name, p in targets(home).items():
+        for p in targets(home).values():
             print(f"would write {p}")
         print(desktop_entry(exec_line, try_exec), end="")
         return 0
