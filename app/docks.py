@@ -49,6 +49,8 @@ class WindowController(QObject):
         self.session.comparison_changed.connect(self._on_comparison)
         self.session.diff_metric_changed.connect(lambda _m: self.update_difference())
         self.session.method_changed.connect(self._on_method)
+        self.session.transfer_changed.connect(self._on_transfer)
+        self.session.link_cameras_changed.connect(self._on_link)
         for s, view in window.slot_views.items():
             if view.view is not None and hasattr(view.view, "camera_changed"):
                 view.view.camera_changed.connect(lambda cam, s=s: self._on_camera(s, cam))
@@ -158,6 +160,36 @@ class WindowController(QObject):
         finally:
             self._syncing_camera = False
 
+    def _on_link(self, on: bool) -> None:
+        if on:  # the others take A's camera now
+            a = self.w.slot_views["A"].view
+            if a is not None:
+                self._on_camera("A", a.camera)
+
+    def _on_transfer(self, slot: str, tf: Any) -> None:
+        view = self.w.slot_views.get(slot)
+        if view is not None and view.view is not None and tf is not None:
+            view.view.set_transfer_function(tf)
+
+    def compute_features(self, metric: str) -> Task | None:
+        """Compute ``metric`` again with its feature maps kept (when the comparison ran without them)."""
+        if not metric or not self.session.has_pair():
+            return None
+        a, b = self.session.item("A").volume, self.session.item("B").volume
+        pair = (self.session.item("A"), self.session.item("B"))
+        task = Task("features", lambda progress: comparing.distance_of(a, b, metric, features=True),
+                    label=f"{metric} feature maps")
+
+        def finished(d: Any) -> None:
+            if (self.session.item("A"), self.session.item("B")) == pair:
+                results = dict(self.session.comparison or {})
+                results[metric] = d
+                self.session.set_comparison(results)
+
+        task.signals.finished.connect(finished)
+        task.signals.failed.connect(lambda exc: self.w.report_error(f"{metric} feature maps: {exc}"))
+        return self.w.tasks.start(task)
+
     def _on_method(self, method: str) -> None:
         for v in (*self.w.slot_views.values(), self.w.diff_view):
             if v.view is not None:
@@ -189,7 +221,11 @@ class WindowController(QObject):
 def install_panels(window: MainWindow) -> WindowController:
     """Create the docks (distances, slices, ...), the View/Compare menus, and wire them to the session."""
     from app.panels.distances import DistancePanel
+    from app.panels.features import FeaturePanel
+    from app.panels.fields import FieldPanel
+    from app.panels.series import SeriesPanel
     from app.panels.slices import SlicePanel
+    from app.panels.transfer_editor import TransferEditor
 
     window.catalog = {m["name"]: m for m in comparing.metric_catalog()}
     window.session.set_metrics(comparing.default_metrics(window.catalog.values()))
@@ -202,8 +238,17 @@ def install_panels(window: MainWindow) -> WindowController:
     dist.export_requested.connect(lambda fmt: ctl.export(fmt))
     dist.refresh()
     add_dock(window, "distances", "Distances", dist)
-    slices = SlicePanel()
-    add_dock(window, "slices", "Slices", slices, Qt.DockWidgetArea.BottomDockWidgetArea)
+    feats = FeaturePanel(window.session, window.catalog)
+    feats.features_requested.connect(ctl.compute_features)
+    add_dock(window, "features", "Feature maps", feats)
+    bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+    slices = add_dock(window, "slices", "Slices", SlicePanel(), bottom)
+    tf = add_dock(window, "transfer", "Transfer function", TransferEditor(window.session), bottom)
+    fields = add_dock(window, "fields", "Neural field", FieldPanel(window), bottom)
+    series = add_dock(window, "series", "Series", SeriesPanel(window), bottom)
+    for d in (tf, fields, series):
+        window.tabifyDockWidget(slices, d)
+    slices.raise_()
 
     _view_actions(window, ctl)
     return ctl

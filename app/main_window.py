@@ -29,6 +29,7 @@ from app.session import SLOTS, Session
 from app.settings import Preferences
 from app.workers import Task, TaskRunner
 
+LAYOUT_VERSION = 3  # bump when docks are added or renamed: an older saved layout is then ignored
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 FILE_FILTER = "Volumes and fields (*.nc *.nc4 *.cdf *.npy *.npz *.raw *.json *.vsf *.safetensors);;All files (*)"
 
@@ -314,10 +315,10 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         state = self.prefs.window_state()
         if state is not None:
-            self.restoreState(state)
+            self.restoreState(state, LAYOUT_VERSION)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
-        self.prefs.save_window(self.saveGeometry(), self.saveState())
+        self.prefs.save_window(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
         self.tasks.cancel()
         self.tasks.wait_all(10000)
         if self._message_box is not None:
