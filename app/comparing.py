@@ -19,7 +19,9 @@ from core.errors import MetricError
 from core.volume import Volume
 
 ProgressFn = Callable[[float | None, str], None]
-DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "volsim", "lsim", "watson_dct", "learnsim_ssd")
+DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "volsim", "lsim", "watson-dct", "learnsim-ssd")
+_BUILT: dict[str, Any] = {}  # metric name -> built Metric (learned weights load once per session)
+_WEIGHTS: dict[str, str] = {}  # metric name -> weights file chosen by the user
 
 
 def _optional(module: str):
@@ -45,18 +47,52 @@ def default_metrics(catalog: Iterable[Mapping[str, Any]] | None = None) -> list[
     return chosen or names[:6]
 
 
+def set_weights(name: str, path: str | None) -> None:
+    """Use the weights file ``path`` for learned metric ``name`` (None: the metric's default)."""
+    if path:
+        _WEIGHTS[name] = str(path)
+    else:
+        _WEIGHTS.pop(name, None)
+    _BUILT.pop(name, None)
+
+
+def weights_of(name: str) -> str | None:
+    return _WEIGHTS.get(name)
+
+
+def built_metric(name: str) -> Any:
+    """The Metric object for ``name``, built once (weights loaded once) and reused."""
+    if name not in _BUILT:
+        compare_mod = _optional("core.compare")
+        if compare_mod is not None and hasattr(compare_mod, "build_metrics"):
+            weights = {name: _WEIGHTS[name]} if name in _WEIGHTS else None
+            _BUILT[name] = compare_mod.build_metrics([name], weights)[name]
+        else:
+            from core.metrics.registry import get_metric
+
+            _BUILT[name] = get_metric(name, weights=_WEIGHTS[name]) if name in _WEIGHTS else get_metric(name)
+    return _BUILT[name]
+
+
+def metric_options(name: str) -> dict[str, Any]:
+    """Options the window passes for ``name``: 2D metrics (LSiM, Watson) run on slices along all three axes."""
+    m = built_metric(name)
+    if 3 not in tuple(getattr(m, "dims", (3,))):
+        return {"axis": "all"}
+    return {}
+
+
 def distance_of(a: Volume, b: Volume, metric: str, features: bool = False) -> Any:
     """One metric on one pair, the way ``volsight compare`` computes it."""
     compare_mod = _optional("core.compare")
     if compare_mod is not None:
-        result = compare_mod.compare(a, b, metrics=[metric], features=features)
+        result = compare_mod.compare(a, b, metrics={metric: built_metric(metric)}, features=features,
+                                     metric_options={metric: metric_options(metric)})
         distances = result.distances
         if metric not in distances:
             raise MetricError(f"{metric}: the comparison returned no value")
         return distances[metric]
-    from core.metrics.registry import get_metric
-
-    return get_metric(metric).distance(a, b, features=features)
+    return built_metric(metric).distance(a, b, features=features, **metric_options(metric))
 
 
 def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: Iterable[str] = (),
@@ -88,38 +124,46 @@ def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: It
     return out
 
 
-def comparison_records(results: Mapping[str, Any], a_name: str, b_name: str) -> list[dict[str, Any]]:
-    """One flat record per metric: value, kind, error (for CSV/JSON export and copying)."""
-    rows = []
-    for name, d in results.items():
-        if isinstance(d, BaseException):
-            rows.append({"a": a_name, "b": b_name, "metric": name, "value": None, "kind": "", "error": str(d)})
-        else:
-            rows.append({"a": a_name, "b": b_name, "metric": name, "value": float(d.value), "kind": d.kind,
-                         "error": "", "contributions": {k: float(v) for k, v in d.contributions.items()}})
-    return rows
+def _split(results: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    ok = {k: d for k, d in results.items() if not isinstance(d, BaseException)}
+    errors = {k: str(d) for k, d in results.items() if isinstance(d, BaseException)}
+    return ok, errors
 
 
-def comparison_json(results: Mapping[str, Any], a_name: str, b_name: str) -> str:
-    """JSON text: the pair and every metric's value, per-scale contributions and errors."""
-    doc = {"a": a_name, "b": b_name, "distances": {}, "errors": {}}
-    for name, d in results.items():
-        if isinstance(d, BaseException):
-            doc["errors"][name] = str(d)
-        else:
-            doc["distances"][name] = d.as_dict()
+def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
+    """The CLI's JSON (``volsight compare --json``) for the computed metrics, plus the metrics that failed."""
+    ok, errors = _split(results)
+    compare_mod = _optional("core.compare")
+    if compare_mod is not None:
+        doc = compare_mod.Comparison(a, b, ok).as_dict()
+    else:
+        doc = {"a": {"name": a.name, "shape": list(a.shape)}, "b": {"name": b.name, "shape": list(b.shape)},
+               "distances": {k: d.as_dict() for k, d in ok.items()}}
+    if errors:
+        doc["errors"] = errors
     return json.dumps(doc, indent=2)
 
 
-def comparison_csv(results: Mapping[str, Any], a_name: str, b_name: str) -> str:
-    """CSV text: a, b, metric, value, kind, error (one row per metric)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["a", "b", "metric", "value", "kind", "error"])
-    for r in comparison_records(results, a_name, b_name):
-        w.writerow([r["a"], r["b"], r["metric"], "" if r["value"] is None else repr(r["value"]), r["kind"],
-                    r["error"]])
-    return buf.getvalue()
+def comparison_csv(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
+    """The CLI's CSV (``volsight compare --csv``) for the computed metrics; failed metrics as rows with an error."""
+    ok, errors = _split(results)
+    compare_mod = _optional("core.compare")
+    if compare_mod is not None:
+        text = compare_mod.Comparison(a, b, ok).to_csv()
+    else:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["a", "b", "metric", "kind", "scale", "value", "term", "contribution"])
+        for name, d in ok.items():
+            w.writerow([a.name, b.name, name, d.kind, "", repr(float(d.value)), "", ""])
+        text = buf.getvalue()
+    if errors:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        for name, msg in errors.items():
+            w.writerow([a.name, b.name, name, "error", "", "", "", msg])
+        text += buf.getvalue()
+    return text
 
 
 def signed_difference(a: Volume, b: Volume):

@@ -54,6 +54,68 @@ class WindowController(QObject):
         for s, view in window.slot_views.items():
             if view.view is not None and hasattr(view.view, "camera_changed"):
                 view.view.camera_changed.connect(lambda cam, s=s: self._on_camera(s, cam))
+        window.diff_view.view_created.connect(self._on_diff_view_created)
+
+    def _on_diff_view_created(self, view: Any) -> None:
+        view.camera_changed.connect(lambda cam: self._on_camera("diff", cam))
+        view.set_method(self.session.method)
+        a = self.w.slot_views["A"].view
+        if self.session.link_cameras and a is not None:
+            view.camera = a.camera
+
+    # ------------------------------------------------------------------ metrics
+    def set_metric_weights(self, metric: str, path: str | None, remember: bool = True) -> None:
+        """Use ``path`` as the weights of learned metric ``metric`` and compare again."""
+        comparing.set_weights(metric, path)
+        if remember:
+            self.w.prefs.set_metric_weights(metric, path)
+        self.schedule_comparison()
+
+    def ask_metric_weights(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        learned = [n for n, m in self.w.catalog.items() if m.get("learned")]
+        if not learned:
+            self.w.report_error("no learned metric is installed")
+            return
+        name, ok = QInputDialog.getItem(self.w, "Weights of a learned metric", "metric", learned, 0, False)
+        if not ok:
+            return
+        path, _ = QFileDialog.getOpenFileName(self.w, f"Weights for {name}", self.w.prefs.last_dir(),
+                                              "Weights (*.pth *.pt *.safetensors);;All files (*)")
+        if path:
+            self.set_metric_weights(name, path)
+
+    def load_catalog(self) -> Task:
+        """Find the installed metrics in the background (importing them loads torch: seconds)."""
+        task = Task("catalog", lambda progress: comparing.metric_catalog(), label="loading the metric engine")
+        task.signals.finished.connect(self.set_catalog)
+        task.signals.failed.connect(lambda exc: self.w.report_error(f"the metric engine failed to load: {exc}"))
+        self.w.statusBar().showMessage("loading the metric engine…", 3000)
+        return self.w.tasks.start(task)
+
+    def set_catalog(self, catalog: list[dict[str, Any]]) -> None:
+        """Every panel learns which metrics exist; the default ones are chosen; a loaded pair is compared."""
+        self.w.catalog.clear()
+        self.w.catalog.update({m["name"]: m for m in catalog})
+        if not self.session.metrics:
+            self.session.set_metrics(comparing.default_metrics(catalog))
+        self.w.panels["distances"].set_catalog(catalog)
+        self.w.panels["distances"].refresh()
+        self.w.panels["features"].fill_metrics()
+        self.w.panels["series"].set_catalog(self.w.catalog)
+        menu = self.w.diff_menu
+        menu.clear()
+        group = QActionGroup(menu)
+        for n in [SIGNED_DIFF] + [n for n, m in self.w.catalog.items() if m.get("voxel_map")]:
+            label = "A − B" if n == SIGNED_DIFF else (self.w.catalog[n].get("label") or n) + " map"
+            act = QAction(label, menu, checkable=True)
+            act.setChecked(n == self.session.diff_metric)
+            act.triggered.connect(lambda _=False, n=n: self.session.set_diff_metric(n))
+            group.addAction(act)
+            menu.addAction(act)
+        self.w.catalog_ready.emit()
+        self.schedule_comparison()
 
     # ------------------------------------------------------------------ comparison
     def _on_item_changed(self, _slot: str) -> None:
@@ -63,7 +125,7 @@ class WindowController(QObject):
             self.schedule_comparison()
 
     def schedule_comparison(self) -> None:
-        if self.session.has_pair():
+        if self.session.has_pair() and self.w.catalog:
             self._compare_timer.start()
 
     def features_metric(self) -> str:
@@ -76,7 +138,7 @@ class WindowController(QObject):
 
     def run_comparison(self) -> Task | None:
         """Compute the chosen metrics for A and B in a worker (a running comparison is cancelled)."""
-        if not self.session.has_pair() or not self.session.metrics:
+        if not self.session.has_pair() or not self.session.metrics or not self.w.catalog:
             return None
         a, b = self.session.item("A").volume, self.session.item("B").volume
         metrics = self.session.metrics
@@ -134,7 +196,22 @@ class WindowController(QObject):
 
             shown = np.abs(arr) if float(arr.min()) < 0 else arr
             view.set_volume(Volume.from_array(shown, name=label))
+            self._diff_transfer(view, shown)
         self.update_slices(diff=(arr, label))
+
+    @staticmethod
+    def _diff_transfer(view, shown: np.ndarray) -> None:
+        """The difference view's own colormap (inferno) over 0 … the largest difference."""
+        if view.view is None:
+            return
+        try:
+            from renderer.transfer import TransferFunction
+        except ModuleNotFoundError:
+            return
+        hi = float(shown.max()) or 1.0
+        tf = TransferFunction.preset("inferno", value_range=(0.0, hi)).with_opacity([[0.0, 0.0], [0.1, 0.02],
+                                                                                      [1.0, 0.8]])
+        view.view.set_transfer_function(tf)
 
     def update_slices(self, diff: tuple[np.ndarray | None, str] | None = None) -> None:
         panel = self.w.panels.get("slices")
@@ -207,10 +284,8 @@ class WindowController(QObject):
                                                   f"{fmt.upper()} (*.{fmt})")
             if not path:
                 return None
-        a, b = self.session.item("A"), self.session.item("B")
-        names = (a.path or a.name, b.path or b.name)
-        text = comparing.comparison_csv(results, *names) if fmt == "csv" else comparing.comparison_json(results,
-                                                                                                         *names)
+        a, b = self.session.item("A").volume, self.session.item("B").volume
+        text = comparing.comparison_csv(results, a, b) if fmt == "csv" else comparing.comparison_json(results, a, b)
         from core.io.atomic import write_bytes_atomic
 
         write_bytes_atomic(path, text.encode("utf-8"))
@@ -227,13 +302,12 @@ def install_panels(window: MainWindow) -> WindowController:
     from app.panels.slices import SlicePanel
     from app.panels.transfer_editor import TransferEditor
 
-    window.catalog = {m["name"]: m for m in comparing.metric_catalog()}
-    window.session.set_metrics(comparing.default_metrics(window.catalog.values()))
     ctl = WindowController(window)
     window.controller = ctl
+    for metric, path in window.prefs.metric_weights().items():
+        comparing.set_weights(metric, path)
 
     dist = DistancePanel(window.session)
-    dist.set_catalog(list(window.catalog.values()))
     dist.recompute_requested.connect(ctl.run_comparison)
     dist.export_requested.connect(lambda fmt: ctl.export(fmt))
     dist.refresh()
@@ -251,6 +325,7 @@ def install_panels(window: MainWindow) -> WindowController:
     slices.raise_()
 
     _view_actions(window, ctl)
+    ctl.load_catalog()
     return ctl
 
 
@@ -282,15 +357,10 @@ def _view_actions(window: MainWindow, ctl: WindowController) -> None:
     cm = window.compare_menu
     window._action(cm, "&Recompute", ctl.run_comparison, tip="compute the chosen metrics again")
     window._action(cm, "&Cancel", lambda: window.tasks.cancel("compare"))
-    diff_menu = cm.addMenu("&Difference shows")
-    dgroup = QActionGroup(window)
-    options = [SIGNED_DIFF] + [n for n, m in window.catalog.items() if m.get("voxel_map")]
-    for n in options:
-        label = "A − B" if n == SIGNED_DIFF else (window.catalog[n].get("label") or n) + " map"
-        act = QAction(label, window, checkable=True)
-        act.triggered.connect(lambda _=False, n=n: s.set_diff_metric(n))
-        dgroup.addAction(act)
-        diff_menu.addAction(act)
+    window.diff_menu = cm.addMenu("&Difference shows")
+    cm.addSeparator()
+    window._action(cm, "Learned-metric &weights…", ctl.ask_metric_weights,
+                   tip="choose a weights file for VolSiM, LSiM, ... (e.g. the official checkpoints)")
     cm.addSeparator()
     window._action(cm, "Export &CSV…", lambda: ctl.export("csv"))
     window._action(cm, "Export &JSON…", lambda: ctl.export("json"))

@@ -41,6 +41,7 @@ class MainWindow(QMainWindow):
     item_loaded = Signal(str)  # slot name, after a load finished
     comparison_done = Signal(object)
     session_restored = Signal(str)
+    catalog_ready = Signal()  # the installed metrics are known (window.catalog)
 
     def __init__(self, preferences: Preferences | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -60,7 +61,7 @@ class MainWindow(QMainWindow):
         self.controller: Any = None
 
         self.slot_views: dict[str, SlotView] = {s: SlotView(s) for s in SLOTS}
-        self.diff_view = SlotView("diff", title="A−B", accept_drops=False)
+        self.diff_view = SlotView("diff", title="A−B", accept_drops=False, lazy_view=True)
         self.diff_view.setVisible(False)
         self.views_splitter = QSplitter(Qt.Orientation.Horizontal)
         self.views_splitter.setObjectName("views_splitter")

@@ -52,6 +52,21 @@ class Preferences:
     def set_last_dir(self, folder: str) -> None:
         self.qsettings.setValue("last_dir", folder)
 
+    def metric_weights(self) -> dict[str, str]:
+        """Learned metric name -> weights file the user chose."""
+        self.qsettings.beginGroup("weights")
+        try:
+            return {k: str(self.qsettings.value(k)) for k in self.qsettings.childKeys() if self.qsettings.value(k)}
+        finally:
+            self.qsettings.endGroup()
+
+    def set_metric_weights(self, metric: str, path: str | None) -> None:
+        key = f"weights/{metric}"
+        if path:
+            self.qsettings.setValue(key, str(path))
+        else:
+            self.qsettings.remove(key)
+
     def save_window(self, geometry: QByteArray, state: QByteArray) -> None:
         self.qsettings.setValue("window/geometry", geometry)
         self.qsettings.setValue("window/state", state)

@@ -28,11 +28,17 @@ def series_matrix(volumes: Sequence[Any], metric: str, progress=None) -> np.ndar
             raise
         matrix_mod = None
     if matrix_mod is not None:
-        from core.metrics.registry import get_metric
+        from app.comparing import built_metric
 
-        if progress:
-            progress(None, f"{metric}: distance matrix of {len(volumes)} volumes")
-        return np.asarray(matrix_mod.distance_matrix(list(volumes), get_metric(metric)), dtype=float)
+        def report(done: int, total: int) -> None:
+            if progress:
+                progress(done / max(1, total), f"{metric}: distance matrix of {len(volumes)} volumes, {done}/{total}")
+
+        cancelled = (lambda: progress.cancelled) if progress is not None and hasattr(progress, "cancelled") else None
+        out = matrix_mod.distance_matrix(list(volumes), built_metric(metric), progress=report, cancelled=cancelled)
+        if progress is not None:
+            progress.check()
+        return np.asarray(out, dtype=float)
     from app.comparing import distance_of
 
     n = len(volumes)
@@ -56,11 +62,7 @@ class SeriesPanel(QWidget):
         self.items: list[LoadedItem] = []
         self.matrix: np.ndarray | None = None
         self.metric_box = QComboBox()
-        for name, m in window.catalog.items():
-            self.metric_box.addItem(m.get("label") or name, name)
-        first = next((i for i in range(self.metric_box.count()) if self.metric_box.itemData(i) in
-                      window.session.metrics), 0)
-        self.metric_box.setCurrentIndex(first)
+        self.metric_box.setToolTip("metric of the distance matrix")
         self.metric_box.currentIndexChanged.connect(lambda _i: self.compute())
         self.time_button = QPushButton("Time steps of A")
         self.time_button.setToolTip("make a series of every time step of the file in slot A")
@@ -98,6 +100,16 @@ class SeriesPanel(QWidget):
         lay.addWidget(self.info)
         lay.addWidget(split, 1)
         self.pair_chosen.connect(self.load_pair)
+
+    def set_catalog(self, catalog: dict[str, dict[str, Any]]) -> None:
+        self.metric_box.blockSignals(True)
+        self.metric_box.clear()
+        for name, m in catalog.items():
+            self.metric_box.addItem(m.get("label") or name, name)
+        first = next((i for i in range(self.metric_box.count()) if self.metric_box.itemData(i) in
+                      self.w.session.metrics), 0)
+        self.metric_box.setCurrentIndex(first)
+        self.metric_box.blockSignals(False)
 
     @property
     def metric(self) -> str:

@@ -17,11 +17,13 @@ def slice_of(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.ascontiguousarray(plane.T)  # ImageView's first axis runs left to right
 
 
-def _image_view(title: str) -> pg.ImageView:
-    view = pg.ImageView(view=pg.PlotItem(title=title))
+def _image_view() -> pg.ImageView:
+    # a bare ViewBox (no axes): cheaper to lay out, and the slice index is shown above anyway
+    view = pg.ImageView()
     view.ui.roiBtn.hide()
     view.ui.menuBtn.hide()
-    view.ui.histogram.setMinimumWidth(70)
+    # A and B share their levels (set by the panel); three histogram editors would crowd the dock
+    view.ui.histogram.hide()
     view.getView().setMenuEnabled(False)
     return view
 
@@ -40,7 +42,10 @@ class SlicePanel(QWidget):
         self.slider.valueChanged.connect(lambda _v: self.update_images())
         self.index_label = QLabel("0")
         self.index_label.setMinimumWidth(48)
-        self.views = {"A": _image_view("A"), "B": _image_view("B"), "diff": _image_view(self.diff_label)}
+        self.views = {"A": _image_view(), "B": _image_view(), "diff": _image_view()}
+        self.titles = {k: QLabel(t) for k, t in (("A", "A"), ("B", "B"), ("diff", self.diff_label))}
+        for t in self.titles.values():
+            t.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.views["diff"].setColorMap(pg.colormap.get("CET-D1"))
         for k in ("A", "B"):
             self.views[k].setColorMap(pg.colormap.get("viridis"))
@@ -57,8 +62,11 @@ class SlicePanel(QWidget):
         top.addWidget(self.slider, 1)
         top.addWidget(self.index_label)
         grid = QGridLayout()
+        grid.setSpacing(2)
         for i, k in enumerate(("A", "B", "diff")):
-            grid.addWidget(self.views[k], 0, i)
+            grid.addWidget(self.titles[k], 0, i)
+            grid.addWidget(self.views[k], 1, i)
+        grid.setRowStretch(1, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
@@ -75,7 +83,7 @@ class SlicePanel(QWidget):
         old_i = self.slider.value()
         self.arrays = {"A": a, "B": b, "diff": diff}
         self.diff_label = diff_label
-        self.views["diff"].getView().setTitle(diff_label)
+        self.titles["diff"].setText(diff_label)
         n = self._axis_length()
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(0, n - 1))
@@ -112,11 +120,14 @@ class SlicePanel(QWidget):
             img = slice_of(arr, self.axis, i)
             if k == "diff":
                 m = float(np.abs(arr).max()) or 1.0
-                lv = (-m, m) if float(arr.min()) < 0 else (0.0, m)
+                signed = float(arr.min()) < 0
+                lv = (-m, m) if signed else (0.0, m)
+                if signed != getattr(self, "_diff_signed", None):  # diverging map for A − B, sequential for maps
+                    view.setColorMap(pg.colormap.get("CET-D1" if signed else "inferno"))
+                    self._diff_signed = signed
             else:
                 lv = levels
             view.setImage(img, autoRange=False, autoLevels=False, levels=lv, autoHistogramRange=False)
-            view.ui.histogram.setHistogramRange(*lv)
         if not getattr(self, "_ranged", False) and ab:
             self.views["A"].getView().autoRange()
             self._ranged = True

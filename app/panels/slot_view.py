@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QVBoxLayout, QWidget
 
@@ -39,8 +39,10 @@ class SlotView(QFrame):
     files_dropped = Signal(str, list)  # slot, paths
     variable_chosen = Signal(str, str)  # slot, variable
     index_chosen = Signal(str, int)  # slot, time index
+    view_created = Signal(object)  # the VolumeView, when a lazy slot makes it
 
-    def __init__(self, slot: str, title: str = "", accept_drops: bool = True, parent: QWidget | None = None):
+    def __init__(self, slot: str, title: str = "", accept_drops: bool = True, lazy_view: bool = False,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.slot = slot
         self.item: LoadedItem | None = None
@@ -75,7 +77,9 @@ class SlotView(QFrame):
         head.addWidget(self.variable_box)
         head.addWidget(self.time_box)
 
-        self.view = make_volume_view(self)
+        # a lazy slot (the difference view, hidden at start) makes its GL view when first given a volume
+        self._lazy = lazy_view
+        self.view = None if lazy_view else make_volume_view(self)
         self.placeholder = QLabel()
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setWordWrap(True)
@@ -88,15 +92,30 @@ class SlotView(QFrame):
         lay.addLayout(head)
         lay.addWidget(self.placeholder, 1)
         if self.view is not None:
-            self.view.setMinimumSize(160, 160)
-            lay.addWidget(self.view, 1)
-            self.view.setVisible(False)
+            self._add_view()
+
+    def _add_view(self) -> None:
+        self.view.installEventFilter(self)
+        self.view.setMinimumSize(160, 160)
+        self.layout().addWidget(self.view, 1)
+        self.view.setVisible(False)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        # The renderer's orbit camera recomputes its projection only when the camera changes, not
+        # when the canvas is resized (vispy's BaseCamera ignores viewbox resizes), so a view laid out
+        # again after its volume was set draws off-centre. Until the renderer handles resizes itself,
+        # refresh the camera transform here.
+        if obj is self.view and event.type() == QEvent.Type.Resize:
+            cam = getattr(self.view, "_scene_camera", None)
+            if cam is not None and hasattr(cam, "view_changed"):
+                QTimer.singleShot(0, cam.view_changed)
+        return False
 
     def _placeholder_text(self) -> str:
         if self.slot == "diff":
             return "difference of the chosen metric\n(appears when A and B are compared)"
         lines = [f"Slot {self.slot}", "drop a volume (.nc, .npy, .npz, .raw) or a neural-field file here"]
-        if self.view is None:
+        if self.view is None and not self._lazy:
             lines.append("(3D view unavailable: the renderer package is not installed)")
         return "\n".join(lines)
 
@@ -127,6 +146,12 @@ class SlotView(QFrame):
 
     def set_volume(self, volume: Any) -> None:
         """Show ``volume`` in the 3D view (or the placeholder when there is none or no renderer)."""
+        if self.view is None and self._lazy and volume is not None:
+            self._lazy = False
+            self.view = make_volume_view(self)
+            if self.view is not None:
+                self._add_view()
+                self.view_created.emit(self.view)
         if self.view is None or volume is None:
             self.placeholder.setText(self._placeholder_text() if volume is None else
                                      f"{volume.describe()}\n(3D view unavailable: renderer not installed)")
