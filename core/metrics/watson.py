@@ -132,7 +132,7 @@ class BlockDCT(nn.Module):
 class WatsonChannel(nn.Module):
     """Watson distance of one gray channel; parameter names follow the original state dicts."""
 
-    def __init__(self, transform: Transform = "dct", preset: str = "czolbe2020") -> None:
+    def __init__(self, transform: Transform = "dct", preset: str = "czolbe2020", trainable: bool = False) -> None:
         super().__init__()
         if transform not in ("dct", "fft"):
             raise MetricError(f"watson: transform must be 'dct' or 'fft', got {transform!r}")
@@ -152,6 +152,7 @@ class WatsonChannel(nn.Module):
         self.beta = nn.Parameter(torch.tensor(float(p["beta"])))
         if transform == "fft":
             self.w_phase_tild = nn.Parameter(torch.full((BLOCK, BLOCK // 2 + 1), PHASE_WEIGHT_LOG))
+        self.requires_grad_(trainable)
 
     @property
     def thresholds(self) -> torch.Tensor:
@@ -210,7 +211,9 @@ class ColorTransform(nn.Module):
 class WatsonModel(nn.Module):
     """Gray (one :class:`WatsonChannel`) or colour (YCbCr, three channels + softmax weights) Watson model."""
 
-    def __init__(self, transform: Transform = "dct", color: bool = False, preset: str = "czolbe2020") -> None:
+    def __init__(
+        self, transform: Transform = "dct", color: bool = False, preset: str = "czolbe2020", trainable: bool = False
+    ) -> None:
         super().__init__()
         self.transform = transform
         self.color = bool(color)
@@ -222,6 +225,7 @@ class WatsonModel(nn.Module):
             self.w_tild = nn.Parameter(torch.log(torch.tensor(RGB_CHANNEL_WEIGHTS[transform])))
         else:
             self.gray = WatsonChannel(transform, preset)
+        self.requires_grad_(trainable)
 
     def channel_weights(self) -> torch.Tensor:
         return torch.softmax(self.w_tild, dim=0)
