@@ -266,6 +266,14 @@ def zoom_nearest_indices(n_in: int, n_out: int) -> np.ndarray:
     return np.rint(idx).astype(np.int64)
 
 
+def _float_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.float()
+    arr = np.asarray(x, dtype=np.float32)
+    # torch cannot wrap read-only arrays (Volume data is read-only): copy those
+    return torch.from_numpy(arr if arr.flags.writeable and arr.flags.c_contiguous else arr.copy(order="C"))
+
+
 def prepare_images(
     a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, size: int | None = NATIVE_SIZE, normalize: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,8 +282,7 @@ def prepare_images(
     Order as ``computeDistance``: repeat 1 -> 3 channels, nearest resize to ``size`` (None keeps
     the size), then each pair's joint per-channel min-max to [0, 255] (constant channel -> 0).
     """
-    ta = torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32) if isinstance(a, np.ndarray) else a).float()
-    tb = torch.as_tensor(np.ascontiguousarray(b, dtype=np.float32) if isinstance(b, np.ndarray) else b).float()
+    ta, tb = _float_tensor(a), _float_tensor(b)
     if ta.shape != tb.shape or ta.ndim != 4:
         raise MetricError(f"lsim: expected two image batches [N, C, H, W] of one shape, got {tuple(ta.shape)} "
                           f"and {tuple(tb.shape)}")
@@ -351,10 +358,10 @@ class LSiM(Metric):
     # ------------------------------------------------------------------ core evaluation
     @torch.no_grad()
     def _evaluate(
-        self, a: np.ndarray, b: np.ndarray, *, normalize: bool = True, size: int | None = None, features: bool = False
+        self, a: np.ndarray, b: np.ndarray, *, normalize: bool, size: int | None, features: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, ScaleFeatures] | None]:
         """Distances of image pairs ``[N, C, H, W]``: (values, contributions, terms, features of pair 0)."""
-        ta, tb = prepare_images(a, b, self.size if size is None else size, normalize)
+        ta, tb = prepare_images(a, b, size, normalize)
         terms, fa, fb = self.network.pair_terms(ta.to(self.device), tb.to(self.device))
         values = distance_from_terms(terms)
         terms_np = terms.double().cpu().numpy()

@@ -382,8 +382,8 @@ class _WatsonMetric(Metric):
 
     @torch.no_grad()
     def _evaluate(self, a: np.ndarray, b: np.ndarray, normalize: bool = True):
-        ta = torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
-        tb = torch.as_tensor(np.ascontiguousarray(b, dtype=np.float32)).to(self.device)
+        ta = torch.from_numpy(np.array(a, dtype=np.float32, order="C")).to(self.device)
+        tb = torch.from_numpy(np.array(b, dtype=np.float32, order="C")).to(self.device)
         ta, tb = prepare_pairs(ta, tb, normalize, self.fit)
         model = self._model_for(ta.shape[1])
         values, parts = model(tb, ta)  # b is compared against the reference a

@@ -264,3 +264,13 @@ def test_metric_properties_on_preprocessed_inputs(metric, rng):
         for j in range(n):
             for k in range(n):
                 assert dist[i, k] <= dist[i, j] + dist[j, k] + 1e-6
+
+
+def test_native_size_option(metric, rng):
+    a, b = _smooth(rng, (1, 224, 224)), _smooth(rng, (1, 224, 224))
+    assert metric.distance_2d(a, b, size=None).value == metric.distance_2d(a, b).value
+    small_a, small_b = a[:, :128, :96], b[:, :128, :96]
+    native = metric.distance_2d(small_a, small_b, size=None)  # normalisation maps resized bilinearly
+    assert native.value > 0 and native.value != pytest.approx(metric.distance_2d(small_a, small_b).value, rel=1e-3)
+    with pytest.raises(MetricError, match="too small"):
+        metric.distance_2d(a[:, :40, :40], b[:, :40, :40], size=None)
