@@ -105,6 +105,16 @@ class _Classical(Metric):
     channels = (1, 3)
     preprocessing: ClassVar[str] = "none (raw values); normalize=True: joint min-max to [-1, 1]; resample=N: trilinear"
     options: ClassVar[set[str]] = set()
+    properties: ClassVar[str] = ""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        d = super().describe()
+        d["properties"] = cls.properties or (
+            "metric" if cls.is_metric else "similarity (larger = closer), not a metric" if cls.kind == "similarity"
+            else "not a metric"
+        )
+        return d
 
     def _info(self, prep: Preprocessing, **extra: Any) -> dict[str, Any]:
         return {"normalize": prep.normalize, **extra}
@@ -116,6 +126,7 @@ class MSE(_Classical):
 
     name = "mse"
     label = "MSE"
+    properties = "not a metric (non-negative, symmetric, d(x,x)=0, but no triangle inequality; sqrt gives RMSE)"
     has_voxel_map = True
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
@@ -161,6 +172,7 @@ class SSD(_Classical):
 
     name = "ssd"
     label = "SSD"
+    properties = "not a metric (no triangle inequality)"
     has_voxel_map = True
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:

@@ -45,7 +45,7 @@ class Preprocessing:
     value_range: tuple[float, float] = (-1.0, 1.0)
     per_channel: bool = False
     constant_value: float | None = None  # where a constant pair/channel lands; None = middle of value_range
-    resample: tuple[int, ...] | None = None
+    resample: int | tuple[int, ...] | None = None  # one size for every axis, or one per axis
     interpolation: Interpolation = "linear"
     channels: int | None = 3  # repeat single-channel data to this many channels; None = keep
 
@@ -58,7 +58,9 @@ class Preprocessing:
         else:
             parts.append("no value normalisation")
         if self.resample:
-            parts.append(f"resampled to {'x'.join(map(str, self.resample))} ({self.interpolation})")
+            r = self.resample
+            size = f"{r} per axis" if isinstance(r, (int, np.integer)) else "x".join(map(str, r))
+            parts.append(f"resampled to {size} ({self.interpolation})")
         if self.channels:
             parts.append(f"1 channel repeated to {self.channels}")
         return "; ".join(parts)
@@ -212,10 +214,13 @@ def repeat_channels(x: Any, channels: int | None):
 
 
 def prepare_pair(a: Any, b: Any, options: Preprocessing):
-    """Apply ``options`` to a pair ``[C, *spatial]``; returns two float32 tensors ``[C', *spatial']``."""
+    """Apply ``options`` to a pair ``[C, *spatial]``; returns two float32 tensors ``[C', *spatial']``.
+
+    Spatial shapes may differ only when ``options.resample`` brings both to one size.
+    """
     ta, tb = _as_tensor(a), _as_tensor(b)
-    if ta.shape != tb.shape:
-        raise MetricError(f"pair shapes differ: {tuple(ta.shape)} vs {tuple(tb.shape)}")
+    if ta.shape[0] != tb.shape[0] or ta.ndim != tb.ndim or (ta.shape != tb.shape and not options.resample):
+        raise MetricError(f"pair shapes differ: {tuple(ta.shape)} vs {tuple(tb.shape)}; resample both to one size")
     if options.normalize:
         ta, tb = joint_minmax(ta, tb, options.value_range, per_channel=options.per_channel,
                               constant_value=options.constant_value)

@@ -103,10 +103,6 @@ class VolSiM(Metric):
             )
 
     def _pair_tensor(self, a: Volume, b: Volume, prep: Preprocessing):
-        if prep.resample is not None and a.shape != b.shape:
-            ta = prepare_volume(a.data, prep, bounds=_joint_bounds(a, b) if prep.normalize else None)
-            tb = prepare_volume(b.data, prep, bounds=_joint_bounds(a, b) if prep.normalize else None)
-            return ta, tb
         return prepare_pair(a.data, b.data, prep)
 
     # -- the network
@@ -234,11 +230,6 @@ class VolSiM(Metric):
         d["weights"] = os.fspath(default_weights_path())
         d["weights_installed"] = default_weights_path().exists()
         return d
-
-
-def _joint_bounds(a: Volume, b: Volume) -> tuple[float, float]:
-    ra, rb = a.value_range(), b.value_range()
-    return min(ra[0], rb[0]), max(ra[1], rb[1])
 
 
 def set_bounds(volumes: Sequence[Volume]) -> tuple[float, float]:
