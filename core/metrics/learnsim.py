@@ -47,6 +47,7 @@ from core.errors import MetricError, WeightsError
 from core.metrics.base import Distance, Metric, ScaleFeatures
 from core.metrics.preprocess import joint_minmax
 from core.metrics.registry import register
+from core.metrics.slicing import pair_data
 from core.metrics.weights_io import load_safetensors, save_safetensors
 from core.volume import Volume
 
@@ -192,7 +193,7 @@ class LearnSimMetric(Metric):
     symmetric = True
     is_metric = False
     has_voxel_map = True
-    preprocessing = "joint min-max of the pair to [0, 1]; vector volumes: magnitude; no resampling"
+    preprocessing = "joint min-max of the pair to [0, 1]; vector volumes: magnitude; resample=N optional (trilinear)"
 
     def __init__(
         self,
@@ -234,13 +235,12 @@ class LearnSimMetric(Metric):
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         """Learned SSD (distance) or LCC (similarity) of two volumes, with the per-voxel map."""
-        self.check_pair(a, b)
-        unknown = sorted(k for k, v in options.items()
-                         if k != "normalize" and not (k in ("resample", "interpolation") and v in (None, False)))
+        unknown = sorted(k for k in options if k not in ("normalize", "resample", "interpolation"))
         if unknown:
             raise MetricError(f"{self.name}: unknown or unsupported option(s) {', '.join(unknown)}")
+        data_a, data_b = pair_data(self, a, b, options)
         normalize = options.get("normalize")
-        ta, tb = self.prepare(a, b, True if normalize is None else bool(normalize))
+        ta, tb = self.prepare(data_a, data_b, True if normalize is None else bool(normalize))
         with torch.no_grad():
             vmap, fa, fb = self.network(ta, tb)
             value = float(self.reduce(vmap)[0])

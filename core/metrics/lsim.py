@@ -48,9 +48,11 @@ from core.metrics.base import Distance, Metric, ScaleFeatures, shares
 from core.metrics.registry import register
 from core.metrics.siamese import FeatureComparison, distance_from_terms
 from core.metrics.slicing import (
+    RESAMPLE_OPTIONS,
     SLICE_OPTIONS,
     image_array,
     middle_slice,
+    pair_data,
     parse_axes,
     slice_options,
     sliced_distance,
@@ -379,7 +381,8 @@ class LSiM(Metric):
 
     def distance_2d(self, img_a: Any, img_b: Any, *, features: bool = False, **options: Any) -> Distance:
         """LSiM of two 2D images (``[H, W]``, ``[C, H, W]`` or renders ``[H, W, 3|4]``)."""
-        slice_options(self.name, {k: v for k, v in options.items() if k not in SLICE_OPTIONS}, _OPTIONS)
+        slice_options(self.name, {k: v for k, v in options.items() if k not in SLICE_OPTIONS | RESAMPLE_OPTIONS},
+                      _OPTIONS)
         ia, ib = image_array(img_a, "image A"), image_array(img_b, "image B")
         if ia.shape != ib.shape:
             raise MetricError(f"lsim: image shapes differ ({ia.shape} vs {ib.shape})")
@@ -398,8 +401,8 @@ class LSiM(Metric):
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         """Slice-wise LSiM of two volumes: ``axis`` (0|1|2|'all', required) and ``stride`` (default 1)."""
-        self.check_pair(a, b)
         axis, stride = slice_options(self.name, options, _OPTIONS)
+        data_a, data_b = pair_data(self, a, b, options)
         axes = parse_axes(axis, self.name)
         opts = self._options(options)
 
@@ -407,11 +410,11 @@ class LSiM(Metric):
             values, contribs, terms, _ = self._evaluate(sa, sb, **opts)
             return values, contribs, terms
 
-        result = sliced_distance(evaluate, a.data, b.data, axes, stride, self.batch_size, self.name)
+        result = sliced_distance(evaluate, data_a, data_b, axes, stride, self.batch_size, self.name)
         feats = None
         if features:
             # the GUI shows one slice: the middle one of the first chosen axis
-            ma, mb = middle_slice(a.data, axes[0]), middle_slice(b.data, axes[0])
+            ma, mb = middle_slice(data_a, axes[0]), middle_slice(data_b, axes[0])
             feats = self._evaluate(ma[None], mb[None], features=True, **opts)[3]
         info = result.info(stride)
         info.update({"size": opts["size"], "normalize": opts["normalize"]})

@@ -188,16 +188,12 @@ def sliced_distance(
 
 
 SLICE_OPTIONS = frozenset({"axis", "slice_axis", "stride", "slice_stride"})
-# options a caller may pass to every metric; harmless here while unset
-_GENERIC_UNSET = frozenset({"resample", "interpolation"})
+RESAMPLE_OPTIONS = frozenset({"resample", "interpolation"})
 
 
 def slice_options(metric: str, options: Mapping[str, Any], allowed: frozenset[str] | set[str]) -> tuple[Any, int]:
     """(axis, stride) from a 2D metric's options; unknown options raise :class:`MetricError`."""
-    unknown = sorted(
-        k for k, v in options.items()
-        if k not in allowed and k not in SLICE_OPTIONS and not (k in _GENERIC_UNSET and v in (None, False))
-    )
+    unknown = sorted(k for k in options if k not in allowed and k not in SLICE_OPTIONS and k not in RESAMPLE_OPTIONS)
     if unknown:
         raise MetricError(f"{metric}: unknown or unsupported option(s) {', '.join(unknown)}")
     axis = options.get("axis")
@@ -207,3 +203,24 @@ def slice_options(metric: str, options: Mapping[str, Any], allowed: frozenset[st
     if stride is None:
         stride = options.get("slice_stride")
     return axis, 1 if stride is None else stride
+
+
+def pair_data(metric: Any, a: Any, b: Any, options: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The pair's data ``[C, D, H, W]``; with ``resample=N`` (or ``(D, H, W)``) both are resampled first.
+
+    Resampling uses the shared ``core.metrics.preprocess.resample`` (``interpolation``: linear
+    (default), nearest or cubic); without it the shapes must agree (``metric.check_pair``).
+    """
+    size = options.get("resample")
+    if size is None or size is False or size == 0:
+        metric.check_pair(a, b)
+        return a.data, b.data
+    from core.metrics.preprocess import resample, working_size
+
+    if a.channels != b.channels:
+        raise MetricError(f"{metric.name}: channel counts differ ({a.channels} vs {b.channels})")
+    if a.channels not in metric.channels:
+        raise MetricError(f"{metric.name}: accepts {metric.channels} channel(s), got {a.channels}")
+    shape = working_size(size, 3)
+    interpolation = options.get("interpolation") or "linear"
+    return (resample(a.data, shape, interpolation).numpy(), resample(b.data, shape, interpolation).numpy())

@@ -53,7 +53,15 @@ from core.errors import MetricError, WeightsError
 from core.metrics.base import Distance, Metric
 from core.metrics.preprocess import minmax_affine
 from core.metrics.registry import register
-from core.metrics.slicing import SLICE_OPTIONS, image_array, parse_axes, slice_options, sliced_distance
+from core.metrics.slicing import (
+    RESAMPLE_OPTIONS,
+    SLICE_OPTIONS,
+    image_array,
+    pair_data,
+    parse_axes,
+    slice_options,
+    sliced_distance,
+)
 from core.metrics.weights_io import load_torch_checkpoint
 from core.volume import Volume
 
@@ -398,7 +406,8 @@ class _WatsonMetric(Metric):
 
     def distance_2d(self, img_a: Any, img_b: Any, *, features: bool = False, **options: Any) -> Distance:
         """Watson distance of image ``img_b`` against the reference ``img_a`` (2D arrays or renders)."""
-        slice_options(self.name, {k: v for k, v in options.items() if k not in SLICE_OPTIONS}, _OPTIONS)
+        slice_options(self.name, {k: v for k, v in options.items() if k not in SLICE_OPTIONS | RESAMPLE_OPTIONS},
+                      _OPTIONS)
         ia, ib = image_array(img_a, "image A"), image_array(img_b, "image B")
         if ia.shape != ib.shape:
             raise MetricError(f"{self.name}: image shapes differ ({ia.shape} vs {ib.shape})")
@@ -416,12 +425,12 @@ class _WatsonMetric(Metric):
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         """Slice-wise Watson distance of ``b`` against reference ``a``: ``axis`` (required), ``stride``."""
-        self.check_pair(a, b)
         axis, stride = slice_options(self.name, options, _OPTIONS)
+        data_a, data_b = pair_data(self, a, b, options)
         axes = parse_axes(axis, self.name)
         normalize = self._normalize_option(options)
         result = sliced_distance(
-            lambda sa, sb: self._evaluate(sa, sb, normalize), a.data, b.data, axes, stride, self.batch_size, self.name
+            lambda sa, sb: self._evaluate(sa, sb, normalize), data_a, data_b, axes, stride, self.batch_size, self.name
         )
         info = result.info(stride)
         info.update({"model": "rgb" if self._model_for(a.channels).color else "gray", "preset": self.preset,

@@ -146,3 +146,11 @@ def test_vector_volumes_and_bad_options(rng):
         LearnSimSSD().distance(va, vb, axis=0)
     with pytest.raises(MetricError, match="shapes differ"):
         LearnSimSSD().distance(va, Volume.from_array(np.zeros((8, 8, 9), np.float32)))
+
+
+def test_resample_option_compares_different_shapes(rng):
+    va, _ = _pair(rng, (12, 12, 12))
+    vb, _ = _pair(rng, (8, 10, 12))
+    m = LearnSimSSD()
+    d = m.distance(va, vb, resample=10)
+    assert d.voxel_map.shape == (10, 10, 10) and d.value > 0

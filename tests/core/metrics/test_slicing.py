@@ -9,6 +9,7 @@ from core.errors import MetricError
 from core.metrics.slicing import (
     image_array,
     middle_slice,
+    pair_data,
     parse_axes,
     slice_indices,
     slice_options,
@@ -98,5 +99,27 @@ def test_slice_options():
     assert slice_options("m", {"slice_axis": 1, "resample": None}, set()) == (1, 1)
     with pytest.raises(MetricError, match="unknown"):
         slice_options("m", {"axis": 0, "window": 3}, {"normalize"})
-    with pytest.raises(MetricError, match="resample"):
-        slice_options("m", {"axis": 0, "resample": 64}, set())
+    assert slice_options("m", {"axis": 0, "resample": 64, "interpolation": "nearest"}, set()) == (0, 1)
+
+
+class _FakeMetric:
+    name = "fake"
+    channels = (1, 3)
+
+    def check_pair(self, a, b):
+        if a.shape != b.shape:
+            raise MetricError("fake: shapes differ")
+
+
+def test_pair_data_resamples_to_a_common_shape(rng):
+    from core.volume import Volume
+
+    a = Volume.from_array(rng.random((8, 10, 12)).astype(np.float32))
+    b = Volume.from_array(rng.random((6, 6, 6)).astype(np.float32))
+    with pytest.raises(MetricError, match="shapes differ"):
+        pair_data(_FakeMetric(), a, b, {})
+    da, db = pair_data(_FakeMetric(), a, b, {"resample": 16})
+    assert da.shape == db.shape == (1, 16, 16, 16)
+    np.testing.assert_allclose(da[0, 0, 0, 0], a.data[0, 0, 0, 0], rtol=1e-6)  # corner-aligned grid
+    same_a, _ = pair_data(_FakeMetric(), a, a, {"resample": None})
+    assert same_a is a.data

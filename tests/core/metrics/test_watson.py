@@ -280,3 +280,13 @@ def test_loader_errors(tmp_path, rng):
     torch.save({"something": torch.zeros(3)}, dct_path)
     with pytest.raises(WeightsError, match="not a Watson weights file"):
         WatsonDCT(weights=dct_path)
+
+
+def test_volume_resample_option(rng):
+    va = Volume.from_array(gaussian_filter(rng.standard_normal((16, 16, 16)), 2).astype(np.float32))
+    vb = Volume.from_array(gaussian_filter(rng.standard_normal((12, 20, 16)), 2).astype(np.float32))
+    m = WatsonDCT()
+    with pytest.raises(MetricError, match="shapes differ"):
+        m.distance(va, vb, axis=0)
+    d = m.distance(va, vb, axis=0, resample=16, interpolation="linear")
+    assert d.info["slice_count"] == 16 and d.value > 0
