@@ -107,6 +107,33 @@ class FeatureComparison(nn.Module):
         self._cache[key] = out
         return out
 
+    def reset_statistics(self) -> None:
+        """Zero the normalisation accumulators (before a calibration pass with :meth:`accumulate`)."""
+        for i in range(len(self)):
+            self.mean_map(i).zero_()
+            self.m2_map(i).zero_()
+        self.counts = [0.0] * len(self)
+        self.clear_cache()
+
+    @torch.no_grad()
+    def accumulate(self, feats: Sequence[torch.Tensor]) -> None:
+        """Welford update of the per-layer spatial mean/M2 maps with a batch of features (channel-averaged).
+
+        The training-time calibration of the original method: ``count += N``;
+        ``mean += sum_n mean_c((F - mean) / count)``; ``M2 += sum_n mean_c((F - mean_old)(F - mean_new))``.
+        Feature maps must have the stored maps' spatial size.
+        """
+        for i, f in enumerate(feats):
+            mean, m2 = self.mean_map(i), self.m2_map(i)
+            if tuple(f.shape[2:]) != tuple(mean.shape):
+                raise ValueError(f"layer {i}: features {tuple(f.shape[2:])} do not match the maps {tuple(mean.shape)}")
+            f = f.detach().to(mean.device, torch.float32)
+            self.counts[i] += f.shape[0]
+            delta = f - mean
+            mean += (delta / self.counts[i]).mean(dim=1).sum(dim=0)
+            m2 += (delta * (f - mean)).mean(dim=1).sum(dim=0)
+        self.clear_cache()
+
     def clear_cache(self) -> None:
         """Forget resized normalisation maps (call after changing the stored statistics)."""
         self._cache.clear()
