@@ -156,7 +156,8 @@ class FeatureComparison(nn.Module):
     def layer_term(self, layer: int, fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
         """The term ``[N]`` of one layer (fast path: scaled raw difference; the mean cancels)."""
         _, _, inv = self._stats(layer, tuple(fa.shape[2:]), fa.device)
-        return self._term(layer, (fa - fb) * inv)
+        diff = fa - fb
+        return self._term(layer, diff.mul_(inv) if not diff.requires_grad else diff * inv)
 
     def terms(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-layer terms ``[N, L]`` (fast path, see :meth:`layer_term`)."""

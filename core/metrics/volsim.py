@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -91,7 +92,7 @@ class VolSiM(Metric):
             raise MetricError(f"volsim: unknown option(s) {', '.join(sorted(unknown))}")
         prep = self.preprocess.with_options(**options)
         if prep.resample is not None:
-            prep = Preprocessing(**{**prep.__dict__, "resample": working_size(prep.resample, 3)})
+            prep = replace(prep, resample=working_size(prep.resample, 3))
         return prep
 
     def _check(self, a: Volume, b: Volume, prep: Preprocessing) -> None:
@@ -109,7 +110,7 @@ class VolSiM(Metric):
 
     # -- the network
     def features(self, x):
-        """All compared feature maps for a batch ``[N, 3, D, H, W]`` (no autograd)."""
+        """All compared feature maps for a prepared batch ``[N, 1 or 3, D, H, W]`` (no autograd)."""
         import torch
 
         with torch.inference_mode():
