@@ -270,8 +270,8 @@ def prepare_pair(a: Any, b: Any, options: Preprocessing):
     ta, tb = _as_tensor(a), _as_tensor(b)
     if ta.shape[0] != tb.shape[0] or ta.ndim != tb.ndim or (ta.shape != tb.shape and not options.resample):
         raise MetricError(f"pair shapes differ: {tuple(ta.shape)} vs {tuple(tb.shape)}; resample both to one size")
-    if options.normalize:
-        ta, tb = joint_minmax(ta, tb, options.value_range, per_channel=options.per_channel,
+    if options.normalize:  # on the original inputs: numpy stays numpy (see the note above minmax_affine)
+        ta, tb = joint_minmax(a, b, options.value_range, per_channel=options.per_channel,
                               constant_value=options.constant_value)
     if options.resample:
         size = working_size(options.resample, ta.ndim - 1)
@@ -290,7 +290,9 @@ def prepare_batch(pairs: Sequence[tuple[Any, Any]], options: Preprocessing):
     """
     import torch
 
-    if options.resample or not pairs:
+    if not pairs:
+        raise MetricError("no pairs to prepare")
+    if options.resample:
         prepared = [prepare_pair(a, b, options) for a, b in pairs]
         return torch.stack([p[0] for p in prepared] + [p[1] for p in prepared])
     arrs = [(_as_numpy(a), _as_numpy(b)) for a, b in pairs]
