@@ -9,7 +9,7 @@ the same 0.99 as vispy's translucent shader).
 
 Empty-space skipping: the field is baked once at the corners of a coarse grid of cells
 (``OccupancyGrid``); each cell keeps the min/max of its corners, widened to its 26 neighbours and
-by a margin of the value range (a safety dilation for features between the corners). A sample
+by a margin of the value range (a safety dilation for features between the corners; ``grid_dilation``). A sample
 is skipped without querying the field when its cell cannot contribute: for ``translucent`` the
 transfer function's opacity is zero over the cell's whole value interval; for ``mip`` the cell
 max is not above the ray's running max; for ``iso`` the cell max is below the threshold.
@@ -47,8 +47,9 @@ class MarchSettings:
     seed: int = 0
     early_termination: float | None = 0.99  # stop a ray when its opacity exceeds this (None: never)
     skip_empty: bool = True
-    grid_resolution: int = 32  # occupancy cells along the longest side
+    grid_resolution: int = 64  # occupancy cells along the longest side
     grid_margin: float = 0.02  # value-range fraction added around each cell's min/max
+    grid_dilation: int = 1  # cells: each cell's interval also covers this many neighbours per side
     depth_chunk: int = 32  # samples per ray per wavefront step
     query_chunk: int = 2**18  # points per field query
     threshold: float | None = None  # iso threshold (data units); None: middle of the TF range
@@ -83,7 +84,7 @@ class MarchStats:
 class OccupancyGrid:
     """Per-cell (min, max) of a field on a coarse grid over the world box, conservatively widened."""
 
-    def __init__(self, renderer: FieldRenderer, resolution: int, margin: float):
+    def __init__(self, renderer: FieldRenderer, resolution: int, margin: float, dilation: int = 1):
         import torch
         import torch.nn.functional as F
 
@@ -98,8 +99,10 @@ class OccupancyGrid:
         # cell min/max from its 8 corners, then 3×3×3 neighbourhood dilation
         cmax = F.max_pool3d(corners, 2, stride=1)
         cmin = -F.max_pool3d(-corners, 2, stride=1)
-        cmax = F.max_pool3d(cmax, 3, stride=1, padding=1)
-        cmin = -F.max_pool3d(-cmin, 3, stride=1, padding=1)
+        if dilation > 0:
+            k = 2 * dilation + 1
+            cmax = F.max_pool3d(cmax, k, stride=1, padding=dilation)
+            cmin = -F.max_pool3d(-cmin, k, stride=1, padding=dilation)
         lo, hi = renderer.value_range
         pad = margin * max(hi - lo, 1e-12)
         self.cells_zyx = (cz, cy, cx)
@@ -131,11 +134,11 @@ class OccupancyGrid:
         size = 2.0 * self.half / cells
         return -self.half + first * size, -self.half + last * size
 
-    def opacity_occupancy(self, tf: TransferFunction, lut_alpha):
-        """Per cell (as 0/1 float [cz, cy, cx]): can the TF give a nonzero opacity in [cmin, cmax]?"""
+    def opacity_occupancy(self, tf: TransferFunction, lut_alpha, floor: float = 0.0):
+        """Per cell (as 0/1 float [cz, cy, cx]): can the TF give an opacity above ``floor`` in [cmin, cmax]?"""
         import torch
 
-        key = (tf.value_range, lut_alpha.cpu().numpy().tobytes())
+        key = (tf.value_range, float(floor), lut_alpha.cpu().numpy().tobytes())
         if self._occ_key == key:
             return self._occ
         n = lut_alpha.shape[0]
@@ -144,7 +147,7 @@ class OccupancyGrid:
         i1 = torch.clamp(torch.ceil((self.cmax - lo) / (hi - lo) * (n - 1)), 0, n - 1).long()
         # next_nonzero[i]: the first LUT index >= i with opacity > 0 (n when none)
         a = lut_alpha.cpu().numpy()
-        idx = np.where(a > 0, np.arange(n), n)
+        idx = np.where(a > floor, np.arange(n), n)
         next_nonzero = torch.as_tensor(np.minimum.accumulate(idx[::-1])[::-1].copy(), device=self.cmin.device)
         occ = (next_nonzero[i0] <= i1).float().view(self.cells_zyx)
         self._occ_key, self._occ = key, occ
@@ -208,10 +211,10 @@ class FieldRenderer:
         return torch.cat([self.values_at_world(pts[i : i + chunk]) for i in range(0, pts.shape[0], chunk)])
 
     def occupancy(self, settings: MarchSettings) -> OccupancyGrid:
-        key = (settings.grid_resolution, settings.grid_margin)
+        key = (settings.grid_resolution, settings.grid_margin, settings.grid_dilation)
         if key not in self._grids:
             t0 = time.perf_counter()
-            grid = OccupancyGrid(self, settings.grid_resolution, settings.grid_margin)
+            grid = OccupancyGrid(self, settings.grid_resolution, settings.grid_margin, settings.grid_dilation)
             grid.seconds = time.perf_counter() - t0
             self._grids[key] = grid
         return self._grids[key]
