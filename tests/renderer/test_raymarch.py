@@ -131,3 +131,14 @@ def test_bad_settings_are_user_errors():
         MarchSettings(spp=1)
     with pytest.raises(VolsightError, match="expected a Volume or a field"):
         FieldRenderer(object())
+
+
+def test_camera_inside_the_box_and_rays_that_miss(plume):
+    r = FieldRenderer(plume, device="cpu")
+    tf = TransferFunction.preset("viridis", plume.value_range())
+    inside = r.render(OrbitCamera(distance=0.3, fov=90), tf, (24, 24), MarchSettings(method="mip", spp=64))
+    assert inside[..., :3].max() > 50  # rays start at the eye, not behind it
+    away = OrbitCamera(distance=5.0, target=(10.0, 0.0, 0.0))  # the box is out of view
+    empty = r.render(away, tf, (24, 24), MarchSettings(method="mip", spp=64, background=(0.0, 1.0, 0.0)))
+    assert np.all(empty[..., :3] == [0, 255, 0])
+    assert r.last_stats.samples_queried == 0
