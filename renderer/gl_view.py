@@ -144,6 +144,10 @@ class VolumeView(QWidget):
         self._wheel_timer.setInterval(WHEEL_SETTLE_MS)
         self._wheel_timer.timeout.connect(lambda: self._set_interacting(False))
         self.setMinimumSize(64, 64)
+        # Build the visual now with a placeholder parked far outside the view: its shader is
+        # compiled by the first (empty) paint, so loading a volume later costs an upload only.
+        self._visual = self._make_visual(np.zeros((2, 2, 2), np.float32))
+        self._visual.transform = STTransform(translate=(1e6, 1e6, 1e6))
 
     # ------------------------------------------------------------------ public API
     @property
@@ -353,11 +357,32 @@ class VolumeView(QWidget):
             lut[:, 3] = 1.0
         return Colormap(lut)
 
+    @staticmethod
+    def _set_cmap(visual, cmap: Colormap) -> None:
+        """Give ``visual`` a new colormap, rewriting its LUT texture in place when it has one.
+
+        vispy's ``cmap`` setter replaces the colormap shader function, which relinks the program on
+        the next draw (a few hundred ms on software GL); a transfer-function editor changes the map
+        continuously, so only the texture data is replaced when the shader code stays the same.
+        """
+        try:
+            tex = visual.shared_program["texture2D_LUT"]
+        except KeyError:
+            tex = None
+        old = getattr(visual, "_cmap", None)
+        same_code = old is not None and getattr(old, "glsl_map", None) == cmap.glsl_map
+        if tex is not None and same_code and tex.shape[:2] == cmap.texture_map_data.shape[:2]:
+            tex.set_data(cmap.texture_map_data)
+            visual._cmap = cmap
+            visual.update()
+        else:
+            visual.cmap = cmap
+
     def _apply_colormaps(self) -> None:
         if self._visual is not None:
-            self._visual.cmap = self._vispy_cmap(IDLE_STEP)
+            self._set_cmap(self._visual, self._vispy_cmap(IDLE_STEP))
         if self._coarse is not None and not self._coarse_stale:
-            self._coarse.cmap = self._vispy_cmap(self._coarse.relative_step_size * self._coarse_step_factor)
+            self._set_cmap(self._coarse, self._vispy_cmap(self._coarse.relative_step_size * self._coarse_step_factor))
 
     def _build_coarse(self) -> None:
         disp = self._display

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -183,13 +184,10 @@ def corrected_opacity(alpha, step_in_voxels: float):
     """Opacity of a step of ``step_in_voxels`` voxel lengths given the per-voxel opacity (numpy or torch)."""
     if step_in_voxels == 1.0:
         return alpha
-    try:
-        import torch
-
-        if isinstance(alpha, torch.Tensor):
-            return 1.0 - torch.pow(torch.clamp(1.0 - alpha, min=0.0), step_in_voxels)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    # look torch up only if it is already loaded: the GL path must not pay for importing it
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(alpha, torch.Tensor):
+        return 1.0 - torch.pow(torch.clamp(1.0 - alpha, min=0.0), step_in_voxels)
     return 1.0 - np.power(np.clip(1.0 - np.asarray(alpha), 0.0, None), step_in_voxels)
 
 

@@ -206,3 +206,24 @@ def test_a_baked_field_is_shown_through_the_same_view(view):
     assert view.grab_image()[..., :3].max() > 100
     view.set_volume(None)
     assert view.grab_image()[..., :3].max() == 0
+
+
+def test_the_gl_path_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from core.volume import Volume\n"
+        "import numpy as np\n"
+        "from renderer.gl_view import VolumeView\n"
+        "v = VolumeView(); v.resize(64, 64); v.show(); app.processEvents()\n"
+        "v.set_volume(Volume.from_array(np.random.default_rng(0).random((8, 8, 8), dtype=np.float32)))\n"
+        "img = v.grab_image(); assert img[..., :3].max() > 0\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
