@@ -130,6 +130,21 @@ class TransferFunction:
         return [{"Name": self.name, "ColorSpace": "RGB", "RGBPoints": [float(v) for v in self.color_points.ravel()],
                  "Points": opacity}]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (for session files)."""
+        return {"name": self.name, "value_range": list(self.value_range),
+                "color_points": self.color_points.tolist(), "opacity_points": self.opacity_points.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TransferFunction:
+        """Inverse of ``to_dict``."""
+        try:
+            return cls(np.asarray(data["color_points"], dtype=np.float64),
+                       np.asarray(data["opacity_points"], dtype=np.float64),
+                       tuple(data["value_range"]), name=str(data.get("name", "custom")))
+        except (KeyError, TypeError) as exc:
+            raise TransferFunctionError(f"not a transfer-function dict ({exc})") from exc
+
     def evolve(self, **changes: Any) -> TransferFunction:
         """A copy with some fields replaced (``value_range``, ``opacity_points``, ...)."""
         return replace(self, **changes)

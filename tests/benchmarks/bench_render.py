@@ -182,15 +182,21 @@ def _lit(img: np.ndarray, bg=0) -> float:
     return float((img[..., :3].astype(int).max(-1) > bg + 8).mean())
 
 
-def _time_cells(rotate, canvas, n_frames: int) -> tuple[float, float]:
-    _frame(canvas)
-    first = _frame(canvas)
-    n = 1 if first > 1.5 else n_frames
-    times = []
-    for _ in range(n):
-        rotate()
-        times.append(_frame(canvas))
-    return statistics.median(times) * 1000, min(times) * 1000
+def _time_interleaved(cells, n_frames: int) -> list[float]:
+    """Median ms per frame of each (prepare, rotate, canvas) cell, frames taken in turn so load drifts hit all."""
+    warm = []
+    for prepare, _, canvas in cells:
+        prepare()
+        _frame(canvas)
+        warm.append(_frame(canvas))
+    slow = max(warm) > 1.5
+    times: list[list[float]] = [[] for _ in cells]
+    for _ in range(2 if slow else n_frames):
+        for i, (prepare, rotate, canvas) in enumerate(cells):
+            prepare()
+            rotate()
+            times[i].append(_frame(canvas))
+    return [statistics.median(t) * 1000 for t in times]
 
 
 def bench_gl(quick: bool) -> list[dict]:
@@ -284,13 +290,12 @@ def bench_gl(quick: bool) -> list[dict]:
                 def rot_plain():
                     vb.camera.azimuth = vb.camera.azimuth + 3.0
 
+                cells = [(view.end_interaction, rot_view, view.canvas),
+                         (view.begin_interaction, rot_view, view.canvas),
+                         (lambda: None, rot_plain, canvas)]
+                idle_med, inter_med, plain_med = _time_interleaved(cells, n_frames)
                 view.end_interaction()
-                idle_med, idle_min = _time_cells(rot_view, view.canvas, n_frames)
                 lit_view = _lit(view.grab_image())
-                view.begin_interaction()
-                inter_med, inter_min = _time_cells(rot_view, view.canvas, n_frames)
-                view.end_interaction()
-                plain_med, plain_min = _time_cells(rot_plain, canvas, n_frames)
                 lit_plain = _lit(canvas.render())
                 row = dict(n=n, method=method, size=f"{w}x{h}", view_idle=idle_med, view_interactive=inter_med,
                            plain=plain_med, lit_view=lit_view, lit_plain=lit_plain, load=uptime())
