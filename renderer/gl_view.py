@@ -15,6 +15,8 @@ see the same projection (see renderer/camera.py for the conventions).
   volume is drawn with a longer step (about 2.5× fewer samples per ray); the full-resolution
   visual comes back on release (or 200 ms after the last wheel step).
 * Mouse: left drag orbits, right drag (or wheel) zooms, middle drag or shift+left drag pans.
+* Threads: call every method on the GUI thread. Long work (reading, baking a field with
+  ``renderer.fields.bake_field``) belongs in a worker; hand the resulting Volume to ``set_volume``.
 * Linking: ``a.link_camera(b)`` keeps both cameras equal (both directions) and shares the
   interaction state, so the partner also draws the fast preview during a drag. The app may
   instead connect ``camera_changed`` to the other view's ``camera`` setter itself.
@@ -208,7 +210,11 @@ class VolumeView(QWidget):
         return self._caps
 
     def set_volume(self, volume: Volume | None, notice: str = "") -> None:
-        """Show ``volume`` (None clears the view); ``notice`` adds a line to the overlay (e.g. 'baked field')."""
+        """Show ``volume`` (None clears the view); ``notice`` adds a line to the overlay (e.g. 'baked field').
+
+        Until ``set_transfer_function`` is called, the default transfer function follows each volume's
+        value range; afterwards the given function (and its range) is kept across volumes.
+        """
         self._source = volume
         self._extra_notice = notice
         if volume is None:
