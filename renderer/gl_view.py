@@ -472,6 +472,13 @@ class VolumeView(QWidget):
             self._notice.move(6, 6)
             self._notice.raise_()
 
+    def sizeHint(self):  # noqa: N802 - Qt override
+        # vispy's GL widget reports its current size (800×600 at first) as its hint, which makes
+        # enclosing layouts and restored window geometries grow; a view is happy anywhere from 64 px
+        from PySide6.QtCore import QSize
+
+        return QSize(320, 320)
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         if self._notice_text:
