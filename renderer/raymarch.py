@@ -345,16 +345,21 @@ class FieldRenderer:
             if occ is not None:
                 need = need & (grid.lookup(occ, pts) > 0.5)
             stats.samples_marched += int(valid.sum())
-            rows, cols = torch.nonzero(need, as_tuple=True)
-            stats.samples_queried += int(rows.numel())
-            rgba = self._lookup(lut, tf, self._query(pts[rows, cols], st.query_chunk))
-            alpha = torch.zeros(need.shape, device=self.device)
-            alpha[rows, cols] = rgba[:, 3]
-            through = torch.cumprod(1.0 - alpha, dim=1)
-            before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], dim=1)
-            wgt = trans[active][rows] * before[rows, cols] * rgba[:, 3]
-            acc.index_add_(0, active[rows], wgt[:, None] * rgba[:, :3])
-            trans[active] = trans[active] * through[:, -1]
+            # composite only the rays with something to composite in this chunk
+            busy = torch.nonzero(need.any(dim=1)).squeeze(1)
+            if busy.numel():
+                sub = need[busy]
+                rows, cols = torch.nonzero(sub, as_tuple=True)
+                stats.samples_queried += int(rows.numel())
+                rgba = self._lookup(lut, tf, self._query(pts[busy[rows], cols], st.query_chunk))
+                alpha = torch.zeros(sub.shape, device=self.device)
+                alpha[rows, cols] = rgba[:, 3]
+                through = torch.cumprod(1.0 - alpha, dim=1)
+                before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], dim=1)
+                ids = active[busy]
+                wgt = trans[ids][rows] * before[rows, cols] * rgba[:, 3]
+                acc.index_add_(0, ids[rows], wgt[:, None] * rgba[:, :3])
+                trans[ids] = trans[ids] * through[:, -1]
             k += K
             alive = (ray.t0[active] + k * ray.step < ray.tfar[active]) & (trans[active] > stop)
             active = active[alive]
