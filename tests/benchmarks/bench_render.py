@@ -267,9 +267,9 @@ def bench_gl(quick: bool) -> list[dict]:
             view.set_transfer_function(tf)
             view.set_method(method)
             view.set_volume(vol)
-            lut = tf.lut(256).astype(np.float64)
-            if method != "translucent":
-                lut[:, 3] = 1.0
+            # the plain visual gets exactly the colormap the view uploads (its opacity is step-corrected),
+            # so both march the same rays to the same depth: the difference is the view's own overhead
+            lut = view._visual.cmap.colors.rgba
             if plain is None:
                 plain = scene.visuals.Volume(np.asarray(vol.data[0]), parent=vb.scene, method=method,
                                              texture_format="r32f", clim=(0.0, 1.0), cmap=Colormap(lut))
