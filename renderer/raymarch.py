@@ -50,6 +50,7 @@ class MarchSettings:
     grid_resolution: int = 64  # occupancy cells along the longest side
     grid_margin: float = 0.02  # value-range fraction added around each cell's min/max
     grid_dilation: int = 1  # cells: each cell's interval also covers this many neighbours per side
+    min_opacity: float = 0.0  # per-voxel opacity at or below which a cell counts as empty (0: exact)
     depth_chunk: int = 32  # samples per ray per wavefront step
     query_chunk: int = 2**18  # points per field query
     threshold: float | None = None  # iso threshold (data units); None: middle of the TF range
@@ -328,7 +329,8 @@ class FieldRenderer:
         occ = None
         if st.skip_empty:
             grid = self.occupancy(st)
-            occ = grid.opacity_occupancy(tf, lut[:, 3].contiguous())
+            floor = float(corrected_opacity(np.array(st.min_opacity), step_vox)) if st.min_opacity > 0 else 0.0
+            occ = grid.opacity_occupancy(tf, lut[:, 3].contiguous(), floor)
             stats.extra["occupied_cells"] = float(occ.mean())
             if not bool(occ.any()):
                 return bg.expand(n, 3).clone()
