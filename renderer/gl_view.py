@@ -162,7 +162,9 @@ class VolumeView(QWidget):
         return self._scene_camera.orbit
 
     @camera.setter
-    def camera(self, cam: OrbitCamera) -> None:
+    def camera(self, cam: OrbitCamera | dict) -> None:
+        if isinstance(cam, dict):
+            cam = OrbitCamera.from_dict(cam)
         if not isinstance(cam, OrbitCamera):
             raise TypeError(f"camera must be an OrbitCamera, got {type(cam).__name__}")
         if cam == self._scene_camera.orbit:
