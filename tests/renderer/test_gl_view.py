@@ -188,7 +188,7 @@ def test_mouse_drag_orbits_and_linked_views_follow(qapp, qtbot, plume):
     assert a.camera.azimuth != start.azimuth
     assert b.camera == a.camera and seen and seen[-1] == a.camera
     assert not a.interacting and not b.interacting
-    b.camera = OrbitCamera(azimuth=5.0)
+    b.camera = OrbitCamera(azimuth=5.0).to_dict()  # session files hand cameras over as dicts
     assert a.camera.azimuth == 5.0
     a.unlink_camera(b)
     b.camera = OrbitCamera(azimuth=50.0)
