@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from core.io.layout import (
 )
 from core.io.memory import check_fits, float32_bytes
 from core.io.netcdf_header import check_classic_header
+from core.io.netcdf_probe import probe_enabled, probe_open
 from core.io.registry import FileInfo, VariableInfo, VolumeReader, VolumeWriter, register_reader, register_writer
 from core.volume import Volume
 
@@ -68,20 +70,34 @@ def _netcdf4():
     return netCDF4
 
 
+# (st_dev, st_ino) of files whose open failed in this process. On some corrupt HDF5 files netcdf-c/HDF5
+# leak the open file; HDF5 then shares that stale handle with every later open of the same inode, so a
+# file repaired in place would read as its old self. Such files are opened from memory instead.
+_FAILED_OPENS: set[tuple[int, int]] = set()
+
+
 def _open(path: Path):
     with open(path, "rb") as f:
         head = f.read(8)
+        st = os.fstat(f.fileno())
     if head[:4] in CLASSIC_MAGICS:
         # netcdf-c trusts classic headers and can crash on corrupt ones: check them in Python first
         check_classic_header(path)
-    elif head[:8] != HDF5_MAGIC and not head.startswith(b"CDF"):
-        # HDF5 files may also carry their superblock at 512/1024/...; let netCDF4 decide then
-        pass
+    elif probe_enabled():
+        probe_open(path)  # HDF5 metadata is too rich to check here: let a child process try it first
+    key = (st.st_dev, st.st_ino)
+    nc4 = _netcdf4()
     try:
-        ds = _netcdf4().Dataset(str(path), "r")
-    except OSError as exc:
-        raise ReaderError(path, f"not a readable NetCDF file ({exc.strerror or exc}); it may be truncated, "
-                                "corrupt or of another format") from exc
+        if key in _FAILED_OPENS:
+            check_fits(path, (max(1, st.st_size // 4),), "file (read whole after an earlier failed open)")
+            ds = nc4.Dataset(str(path), "r", memory=path.read_bytes())
+        else:
+            ds = nc4.Dataset(str(path), "r")
+    except Exception as exc:  # noqa: BLE001 - netCDF4 raises OSError, but also AttributeError etc. on corrupt files
+        _FAILED_OPENS.add(key)
+        reason = getattr(exc, "strerror", None) or exc
+        raise ReaderError(path, f"not a readable NetCDF file ({reason}); it may be truncated, corrupt or of "
+                                "another format") from exc
     ds.set_auto_maskandscale(True)
     return ds
 
@@ -245,12 +261,12 @@ def _read_array(var, index: int | None, layout: str) -> tuple[np.ndarray, int]:
     masked = 0
     for sl in _slabs(shape, 0):
         block = var[lead + sl]
-        if np.ma.isMaskedArray(block):
-            m = np.ma.getmaskarray(block)
-            masked += int(np.count_nonzero(m))
-            out[sl] = np.ma.filled(block.astype(np.float32), np.nan)
-        else:
-            out[sl] = block
+        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: refused later
+            if np.ma.isMaskedArray(block):
+                masked += int(np.count_nonzero(np.ma.getmaskarray(block)))
+                out[sl] = np.ma.filled(block.astype(np.float32), np.nan)
+            else:
+                out[sl] = block
     return out, masked
 
 
