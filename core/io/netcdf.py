@@ -76,13 +76,28 @@ def _netcdf4():
 _FAILED_OPENS: set[tuple[int, int]] = set()
 
 
+def _has_hdf5_signature(f, size: int) -> bool:
+    """HDF5 looks for its superblock at byte 0, 512, 1024, 2048, ... (the user block sizes)."""
+    offset = 0
+    while offset + 8 <= size:
+        f.seek(offset)
+        if f.read(8) == HDF5_MAGIC:
+            return True
+        offset = 512 if offset == 0 else offset * 2
+    return False
+
+
 def _open(path: Path):
     with open(path, "rb") as f:
         head = f.read(8)
         st = os.fstat(f.fileno())
+        hdf5 = head[:4] not in CLASSIC_MAGICS and _has_hdf5_signature(f, st.st_size)
     if head[:4] in CLASSIC_MAGICS:
         # netcdf-c trusts classic headers and can crash on corrupt ones: check them in Python first
         check_classic_header(path)
+    elif not hdf5:
+        raise ReaderError(path, "not a NetCDF file: neither the NetCDF classic signature (CDF) nor an HDF5 "
+                                "signature was found; it may be truncated, corrupt or of another format")
     elif probe_enabled():
         probe_open(path)  # HDF5 metadata is too rich to check here: let a child process try it first
     key = (st.st_dev, st.st_ino)

@@ -14,6 +14,13 @@ from core.io import memory as io_memory
 from core.volume import Volume
 
 
+@pytest.fixture(autouse=True)
+def _no_probe(request, monkeypatch):
+    """Most tests read healthy files: skip the child-process probe there (it is tested on its own below)."""
+    if "probe" not in request.node.name and "hang" not in request.node.name:
+        monkeypatch.setenv("VOLSIGHT_NETCDF_PROBE", "0")
+
+
 def _write(path, variables, dims, fmt="NETCDF4", unlimited=(), attrs=None):
     """variables: name -> (dims tuple, array, dtype, attrs)."""
     ds = netCDF4.Dataset(path, "w", format=fmt)
@@ -238,7 +245,7 @@ def test_truncated_and_corrupt_files(tmp_path, rng):
                 read_volume(bad)
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"this is not netcdf at all" * 20)
-    with pytest.raises(ReaderError, match=r"junk\.nc: not a readable NetCDF"):
+    with pytest.raises(ReaderError, match=r"junk\.nc: not a NetCDF file: neither .* signature"):
         read_volume(junk)
 
 
@@ -267,3 +274,84 @@ def test_unknown_option_is_an_error(tmp_path, rng):
     write_volume(Volume(rng.random((3, 3, 3), dtype=np.float32)), path)
     with pytest.raises(VolsightError, match=r"o\.nc: unknown reader option\(s\) for NetCDF: colour"):
         read_volume(path, colour="red")
+
+
+def _probe_sleeps(path):
+    import time
+
+    time.sleep(60)
+
+
+def _probe_crashes(path):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _probe_fails(path):
+    raise OSError(-101, "NetCDF: HDF error")
+
+
+def test_probe_turns_hangs_crashes_and_failures_into_reader_errors(tmp_path, rng, monkeypatch):
+    from core.io import netcdf_probe
+
+    path = tmp_path / "probe.nc"
+    write_volume(Volume(rng.random((3, 4, 5), dtype=np.float32)), path)
+    cases = [
+        (_probe_sleeps, 2, r"probe\.nc: the NetCDF/HDF5 library did not finish opening the file within 2 s"),
+        (_probe_crashes, 60, r"probe\.nc: the NetCDF/HDF5 library crashed on this file \(signal 11\)"),
+        (_probe_fails, 60, r"probe\.nc: not a readable NetCDF file \(NetCDF: HDF error\)"),
+    ]
+    for target, timeout, message in cases:
+        monkeypatch.setattr(netcdf_probe, "_RESULTS", {})
+        monkeypatch.setattr(netcdf_probe, "walk", target)
+        # a generous limit where the child must start and fail (the machine may be busy), short for the hang
+        monkeypatch.setenv(netcdf_probe.ENV_TIMEOUT, str(timeout))
+        with pytest.raises(ReaderError, match=message):
+            read_volume(path)
+    monkeypatch.setenv(netcdf_probe.ENV_PROBE, "0")  # probing off: the file opens in-process as it is
+    assert read_volume(path).shape == (3, 4, 5)
+
+
+def test_probe_result_is_cached_per_file_version(tmp_path, rng, monkeypatch):
+    from core.io import netcdf_probe
+
+    path = tmp_path / "cache.nc"
+    write_volume(Volume(rng.random((3, 4, 5), dtype=np.float32)), path)
+    calls = []
+    real = netcdf_probe._run
+    monkeypatch.setattr(netcdf_probe, "_run", lambda *a: calls.append(a) or real(*a))
+    read_volume(path)
+    file_info(path)
+    assert len(calls) == 1
+    write_volume(Volume(rng.random((3, 4, 6), dtype=np.float32)), path)  # a new version: probed again
+    assert read_volume(path).shape == (3, 4, 6) and len(calls) == 2
+
+
+def test_corrupt_hdf5_that_hangs_the_library_is_refused(tmp_path, monkeypatch):
+    """A file found by fuzzing: 7 bit flips of a volsight-written file make HDF5 loop forever on open."""
+    import hashlib
+
+    from core.io import netcdf_probe
+
+    path = tmp_path / "looping.nc"
+    write_volume(Volume(np.random.default_rng(0).random((1, 4, 5, 6), dtype=np.float32)), path)
+    raw = bytearray(path.read_bytes())
+    same_library_output = hashlib.sha256(raw).hexdigest()[:16] == _HANG_BASE_SHA
+    for pos, value in _HANG_FLIPS:
+        if pos < len(raw):
+            raw[pos] = value
+    path.write_bytes(bytes(raw))
+    monkeypatch.setenv(netcdf_probe.ENV_TIMEOUT, "5")
+    try:
+        read_volume(path)
+    except ReaderError as exc:
+        if same_library_output:
+            assert "did not finish opening the file within 5 s" in str(exc)
+    else:
+        assert not same_library_output, "the looping file was read"
+
+
+_HANG_FLIPS = [(3375, 2), (4168, 12), (4926, 128), (5847, 8), (7598, 8), (7902, 2), (8265, 70)]
+_HANG_BASE_SHA = "1331cb4f8b854b5d"  # sha256 prefix of the unflipped file with netCDF4 1.7.5 (HDF5 2.2.0)
