@@ -20,7 +20,7 @@ from core.io import file_info, read_volume, write_volume
 from core.io.registry import FileInfo
 from core.volume import Volume
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 NAMES = ["", ".nc", ".npy", ".npz", ".raw", ".dat", ".h5", ".bin"]
 

@@ -305,7 +305,7 @@ def test_probe_turns_hangs_crashes_and_failures_into_reader_errors(tmp_path, rng
     ]
     for target, timeout, message in cases:
         monkeypatch.setattr(netcdf_probe, "_RESULTS", {})
-        monkeypatch.setattr(netcdf_probe, "walk", target)
+        monkeypatch.setattr(netcdf_probe, "DEFAULT_TARGET", f"{__name__}:{target.__name__}")
         # a generous limit where the child must start and fail (the machine may be busy), short for the hang
         monkeypatch.setenv(netcdf_probe.ENV_TIMEOUT, str(timeout))
         with pytest.raises(ReaderError, match=message):
@@ -320,8 +320,8 @@ def test_probe_result_is_cached_per_file_version(tmp_path, rng, monkeypatch):
     path = tmp_path / "cache.nc"
     write_volume(Volume(rng.random((3, 4, 5), dtype=np.float32)), path)
     calls = []
-    real = netcdf_probe._run
-    monkeypatch.setattr(netcdf_probe, "_run", lambda *a: calls.append(a) or real(*a))
+    real = netcdf_probe._ask
+    monkeypatch.setattr(netcdf_probe, "_ask", lambda *a: calls.append(a) or real(*a))
     read_volume(path)
     file_info(path)
     assert len(calls) == 1
