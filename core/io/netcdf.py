@@ -19,9 +19,7 @@ Reading:
   uniform increasing 1D coordinate variables of the spatial dims.
 * Only the requested frame is read, slab by slab, into float32.
 
-Writing: one float32 variable with dims ``(z, y, x)`` (``(component, z, y, x)`` for vectors), no
-coordinate variables (AMGSRN's loader turns every variable into a channel), spacing and origin as
-variable attributes, the Volume's metadata as a JSON global attribute.
+Writing: see :mod:`core.io.netcdf_writer`.
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ReaderError, WriterError
-from core.io.atomic import atomic_path
+from core.errors import ReaderError
 from core.io.layout import (
     check_layout,
     frame_count,
@@ -51,7 +48,7 @@ from core.io.layout import (
 from core.io.memory import check_fits, float32_bytes
 from core.io.netcdf_header import check_classic_header
 from core.io.netcdf_probe import probe_enabled, probe_open
-from core.io.registry import FileInfo, VariableInfo, VolumeReader, VolumeWriter, register_reader, register_writer
+from core.io.registry import FileInfo, VariableInfo, VolumeReader, register_reader
 from core.volume import Volume
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -420,44 +417,4 @@ def _reject_options(path: Path, options: dict[str, Any]) -> None:
                                 "(accepted: variable, index, nan_policy, layout, max_bytes)")
 
 
-class NetCDFWriter(VolumeWriter):
-    """Write a Volume as NetCDF-4: float32 (z, y, x) or (component, z, y, x), geometry as attributes."""
-
-    name = "netcdf"
-    extensions = (".nc", ".nc4")
-
-    def write(self, volume: Volume, path: Path, variable: str | None = None, compress: bool = False,
-              **options: Any) -> None:
-        if options:
-            raise WriterError(path, f"unknown writer option(s) for NetCDF: {', '.join(sorted(options))}")
-        var_name = variable or str(volume.metadata.get("variable") or "data")
-        if not var_name.replace("_", "a").isalnum() or var_name[0].isdigit():
-            var_name = "data"
-        nc4 = _netcdf4()
-        try:
-            with atomic_path(path) as tmp:
-                ds = nc4.Dataset(str(tmp), "w", format="NETCDF4")
-                try:
-                    dims: tuple[str, ...] = ("z", "y", "x")
-                    if volume.channels > 1:
-                        ds.createDimension("component", volume.channels)
-                        dims = ("component", *dims)
-                    for d, n in zip(("z", "y", "x"), volume.shape):
-                        ds.createDimension(d, n)
-                    v = ds.createVariable(var_name, "f4", dims, zlib=bool(compress), fill_value=False)
-                    v.set_auto_maskandscale(False)
-                    v[:] = volume.data if volume.channels > 1 else volume.data[0]
-                    v.spacing = np.asarray(volume.spacing, dtype=np.float64)
-                    v.origin = np.asarray(volume.origin, dtype=np.float64)
-                    v.long_name = volume.name
-                    ds.Conventions = "CF-1.8"
-                    ds.source = "volsight"
-                    ds.volsight_metadata = json.dumps(json_safe(dict(volume.metadata)))
-                finally:
-                    ds.close()
-        except OSError as exc:
-            raise WriterError(path, f"cannot write NetCDF ({exc.strerror or exc})") from exc
-
-
 register_reader(NetCDFReader())
-register_writer(NetCDFWriter())

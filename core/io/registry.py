@@ -190,7 +190,7 @@ def _load_builtin_readers() -> None:
     _LOADED = True
     import importlib
 
-    for mod in ("core.io.netcdf", "core.io.numpy_files", "core.io.raw"):
+    for mod in ("core.io.netcdf", "core.io.netcdf_writer", "core.io.numpy_files", "core.io.raw"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
