@@ -3,7 +3,9 @@
 Reading:
 
 * ``variable`` by name; by default the first numeric variable with at least 3 dimensions that is
-  not a coordinate variable (a 1D variable named after its dimension).
+  not a coordinate variable (a 1D variable named after its dimension). Three names (``"u,v,w"``
+  or a list) stack three scalar variables on the same dims into one vector field (AMGSRN stores
+  vectors that way: one variable per channel).
 * CF packing and missing values are honoured (netCDF4's auto mask-and-scale: ``scale_factor``,
   ``add_offset``, ``_FillValue``, ``missing_value``, ``valid_min/max/range``). Masked values
   become NaN and then ``nan_policy`` decides: the default ``"raise"`` refuses them with a message
@@ -204,6 +206,33 @@ def _pick_variable(ds, path: Path, variable: str | None):
     return var
 
 
+def _component_names(variable: Any) -> list[str] | None:
+    """Three variable names that form one vector field ("u,v,w" or a list), else None."""
+    if isinstance(variable, str):
+        if "," not in variable:
+            return None
+        names = [n.strip() for n in variable.split(",")]
+    elif isinstance(variable, (list, tuple)):
+        names = [str(n) for n in variable]
+    else:
+        return None
+    return names
+
+
+def _check_components(ds, path: Path, parts: list, layout: str | None) -> None:
+    """Component variables must be scalar fields on the same dims (AMGSRN stores one variable per channel)."""
+    names = [v.name for v in parts]
+    if len(parts) != 3:
+        raise ReaderError(path, f"a vector field needs 3 component variables, got {len(parts)}: {', '.join(names)}")
+    dims = {tuple(v.dimensions) for v in parts}
+    if len(dims) != 1:
+        listing = "; ".join(f"{v.name}{tuple(v.dimensions)}" for v in parts)
+        raise ReaderError(path, f"component variables must share their dimensions, got {listing}")
+    if "C" in _layout_of(ds, parts[0], path, layout):
+        raise ReaderError(path, f"component variables must be scalar fields; {names[0]!r} already has a "
+                                "channel axis")
+
+
 def _attrs(obj) -> dict[str, Any]:
     out = {}
     for k in obj.ncattrs():
@@ -307,22 +336,34 @@ class NetCDFReader(VolumeReader):
              nan_policy: str = "raise", layout: str | None = None, max_bytes: int | None = None,
              **options: Any) -> Volume:
         _reject_options(path, options)
+        components = _component_names(variable)
         ds = _open(path)
         try:
-            var = _pick_variable(ds, path, variable)
+            if components:
+                parts = [_pick_variable(ds, path, n) for n in components]
+                var = parts[0]
+                _check_components(ds, path, parts, layout)
+            else:
+                var = _pick_variable(ds, path, variable)
+                parts = [var]
+            label = ",".join(v.name for v in parts)
             lay = _layout_of(ds, var, path, layout)
             shape = tuple(int(n) for n in var.shape)
             frames = frame_count(shape, lay)
-            idx = resolve_index(index, frames, path, f"variable {var.name!r}")
-            vshape = volume_shape(shape, lay)
-            check_fits(path, vshape, f"variable {var.name!r}" + (" (one frame)" if frames > 1 else ""),
+            idx = resolve_index(index, frames, path, f"variable {label!r}")
+            vshape = (len(parts), *volume_shape(shape, lay)[1:]) if components else volume_shape(shape, lay)
+            check_fits(path, vshape, f"variable {label!r}" + (" (one frame)" if frames > 1 else ""),
                        max_bytes=max_bytes)
-            stored, masked = _read_array(var, idx, lay)
-            data = to_float32(take_frame(stored, lay.replace("T", ""), None))
+            channels, masked = [], 0
+            for part in parts:
+                stored, m = _read_array(part, idx, lay)
+                channels.append(take_frame(stored, lay.replace("T", ""), None))
+                masked += m
+            data = to_float32(channels[0] if len(channels) == 1 else np.concatenate(channels, axis=0))
             spacing, origin = _geometry(ds, var, lay)
             meta = {
                 "format": f"NetCDF ({ds.data_model})",
-                "variable": var.name,
+                "variable": label,
                 "dims": list(var.dimensions),
                 "layout": lay,
                 "attributes": _attrs(var),
@@ -349,7 +390,9 @@ class NetCDFReader(VolumeReader):
             if masked:
                 meta["masked_count"] = masked
             hint = f"{masked} masked by _FillValue/missing_value/valid range" if masked else ""
-            return make_volume(path, data, name=_name(path, var.name, idx, frames), variable=var.name,
+            if components:
+                meta["components"] = [v.name for v in parts]
+            return make_volume(path, data, name=_name(path, label, idx, frames), variable=label,
                                nan_policy=nan_policy, spacing=spacing, origin=origin, metadata=meta,
                                missing_hint=hint)
         finally:

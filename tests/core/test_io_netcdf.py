@@ -355,3 +355,21 @@ def test_corrupt_hdf5_that_hangs_the_library_is_refused(tmp_path, monkeypatch):
 
 _HANG_FLIPS = [(3375, 2), (4168, 12), (4926, 128), (5847, 8), (7598, 8), (7902, 2), (8265, 70)]
 _HANG_BASE_SHA = "1331cb4f8b854b5d"  # sha256 prefix of the unflipped file with netCDF4 1.7.5 (HDF5 2.2.0)
+
+
+def test_three_component_variables_form_a_vector_field(tmp_path, rng):
+    u, v, w = (rng.standard_normal((4, 5, 6)).astype(np.float32) for _ in range(3))
+    path = _write(tmp_path / "uvw.nc", {
+        "u": (("z", "y", "x"), u, "f4", {}), "v": (("z", "y", "x"), v, "f4", {}), "w": (("z", "y", "x"), w, "f4", {}),
+        "p": (("y", "x", "z"), rng.random((5, 6, 4)), "f4", {}),
+    }, {"z": 4, "y": 5, "x": 6})
+    for variable in ("u,v,w", ["u", "v", "w"]):
+        vol = read_volume(path, variable=variable)
+        assert vol.channels == 3 and vol.name == "uvw:u,v,w" and vol.metadata["components"] == ["u", "v", "w"]
+        np.testing.assert_array_equal(vol.data, np.stack([u, v, w]))
+    with pytest.raises(ReaderError, match=r"uvw\.nc: a vector field needs 3 component variables, got 2"):
+        read_volume(path, variable="u,v")
+    with pytest.raises(ReaderError, match=r"uvw\.nc: component variables must share their dimensions"):
+        read_volume(path, variable="u,v,p")
+    with pytest.raises(ReaderError, match=r"uvw\.nc: variable 'q' not found"):
+        read_volume(path, variable="u,v,q")
