@@ -37,9 +37,7 @@ import numpy as np
 
 from core.errors import ReaderError
 from core.io.layout import (
-    check_layout,
     frame_count,
-    infer_layout,
     json_safe,
     make_volume,
     resolve_index,
@@ -50,15 +48,19 @@ from core.io.layout import (
 from core.io.memory import check_fits, float32_bytes
 from core.io.netcdf_header import check_classic_header
 from core.io.netcdf_probe import probe_enabled, probe_open
+from core.io.netcdf_variables import (
+    check_components,
+    component_names,
+    is_coordinate,
+    is_numeric,
+    layout_of,
+    pick_variable,
+)
 from core.io.registry import FileInfo, VariableInfo, VolumeReader, register_reader
 from core.volume import Volume
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 CLASSIC_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
-TIME_NAMES = {"time", "t", "times", "frame", "frames", "step", "steps", "timestep", "timesteps", "time_step",
-              "record", "records", "snapshot", "snapshots", "nt"}
-CHANNEL_NAMES = {"c", "channel", "channels", "component", "components", "comp", "vector", "vec", "xyz", "uvw",
-                 "ncomp", "dim3"}
 SLAB_BYTES = 64 << 20  # read at most this much per netCDF call to bound transient memory
 STATS_LIMIT = 1 << 30  # info(): skip value statistics of variables larger than this (stored float32 bytes)
 
@@ -116,123 +118,6 @@ def _open(path: Path):
     return ds
 
 
-def _is_numeric(var) -> bool:
-    dt = var.dtype
-    return isinstance(dt, np.dtype) and dt.kind in "fiub"
-
-
-def _is_coordinate(var) -> bool:
-    return len(var.dimensions) == 1 and var.dimensions[0] == var.name
-
-
-def _is_time_dim(ds, dim_name: str) -> bool:
-    if dim_name.lower() in TIME_NAMES:
-        return True
-    dim = ds.dimensions.get(dim_name)
-    if dim is not None and dim.isunlimited():
-        return True
-    coord = ds.variables.get(dim_name)
-    if coord is not None and _is_coordinate(coord):
-        attrs = {k.lower(): str(coord.getncattr(k)).lower() for k in coord.ncattrs()}
-        if attrs.get("axis") == "t" or attrs.get("standard_name") == "time" or " since " in attrs.get("units", ""):
-            return True
-    return False
-
-
-def _layout_of(ds, var, path: Path, given: str | None = None) -> str:
-    """Axis letters for a variable: from the caller, else from dim names, else from the shape rule."""
-    shape = tuple(int(n) for n in var.shape)
-    dims = tuple(var.dimensions)
-    what = f"variable {var.name!r} {dims}"
-    if given:
-        return check_layout(given, shape, path, what)
-    nd = len(shape)
-    if nd == 3:
-        return "DHW"
-    if nd not in (4, 5):
-        return infer_layout(shape, path, what)  # raises with the accepted layouts
-    letters = [""] * nd
-    if _is_time_dim(ds, dims[0]):
-        letters[0] = "T"
-    for i, d in enumerate(dims):
-        if not letters[i] and d.lower() in CHANNEL_NAMES and shape[i] in (1, 3):
-            letters[i] = "C"
-            break
-    named = sum(1 for x in letters if x)
-    if nd - named == 3:
-        spatial = iter("DHW")
-        return "".join(x or next(spatial) for x in letters)
-    if letters[0] == "T" and nd == 4:
-        return "TDHW"
-    if letters[0] == "T":  # 5D with a named time axis: channel by the 4D rule on the rest
-        rest = infer_layout(shape[1:], path, what)
-        if "T" in rest:
-            raise ReaderError(path, f"{what} shape {shape}: after the time axis no axis of size 1 or 3 can be "
-                                    "the channel axis")
-        return "T" + rest
-    return infer_layout(shape, path, what)
-
-
-def _usable(ds) -> list[str]:
-    out = []
-    for name, var in ds.variables.items():
-        if _is_numeric(var) and len(var.dimensions) >= 3 and not _is_coordinate(var):
-            out.append(name)
-    return out
-
-
-def _usable_text(ds) -> str:
-    names = _usable(ds)
-    if not names:
-        return "the file has no numeric variable with 3 or more dimensions"
-    return f"usable variables: {', '.join(names)}"
-
-
-def _pick_variable(ds, path: Path, variable: str | None):
-    if variable is None:
-        names = _usable(ds)
-        if not names:
-            listing = ", ".join(f"{n}{tuple(v.dimensions)}" for n, v in ds.variables.items()) or "none"
-            raise ReaderError(path, f"no numeric variable with at least 3 dimensions (variables: {listing})")
-        return ds.variables[names[0]]
-    var = ds.variables.get(variable)
-    if var is None:
-        raise ReaderError(path, f"variable {variable!r} not found; {_usable_text(ds)}")
-    if not _is_numeric(var):
-        raise ReaderError(path, f"variable {variable!r} is not numeric (type {var.dtype}); {_usable_text(ds)}")
-    if len(var.dimensions) < 3:
-        raise ReaderError(path, f"variable {variable!r} has {len(var.dimensions)} dimension(s) "
-                                f"{tuple(var.dimensions)}, a volume needs 3; {_usable_text(ds)}")
-    return var
-
-
-def _component_names(variable: Any) -> list[str] | None:
-    """Three variable names that form one vector field ("u,v,w" or a list), else None."""
-    if isinstance(variable, str):
-        if "," not in variable:
-            return None
-        names = [n.strip() for n in variable.split(",")]
-    elif isinstance(variable, (list, tuple)):
-        names = [str(n) for n in variable]
-    else:
-        return None
-    return names
-
-
-def _check_components(ds, path: Path, parts: list, layout: str | None) -> None:
-    """Component variables must be scalar fields on the same dims (AMGSRN stores one variable per channel)."""
-    names = [v.name for v in parts]
-    if len(parts) != 3:
-        raise ReaderError(path, f"a vector field needs 3 component variables, got {len(parts)}: {', '.join(names)}")
-    dims = {tuple(v.dimensions) for v in parts}
-    if len(dims) != 1:
-        listing = "; ".join(f"{v.name}{tuple(v.dimensions)}" for v in parts)
-        raise ReaderError(path, f"component variables must share their dimensions, got {listing}")
-    if "C" in _layout_of(ds, parts[0], path, layout):
-        raise ReaderError(path, f"component variables must be scalar fields; {names[0]!r} already has a "
-                                "channel axis")
-
-
 def _attrs(obj) -> dict[str, Any]:
     out = {}
     for k in obj.ncattrs():
@@ -268,7 +153,7 @@ def _geometry(ds, var, layout: str) -> tuple[Any, Any]:
     for axis, letter in enumerate("DHW"):
         dim = var.dimensions[layout.index(letter)]
         coord = ds.variables.get(dim)
-        if coord is None or not _is_coordinate(coord) or not _is_numeric(coord) or coord.size < 2:
+        if coord is None or not is_coordinate(coord) or not is_numeric(coord) or coord.size < 2:
             continue
         try:
             c = np.asarray(np.ma.filled(coord[:].astype(np.float64), np.nan))
@@ -327,8 +212,8 @@ class NetCDFReader(VolumeReader):
     def frame_count(self, path: Path, variable: str | None = None, layout: str | None = None, **_: Any) -> int:
         ds = _open(path)
         try:
-            var = _pick_variable(ds, path, variable)
-            return frame_count(var.shape, _layout_of(ds, var, path, layout))
+            var = pick_variable(ds, path, variable)
+            return frame_count(var.shape, layout_of(ds, var, path, layout))
         finally:
             ds.close()
 
@@ -336,18 +221,18 @@ class NetCDFReader(VolumeReader):
              nan_policy: str = "raise", layout: str | None = None, max_bytes: int | None = None,
              **options: Any) -> Volume:
         _reject_options(path, options)
-        components = _component_names(variable)
+        components = component_names(variable)
         ds = _open(path)
         try:
             if components:
-                parts = [_pick_variable(ds, path, n) for n in components]
+                parts = [pick_variable(ds, path, n) for n in components]
                 var = parts[0]
-                _check_components(ds, path, parts, layout)
+                check_components(ds, path, parts, layout)
             else:
-                var = _pick_variable(ds, path, variable)
+                var = pick_variable(ds, path, variable)
                 parts = [var]
             label = ",".join(v.name for v in parts)
-            lay = _layout_of(ds, var, path, layout)
+            lay = layout_of(ds, var, path, layout)
             shape = tuple(int(n) for n in var.shape)
             frames = frame_count(shape, lay)
             idx = resolve_index(index, frames, path, f"variable {label!r}")
@@ -380,7 +265,7 @@ class NetCDFReader(VolumeReader):
                 meta["index"] = idx
                 tdim = var.dimensions[0]
                 tvar = ds.variables.get(tdim)
-                if tvar is not None and _is_coordinate(tvar) and _is_numeric(tvar):
+                if tvar is not None and is_coordinate(tvar) and is_numeric(tvar):
                     try:
                         meta["time"] = json_safe(np.ma.filled(tvar[idx], np.nan))
                         if "units" in tvar.ncattrs():
@@ -417,9 +302,9 @@ def _variable_info(ds, var, path: Path, stats: bool, stats_limit: int) -> Variab
     dims = tuple(var.dimensions)
     dtype = str(var.dtype) if isinstance(var.dtype, np.dtype) else getattr(var.dtype, "__name__", str(var.dtype))
     base = {"name": var.name, "shape": shape, "dtype": dtype, "dims": dims}
-    if not _is_numeric(var):
+    if not is_numeric(var):
         return VariableInfo(**base, is_volume=False, note="not numeric")
-    if _is_coordinate(var):
+    if is_coordinate(var):
         note = "coordinate"
     elif len(shape) < 3:
         note = f"{len(shape)} dimension(s), a volume needs 3"
@@ -428,7 +313,7 @@ def _variable_info(ds, var, path: Path, stats: bool, stats_limit: int) -> Variab
     layout, frames, channels = "", 1, 1
     if not note:
         try:
-            layout = _layout_of(ds, var, path)
+            layout = layout_of(ds, var, path)
             frames = frame_count(shape, layout)
             channels = volume_shape(shape, layout)[0]
         except ReaderError as exc:
