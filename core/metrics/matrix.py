@@ -4,8 +4,8 @@ Learned metrics that offer ``embed(volumes, ...)`` / ``compare_embeddings(a, b)`
 **one forward pass per volume** and compare cached embeddings for every pair; all other metrics
 fall back to one ``distance`` call per pair (half the pairs when the metric is symmetric).
 
-Pairs are compared on the cached embeddings through one Gram product per layer in float64
-(``pairwise_distances``: ``|a|^2 + |b|^2 - 2 a.b`` after centring; equal to the pair results to
+Pairs are compared on the cached embeddings through per-channel Gram products in float64
+(``pairwise_distances``: ``|a|^2 + |b|^2 - 2 a.b``; equal to the pair results to
 ~1e-7 relative), accumulated over column chunks, so no pair difference is ever materialised.
 
 Memory: the embedding cache of a 64³ volume is ~7.4 MB in float32 for the 3-scale VolSiM

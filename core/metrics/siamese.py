@@ -189,10 +189,11 @@ class FeatureComparison(nn.Module):
                        chunk: int = 1 << 16, cancelled=None) -> torch.Tensor:
         """Terms ``[R, K, L]`` (float64) between every row and column embedding, without pair differences.
 
-        ``t_ij = sum_c w_c/S (|r_ic|^2 + |k_jc|^2 - 2 r_ic . k_jc)`` from Gram products per layer,
-        accumulated in float64 over column chunks (memory ``(R + K) * chunk`` values) after
-        subtracting the rows' mean (distances do not change; it keeps the cancellation small).
-        ``cols=None`` compares the rows with themselves.
+        ``t_ij = sum_c w_c/S (|r_ic|^2 + |k_jc|^2 - 2 r_ic . k_jc)`` from per-channel Gram products
+        accumulated in float64 over chunks of ``chunk`` voxels (extra memory ``(R + K) * C * chunk``
+        values). In float64 the cancellation costs nothing measurable (agrees with the direct
+        difference to ~1e-7 relative, the float32 rounding of the features). ``cols=None``
+        compares the rows with themselves.
         """
         out = []
         for i, r in enumerate(rows):
@@ -200,7 +201,7 @@ class FeatureComparison(nn.Module):
             n_r, n_k, c = r.shape[0], k.shape[0], r.shape[1]
             fr, fk = r.reshape(n_r, c, -1), k.reshape(n_k, c, -1)
             spatial = fr.shape[-1]
-            w = (self.clamped_weights(i).detach().to(torch.float64) / spatial).sqrt().reshape(1, c, 1)
+            w = [float(x) / spatial for x in self.clamped_weights(i).detach().double()]
             cross = torch.zeros(n_r, n_k, dtype=torch.float64, device=r.device)
             sq_r = torch.zeros(n_r, dtype=torch.float64, device=r.device)
             sq_k = torch.zeros(n_k, dtype=torch.float64, device=r.device)
@@ -210,13 +211,16 @@ class FeatureComparison(nn.Module):
 
                     raise Cancelled("distance computation cancelled")
                 br = fr[:, :, start : start + chunk].to(torch.float64)
-                centre = br.mean(dim=0, keepdim=True)
-                br = ((br - centre) * w).reshape(n_r, -1)
-                bk = br if cols is None else ((fk[:, :, start : start + chunk].to(torch.float64) - centre) * w)
-                bk = bk.reshape(n_k, -1)
-                cross += br @ bk.T
-                sq_r += (br * br).sum(dim=1)
-                sq_k += (bk * bk).sum(dim=1)
+                bk = br if cols is None else fk[:, :, start : start + chunk].to(torch.float64)
+                for ch in range(c):
+                    if w[ch] == 0.0:
+                        continue
+                    cross.addmm_(br[:, ch], bk[:, ch].T, alpha=w[ch])
+                    if cols is not None:
+                        sq_r += w[ch] * (br[:, ch] * br[:, ch]).sum(dim=1)
+                        sq_k += w[ch] * (bk[:, ch] * bk[:, ch]).sum(dim=1)
+            if cols is None:
+                sq_r = sq_k = cross.diagonal().clone()
             out.append((sq_r[:, None] + sq_k[None, :] - 2 * cross).clamp(min=0))
         return torch.stack(out, dim=-1)
 

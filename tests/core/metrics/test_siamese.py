@@ -32,6 +32,14 @@ def test_fast_terms_equal_literal_formula(spatial):
     assert fast.shape == (2, 2) and torch.all(fast >= 0)
     emb_a, emb_b = comp.embed(fa), comp.embed(fb)
     torch.testing.assert_close(comp.compare_embeddings(emb_a, emb_b), ref, rtol=1e-5, atol=0)
+    # all pairs at once from Gram products: square (a set with itself) and rectangular (rows x cols)
+    both = [torch.cat([ea, eb]) for ea, eb in zip(emb_a, emb_b)]
+    square = comp.pairwise_terms(both, chunk=7)
+    rect = comp.pairwise_terms(emb_a, emb_b, chunk=7)
+    for i in range(2):
+        torch.testing.assert_close(square[i, 2 + i].float(), ref[i], rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(rect[i, i].float(), ref[i], rtol=1e-5, atol=1e-9)
+    assert torch.all(square.diagonal(dim1=0, dim2=1) == 0)
 
 
 def test_negative_weights_are_clamped():
