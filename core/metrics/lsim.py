@@ -402,8 +402,8 @@ class LSiM(Metric):
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         """Slice-wise LSiM of two volumes: ``axis`` (0|1|2|'all', required) and ``stride`` (default 1)."""
         axis, stride = slice_options(self.name, options, _OPTIONS)
-        data_a, data_b = pair_data(self, a, b, options)
         axes = parse_axes(axis, self.name)
+        data_a, data_b = pair_data(self, a, b, options)
         opts = self._options(options)
 
         def evaluate(sa: np.ndarray, sb: np.ndarray):
