@@ -28,6 +28,9 @@ class VariableInfo:
     nan_count: int | None = None
     frames: int = 1  # length of the time / sequence axis, 1 if none
     is_volume: bool = True  # can be read as a Volume (numeric, >= 3 dims)
+    channels: int = 1  # channels of each frame (1 scalar, 3 vector) when is_volume
+    layout: str = ""  # axis letters of the stored array (see core.io.layout), e.g. "TDHWC"
+    note: str = ""  # why it is not a volume, or why statistics were skipped
 
 
 @dataclass(frozen=True)
@@ -105,17 +108,21 @@ def reader_for(path: str | os.PathLike) -> VolumeReader:
     if p.is_dir():
         raise ReaderError(p, "is a folder, not a file")
     ext = _suffix(p)
-    for r in _READERS:
-        if ext in r.extensions:
-            return r
+    by_extension = next((r for r in _READERS if ext in r.extensions), None)
     try:
         with open(p, "rb") as f:
             head = f.read(512)
     except OSError as exc:
         raise ReaderError(p, f"cannot open: {exc.strerror or exc}") from exc
+    if by_extension is not None and by_extension.sniff(head, p):
+        return by_extension
+    # content beats a misleading extension (a NetCDF file saved as .dat); else the extension's reader
+    # gets the file and explains what is wrong with it
     for r in _READERS:
-        if r.sniff(head, p):
+        if r is not by_extension and r.sniff(head, p):
             return r
+    if by_extension is not None:
+        return by_extension
     known = sorted({e for r in _READERS for e in r.extensions})
     raise UnsupportedFormatError(p, f"unknown file type {ext or '(no extension)'}; volsight reads {', '.join(known)}")
 
@@ -134,11 +141,14 @@ def _guard(path: Path, func, *args, **kwargs):
         raise ReaderError(path, f"cannot read ({type(exc).__name__}: {exc})") from exc
 
 
-def file_info(path: str | os.PathLike) -> FileInfo:
-    """Variables, shapes, dtypes and value ranges of a file, without loading more than needed."""
+def file_info(path: str | os.PathLike, **options: Any) -> FileInfo:
+    """Variables, shapes, dtypes and value ranges of a file, without loading more than needed.
+
+    The built-in readers accept ``stats=False`` (skip value range and NaN count).
+    """
     p = Path(path)
     r = reader_for(p)
-    return _guard(p, r.info, p)
+    return _guard(p, r.info, p, **options)
 
 
 def read_volume(

@@ -1,0 +1,94 @@
+"""``volsight compare A B``: distances between two volumes with chosen metrics."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = (
+    "Distances between two volumes (files: NetCDF, .npy/.npz, raw). Classical metrics work on raw values; "
+    "learned ones (volsim) normalise the pair jointly to [-1, 1] unless --no-normalize. "
+    "Prints a table, or JSON with --json, or CSV with --csv."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", help="first volume file")
+    parser.add_argument("b", help="second volume file")
+    parser.add_argument("--metric", "-m", default="mse,psnr,ssim,ncc",
+                        help="comma-separated metric names (see `volsight metrics`); default: %(default)s")
+    parser.add_argument("--weights", action="append", metavar="[NAME=]PATH",
+                        help="weights of the learned metric (official .pth or volsight .safetensors); "
+                        "NAME=PATH when several learned metrics are compared")
+    norm = parser.add_mutually_exclusive_group()
+    norm.add_argument("--normalize", dest="normalize", action="store_true", default=None,
+                      help="jointly min-max the pair to [-1, 1] for every metric")
+    norm.add_argument("--no-normalize", dest="normalize", action="store_false",
+                      help="use raw values for every metric (also the learned ones)")
+    parser.add_argument("--resample", type=int, metavar="N", help="resample both volumes to N^3 (trilinear)")
+    parser.add_argument("--interpolation", choices=("linear", "cubic", "nearest"),
+                        help="interpolation for --resample (default linear; cubic = official VolSiM, slow)")
+    parser.add_argument("--data-range", type=float,
+                        help="data range R of PSNR/SSIM/LCC (default: the pair's joint range)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON")
+    out.add_argument("--csv", action="store_true", help="print CSV")
+    parser.add_argument("-o", "--output", help="write the JSON/CSV/table to this file instead of stdout")
+
+
+def parse_weights(items: list[str] | None):
+    """``--weights PATH`` or ``--weights NAME=PATH`` (repeatable) -> a path or a {name: path} dict."""
+    if not items:
+        return None
+    named = {}
+    plain = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if sep and name and "/" not in name and "." not in name:
+            named[name.strip().lower()] = path
+        else:
+            plain.append(item)
+    if plain and named or len(plain) > 1:
+        from core.errors import MetricError
+
+        raise MetricError("give either one --weights PATH or NAME=PATH entries")
+    return plain[0] if plain else named
+
+
+def format_table(comparison) -> str:
+    """Human-readable lines: metric, value, kind, and per-scale shares for multiscale metrics."""
+    lines = [f"A: {comparison.a.name} {comparison.a.shape}  B: {comparison.b.name} {comparison.b.shape}"]
+    for name, d in comparison.distances.items():
+        lines.append(f"{name:>8}  {d.value:.6g}  ({d.kind})")
+        if d.contributions:
+            parts = ", ".join(f"{k} {v:.3g}" for k, v in d.contributions.items())
+            lines.append(f"{'':>8}  shares: {parts}")
+    return "\n".join(lines) + "\n"
+
+
+def emit(text: str, output: str | None) -> None:
+    """Print, or write atomically to ``output``."""
+    if output:
+        from core.io.atomic import write_bytes_atomic
+
+        write_bytes_atomic(output, text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.compare import compare
+
+    names = [n for n in args.metric.split(",") if n.strip()]
+    per = {}
+    if args.data_range is not None:
+        per = {n: {"data_range": args.data_range} for n in names if n.strip().lower() in ("psnr", "ssim", "lcc")}
+    result = compare(args.a, args.b, names, weights=parse_weights(args.weights), metric_options=per,
+                     normalize=args.normalize, resample=args.resample, interpolation=args.interpolation)
+    if args.json:
+        emit(result.to_json() + "\n", args.output)
+    elif args.csv:
+        emit(result.to_csv(), args.output)
+    else:
+        emit(format_table(result), args.output)
+    return 0

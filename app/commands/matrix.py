@@ -1,0 +1,57 @@
+"""``volsight matrix FILES...``: the distance matrix of one metric over several volumes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = (
+    "Distance matrix of one metric over several volumes (learned metrics: one forward pass per volume, "
+    "the set normalised jointly). Prints CSV, or writes it with -o."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", help="volume files (two or more)")
+    parser.add_argument("--metric", "-m", default="mse", help="metric name (see `volsight metrics`)")
+    parser.add_argument("--weights", metavar="PATH", help="weights of a learned metric")
+    norm = parser.add_mutually_exclusive_group()
+    norm.add_argument("--normalize", dest="normalize", action="store_true", default=None,
+                      help="min-max the whole set jointly to [-1, 1] first")
+    norm.add_argument("--no-normalize", dest="normalize", action="store_false", help="use raw values")
+    parser.add_argument("--resample", type=int, metavar="N", help="resample every volume to N^3 (trilinear)")
+    parser.add_argument("-o", "--output", help="CSV file to write (atomically)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+
+def matrix_csv(names: list[str], matrix) -> str:
+    """CSV text: a header row of names, then one row per volume."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["", *names])
+    for name, row in zip(names, matrix, strict=True):
+        w.writerow([name, *(repr(float(x)) for x in row)])
+    return buf.getvalue()
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.commands.compare import emit
+    from core.errors import MetricError
+    from core.io.registry import read_volume
+    from core.metrics.matrix import distance_matrix
+
+    if len(args.files) < 2:
+        raise MetricError("a matrix needs at least two files")
+    volumes = [read_volume(f) for f in args.files]
+    options = {k: v for k, v in (("normalize", args.normalize), ("resample", args.resample)) if v is not None}
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"\r{done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    m = distance_matrix(volumes, args.metric.strip().lower(), weights=args.weights, progress=progress, **options)
+    emit(matrix_csv([v.name for v in volumes], m), args.output)
+    return 0

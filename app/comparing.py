@@ -1,0 +1,173 @@
+"""The comparison the distance panel shows, as plain functions (no Qt): which metrics exist, and the run.
+
+Each metric runs through ``core.compare.compare`` (the same call ``volsight compare`` makes), one
+metric at a time so progress can be reported and cancelled between metrics, and so one metric
+failing (say, missing weights) leaves the others' numbers standing. A metric the engine does not
+provide is reported as unavailable; nothing here makes numbers up.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from core.errors import MetricError
+from core.volume import Volume
+
+ProgressFn = Callable[[float | None, str], None]
+DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "volsim", "lsim", "watson-dct", "learnsim-ssd")
+_BUILT: dict[str, Any] = {}  # metric name -> built Metric (learned weights load once per session)
+_WEIGHTS: dict[str, str] = {}  # metric name -> weights file chosen by the user
+
+
+def _optional(module: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+
+
+def metric_catalog() -> list[dict[str, Any]]:
+    """Every registered metric's description (name, label, learned, voxel_map, ...)."""
+    from core.metrics.registry import describe_metrics
+
+    return describe_metrics()
+
+
+def default_metrics(catalog: Iterable[Mapping[str, Any]] | None = None) -> list[str]:
+    """The metrics shown by default: the usual classical and learned ones that are installed."""
+    names = [m["name"] for m in (metric_catalog() if catalog is None else catalog)]
+    chosen = [n for n in DEFAULT_METRICS if n in names]
+    return chosen or names[:6]
+
+
+def set_weights(name: str, path: str | None) -> None:
+    """Use the weights file ``path`` for learned metric ``name`` (None: the metric's default)."""
+    if path:
+        _WEIGHTS[name] = str(path)
+    else:
+        _WEIGHTS.pop(name, None)
+    _BUILT.pop(name, None)
+
+
+def weights_of(name: str) -> str | None:
+    return _WEIGHTS.get(name)
+
+
+def built_metric(name: str) -> Any:
+    """The Metric object for ``name``, built once (weights loaded once) and reused."""
+    if name not in _BUILT:
+        compare_mod = _optional("core.compare")
+        if compare_mod is not None and hasattr(compare_mod, "build_metrics"):
+            weights = {name: _WEIGHTS[name]} if name in _WEIGHTS else None
+            _BUILT[name] = compare_mod.build_metrics([name], weights)[name]
+        else:
+            from core.metrics.registry import get_metric
+
+            _BUILT[name] = get_metric(name, weights=_WEIGHTS[name]) if name in _WEIGHTS else get_metric(name)
+    return _BUILT[name]
+
+
+def metric_options(name: str) -> dict[str, Any]:
+    """Options the window passes for ``name``: 2D metrics (LSiM, Watson) run on slices along all three axes."""
+    m = built_metric(name)
+    if 3 not in tuple(getattr(m, "dims", (3,))):
+        return {"axis": "all"}
+    return {}
+
+
+def distance_of(a: Volume, b: Volume, metric: str, features: bool = False) -> Any:
+    """One metric on one pair, the way ``volsight compare`` computes it."""
+    compare_mod = _optional("core.compare")
+    if compare_mod is not None:
+        result = compare_mod.compare(a, b, metrics={metric: built_metric(metric)}, features=features,
+                                     metric_options={metric: metric_options(metric)})
+        distances = result.distances
+        if metric not in distances:
+            raise MetricError(f"{metric}: the comparison returned no value")
+        return distances[metric]
+    return built_metric(metric).distance(a, b, features=features, **metric_options(metric))
+
+
+def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: Iterable[str] = (),
+                      progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Each metric's Distance, or the exception it raised (shown in its table row)."""
+    from core.metrics.registry import metric_names
+
+    known = set(metric_names())
+    wanted_features = set(features_for)
+    out: dict[str, Any] = {}
+    for i, name in enumerate(metrics):
+        if progress:
+            progress(i / max(1, len(metrics)), f"computing {name} ({i + 1}/{len(metrics)})")
+        if name not in known:
+            out[name] = MetricError(f"{name}: not available (the metric is not installed)")
+            continue
+        try:
+            out[name] = distance_of(a, b, name, features=name in wanted_features)
+        except MetricError as exc:
+            out[name] = exc
+        except Exception as exc:  # noqa: BLE001 - one metric's failure must not hide the others
+            if type(exc).__name__ == "Cancelled":
+                raise
+            from core.errors import VolsightError
+
+            out[name] = exc if isinstance(exc, VolsightError) else MetricError(f"{name}: {type(exc).__name__}: {exc}")
+    if progress:
+        progress(1.0, "comparison done")
+    return out
+
+
+def _split(results: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    ok = {k: d for k, d in results.items() if not isinstance(d, BaseException)}
+    errors = {k: str(d) for k, d in results.items() if isinstance(d, BaseException)}
+    return ok, errors
+
+
+def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
+    """The CLI's JSON (``volsight compare --json``) for the computed metrics, plus the metrics that failed."""
+    ok, errors = _split(results)
+    compare_mod = _optional("core.compare")
+    if compare_mod is not None:
+        doc = compare_mod.Comparison(a, b, ok).as_dict()
+    else:
+        doc = {"a": {"name": a.name, "shape": list(a.shape)}, "b": {"name": b.name, "shape": list(b.shape)},
+               "distances": {k: d.as_dict() for k, d in ok.items()}}
+    if errors:
+        doc["errors"] = errors
+    return json.dumps(doc, indent=2)
+
+
+def comparison_csv(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
+    """The CLI's CSV (``volsight compare --csv``) for the computed metrics; failed metrics as rows with an error."""
+    ok, errors = _split(results)
+    compare_mod = _optional("core.compare")
+    if compare_mod is not None:
+        text = compare_mod.Comparison(a, b, ok).to_csv()
+    else:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["a", "b", "metric", "kind", "scale", "value", "term", "contribution"])
+        for name, d in ok.items():
+            w.writerow([a.name, b.name, name, d.kind, "", repr(float(d.value)), "", ""])
+        text = buf.getvalue()
+    if errors:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        for name, msg in errors.items():
+            w.writerow([a.name, b.name, name, "error", "", "", "", msg])
+        text += buf.getvalue()
+    return text
+
+
+def signed_difference(a: Volume, b: Volume):
+    """A − B per voxel (magnitudes for vector data), ``[D, H, W]``; the difference view's fallback."""
+    if a.shape != b.shape:
+        raise MetricError(f"shapes differ ({a.name} {a.shape} vs {b.name} {b.shape}); no per-voxel difference")
+    return a.scalar().data[0] - b.scalar().data[0]

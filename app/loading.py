@@ -1,0 +1,148 @@
+"""What a slot holds, and how a dropped or opened file becomes one: plain functions, no Qt.
+
+A file is either a volume (any format behind ``core.io``'s reader registry) or a neural-field
+file (``models.store``). A field is baked on a grid so the metrics and the GL view can use it;
+the field itself is kept for ray-marching and for saving.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+from typing import Any
+
+from core.volume import Volume
+
+ProgressFn = Callable[[float | None, str], None]
+
+# a baked field larger than this per axis would make the metrics and the GL upload slow
+MAX_BAKE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class LoadedItem:
+    """The content of slot A or B: a volume (possibly baked from a field) and where it came from."""
+
+    volume: Volume
+    path: str | None = None
+    kind: str = "volume"  # "volume", "field" or "demo"
+    variable: str | None = None
+    index: int | None = None
+    variables: tuple[str, ...] = ()
+    frames: int = 1
+    neural_field: Any = None  # a models.field.NeuralField for kind == "field"
+    info: dict[str, Any] = dc_field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.volume.name
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.volume.shape
+
+    def shape_text(self) -> str:
+        d, h, w = self.shape
+        ch = "" if self.volume.channels == 1 else f" ×{self.volume.channels} ch"
+        return f"{d}×{h}×{w}{ch}"
+
+    def summary(self) -> str:
+        """One line for the slot header: name, shape and, where it applies, variable and time step."""
+        parts = [self.name, self.shape_text()]
+        if self.kind == "field":
+            parts.append("neural field (baked)")
+        if self.variable and len(self.variables) > 1:
+            parts.append(f"variable {self.variable}")
+        if self.frames > 1:
+            parts.append(f"step {(self.index or 0) + 1}/{self.frames}")
+        return " · ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """How to load this item again (for session files)."""
+        return {"path": self.path, "kind": self.kind, "variable": self.variable, "index": self.index,
+                "name": self.name}
+
+
+def _field_store():
+    """models.store when the neural-field package is installed, else None."""
+    import importlib
+
+    try:
+        store = importlib.import_module("models.store")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("models.store", "models"):
+            raise
+        return None
+    return store
+
+
+def is_field_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a neural-field file that models.store can load."""
+    store = _field_store()
+    if store is None or not Path(path).is_file():
+        return False
+    try:
+        return bool(store.is_field_file(path))
+    except Exception:  # noqa: BLE001 - sniffing must never fail; reading gives the real error
+        return False
+
+
+def bake_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The grid a field is baked on: its source shape, scaled down to MAX_BAKE_SIZE per axis."""
+    m = max(shape)
+    if m <= MAX_BAKE_SIZE:
+        return tuple(int(s) for s in shape)  # type: ignore[return-value]
+    f = MAX_BAKE_SIZE / m
+    return tuple(max(2, round(s * f)) for s in shape)  # type: ignore[return-value]
+
+
+def item_from_field(neural_field: Any, path: str | None = None, progress: ProgressFn | None = None,
+                    shape: tuple[int, int, int] | None = None) -> LoadedItem:
+    """Bake a NeuralField on its source grid (or ``shape``) and wrap it as a slot item."""
+    shape = bake_shape(tuple(shape or neural_field.source_shape))
+    if progress:
+        progress(None, f"baking field {neural_field.name} on {shape[0]}×{shape[1]}×{shape[2]}")
+    vol = neural_field.bake(shape=shape)
+    name = neural_field.name or (Path(path).stem if path else "field")
+    if vol.name != name:
+        vol = vol.evolve(name=name)
+    return LoadedItem(volume=vol, path=path, kind="field", neural_field=neural_field,
+                      info={"source_shape": list(neural_field.source_shape)})
+
+
+def load_item(path: str | os.PathLike, variable: str | None = None, index: int | None = None,
+              progress: ProgressFn | None = None) -> LoadedItem:
+    """Read a volume file or a neural-field file into a slot item; raises core.errors on bad files."""
+    p = Path(path)
+    if is_field_file(p):
+        store = _field_store()
+        if progress:
+            progress(None, f"loading field {p.name}")
+        nf = store.load_field(p)
+        return item_from_field(nf, str(p), progress)
+    from core.io import registry
+
+    if progress:
+        progress(None, f"reading {p.name}")
+    info = registry.file_info(p)
+    var_infos = info.volume_variables()
+    names = tuple(v.name for v in var_infos)
+    chosen = variable if variable is not None else (names[0] if names else None)
+    frames = next((v.frames for v in var_infos if v.name == chosen), 1)
+    if frames > 1 and index is None:
+        index = 0
+    vol = registry.read_volume(p, variable=chosen, index=index)
+    return LoadedItem(volume=vol, path=str(p), kind="volume", variable=chosen, index=index,
+                      variables=names, frames=max(1, int(frames)))
+
+
+def demo_items(kind: str = "plume", n: int = 64) -> tuple[LoadedItem, LoadedItem]:
+    """The built-in demo pair as slot items."""
+    from core.demo import demo_pair
+
+    a, b = demo_pair(kind, n=n)  # type: ignore[arg-type]
+    return LoadedItem(volume=a, kind="demo", info={"demo": kind, "n": n}), LoadedItem(
+        volume=b, kind="demo", info={"demo": kind, "n": n, "perturbed": True})

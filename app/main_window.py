@@ -1,0 +1,417 @@
+"""The comparison window: slots A and B side by side (plus the difference view), docks, menus, status bar.
+
+The window owns widgets and threads only; the state lives in :class:`app.session.Session` and
+every long task (reading, baking, comparing, fitting) runs through :class:`app.workers.TaskRunner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QToolButton,
+    QWidget,
+)
+
+from app.loading import LoadedItem, load_item
+from app.panels.slot_view import SlotView, dropped_paths
+from app.session import SLOTS, Session
+from app.settings import Preferences
+from app.workers import Task, TaskRunner
+
+LAYOUT_VERSION = 3  # bump when docks are added or renamed: an older saved layout is then ignored
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+FILE_FILTER = "Volumes and fields (*.nc *.nc4 *.cdf *.npy *.npz *.raw *.json *.vsf *.safetensors);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    """volsight's main window."""
+
+    error_reported = Signal(str)  # every user-facing error message, for tests and logs
+    item_loaded = Signal(str)  # slot name, after a load finished
+    comparison_done = Signal(object)
+    session_restored = Signal(str)
+    catalog_ready = Signal()  # the installed metrics are known (window.catalog)
+
+    def __init__(self, preferences: Preferences | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("volsight")
+        icon = RESOURCES / "icons" / "volsight.svg"
+        if icon.is_file():
+            self.setWindowIcon(QIcon(str(icon)))
+        self.setAcceptDrops(True)
+        self.prefs = preferences or Preferences()
+        self.session = Session(self)
+        self.tasks = TaskRunner(self)
+        self.errors: list[str] = []
+        self._message_box: QMessageBox | None = None
+        self.panels: dict[str, Any] = {}
+        self.docks: dict[str, Any] = {}
+        self.catalog: dict[str, dict[str, Any]] = {}
+        self.controller: Any = None
+
+        self.slot_views: dict[str, SlotView] = {s: SlotView(s) for s in SLOTS}
+        self.diff_view = SlotView("diff", title="A−B", accept_drops=False, lazy_view=True)
+        self.diff_view.setVisible(False)
+        self.views_splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.views_splitter.setObjectName("views_splitter")
+        for v in (*self.slot_views.values(), self.diff_view):
+            self.views_splitter.addWidget(v)
+        self.views_splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(self.views_splitter)
+        for v in self.slot_views.values():
+            v.files_dropped.connect(self._on_slot_drop)
+            v.variable_chosen.connect(lambda s, var: self.load_into(s, self._item_path(s), variable=var))
+            v.index_chosen.connect(self._on_index_chosen)
+
+        self._build_status_bar()
+        self._build_menus()
+        self.session.item_changed.connect(self._on_item_changed)
+        self.tasks.task_started.connect(self._on_task_started)
+        self.tasks.task_progress.connect(self._on_task_progress)
+        self.tasks.task_done.connect(self._on_task_done)
+        self.resize(1280, 800)
+        self.statusBar().showMessage("Drop one file on A or B, or two files anywhere, to compare them.")
+
+    # ------------------------------------------------------------------ construction
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.task_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(180)
+        self.progress.setTextVisible(False)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setToolTip("cancel the running background tasks")
+        self.cancel_button.clicked.connect(lambda: self.tasks.cancel())
+        for w in (self.task_label, self.progress, self.cancel_button):
+            sb.addPermanentWidget(w)
+            w.setVisible(False)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        self.file_menu = mb.addMenu("&File")
+        self._action(self.file_menu, "&Open files…", lambda: self.open_dialog(None), QKeySequence.StandardKey.Open,
+                     tip="open one file into A, two into A and B, more as a series")
+        self._action(self.file_menu, "Open into &A…", lambda: self.open_dialog("A"))
+        self._action(self.file_menu, "Open into &B…", lambda: self.open_dialog("B"))
+        self.recent_menu = self.file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.file_menu.addSeparator()
+        self._action(self.file_menu, "&Save session…", lambda: self._ask_save("session"),
+                     QKeySequence.StandardKey.Save, tip="files, cameras, transfer functions and metrics as JSON")
+        self._action(self.file_menu, "Open sess&ion…", self._ask_open_session)
+        self._action(self.file_menu, "Save &window image…", lambda: self._ask_save("window"))
+        self._action(self.file_menu, "Save &view images…", lambda: self._ask_save("views"),
+                     tip="a PNG of view A, view B and the difference view")
+        self.file_menu_extra = self.file_menu.addSeparator()
+        self._action(self.file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.view_menu = mb.addMenu("&View")
+        self.compare_menu = mb.addMenu("&Compare")
+        self.help_menu = mb.addMenu("&Help")
+        self._action(self.help_menu, "&About volsight", self._about)
+
+    def _action(self, menu, text: str, slot: Callable, shortcut=None, tip: str = "", checkable: bool = False,
+                checked: bool = False) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(shortcut)
+        if tip:
+            act.setStatusTip(tip)
+        if checkable:
+            act.setCheckable(True)
+            act.setChecked(checked)
+            act.toggled.connect(slot)
+        else:
+            act.triggered.connect(lambda _=False: slot())
+        menu.addAction(act)
+        return act
+
+    # ------------------------------------------------------------------ opening files
+    def open_paths(self, paths: Sequence[str], slot: str | None = None) -> None:
+        """One file → ``slot`` (or the first empty slot); two → A and B; more → a series."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return
+        if len(paths) == 1:
+            self.load_into(slot or self._free_slot(), paths[0])
+        elif len(paths) == 2:
+            self.load_pair(paths[0], paths[1])
+        else:
+            self.load_series(paths)
+
+    def _free_slot(self) -> str:
+        return next((s for s in SLOTS if self.session.item(s) is None), "A")
+
+    def _item_path(self, slot: str) -> str:
+        item = self.session.item(slot)
+        return item.path if item is not None and item.path else ""
+
+    def load_into(self, slot: str, path: str, variable: str | None = None, index: int | None = None) -> Task:
+        """Read ``path`` in the background into ``slot``; a bad file leaves every slot as it was."""
+        self.slot_views[slot].set_message(f"loading {Path(path).name}…")
+
+        def work(progress):
+            return load_item(path, variable=variable, index=index, progress=progress)
+
+        task = Task(f"load_{slot}", work, label=f"loading {Path(path).name}")
+        task.signals.finished.connect(lambda item: self._loaded({slot: item}, [path]))
+        task.signals.failed.connect(lambda exc: self._load_failed([slot], exc))
+        task.signals.cancelled.connect(lambda: self._restore_titles([slot]))
+        return self.tasks.start(task)
+
+    def load_pair(self, path_a: str, path_b: str) -> Task:
+        """Read two files into A and B together; if either fails, neither slot changes."""
+        for s in SLOTS:
+            self.slot_views[s].set_message("loading…")
+
+        def work(progress):
+            a = load_item(path_a, progress=lambda f, m: progress(None, m))
+            b = load_item(path_b, progress=lambda f, m: progress(None, m))
+            return a, b
+
+        task = Task("load_pair", work, label="loading A and B")
+        task.signals.finished.connect(lambda ab: self._loaded({"A": ab[0], "B": ab[1]}, [path_a, path_b]))
+        task.signals.failed.connect(lambda exc: self._load_failed(list(SLOTS), exc))
+        task.signals.cancelled.connect(lambda: self._restore_titles(list(SLOTS)))
+        return self.tasks.start(task)
+
+    def load_series(self, paths: Sequence[str]) -> Task:
+        """Several files: the first two go to A and B; the series panel gets all of them."""
+        series = self.panels.get("series")
+        if series is not None:
+            return series.load_files(paths)
+        return self.load_pair(paths[0], paths[1])
+
+    def set_items(self, items: dict[str, LoadedItem]) -> None:
+        """Put already loaded items into slots (demo pair, fitted fields, series cells)."""
+        if set(items) == set(SLOTS):
+            self.session.set_pair(items["A"], items["B"])
+        else:
+            for s, it in items.items():
+                self.session.set_item(s, it)
+
+    def _loaded(self, items: dict[str, LoadedItem], paths: list[str]) -> None:
+        for p in paths:
+            self.prefs.add_recent(p)
+        self.set_items(items)
+        names = ", ".join(f"{s}: {it.name} ({it.shape_text()})" for s, it in items.items())
+        self.statusBar().showMessage(f"loaded {names}", 8000)
+        for s in items:
+            self.item_loaded.emit(s)
+
+    def _load_failed(self, slots: list[str], exc: BaseException) -> None:
+        self._restore_titles(slots)
+        self.report_error(str(exc) if str(exc) else type(exc).__name__, title="Cannot open file")
+
+    def _restore_titles(self, slots: list[str]) -> None:
+        for s in slots:
+            self.slot_views[s].set_item(self.session.item(s)) if self.session.item(s) is None else \
+                self.slot_views[s].set_message(self.session.item(s).summary())
+
+    def _on_item_changed(self, slot: str) -> None:
+        self.slot_views[slot].set_item(self.session.item(slot))
+
+    def _on_slot_drop(self, slot: str, paths: list[str]) -> None:
+        self.open_paths(paths, slot if len(paths) == 1 else None)
+
+    def _on_index_chosen(self, slot: str, index: int) -> None:
+        item = self.session.item(slot)
+        if item is not None and item.path:
+            self.load_into(slot, item.path, variable=item.variable, index=index)
+
+    def open_dialog(self, slot: str | None) -> None:
+        """File → Open: a non-blocking file dialog starting in the last folder."""
+        dlg = QFileDialog(self, "Open volumes or fields" if slot is None else f"Open into {slot}",
+                          self.prefs.last_dir(), FILE_FILTER)
+        dlg.setFileMode(QFileDialog.FileMode.ExistingFile if slot else QFileDialog.FileMode.ExistingFiles)
+        dlg.filesSelected.connect(lambda files: self.open_paths(files, slot))
+        dlg.open()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        files = self.prefs.recent_files()
+        for f in files:
+            act = self.recent_menu.addAction(f)
+            act.triggered.connect(lambda _=False, p=f: self.open_paths([p]))
+        if not files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list").triggered.connect(lambda: self.prefs.clear_recent())
+
+    # ------------------------------------------------------------------ drops on the window
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = dropped_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # ------------------------------------------------------------------ messages and progress
+    def report_error(self, message: str, title: str = "volsight") -> None:
+        """Status line plus a non-modal message box; the state is left as it was."""
+        self.errors.append(message)
+        self.statusBar().showMessage(message, 15000)
+        if self._message_box is None:
+            self._message_box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok,
+                                            self)
+            self._message_box.setModal(False)
+            self._message_box.setWindowModality(Qt.WindowModality.NonModal)
+        self._message_box.setWindowTitle(title)
+        self._message_box.setText(message)
+        self._message_box.show()
+        self.error_reported.emit(message)
+
+    def _on_task_started(self, task: Task) -> None:
+        self._update_task_widgets(task.label)
+
+    def _on_task_progress(self, task: Task, fraction: float, message: str) -> None:
+        if self.tasks.current(task.name) is not task:
+            return
+        if fraction < 0:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * min(1.0, max(0.0, fraction))))
+        self.task_label.setText(message or task.label)
+
+    def _on_task_done(self, task: Task) -> None:
+        running = self.tasks.running()
+        if task.state == "cancelled":
+            self.statusBar().showMessage(f"cancelled: {task.label}", 5000)
+        self._update_task_widgets(running[-1].label if running else "")
+
+    def _update_task_widgets(self, label: str) -> None:
+        busy = bool(self.tasks.running())
+        self.task_label.setText(label)
+        for w in (self.task_label, self.progress, self.cancel_button):
+            w.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About volsight", "volsight — see and measure how two volumes differ.")
+
+    # ------------------------------------------------------------------ lifetime
+    def restore_layout(self) -> None:
+        """Size and dock layout of the last run, when there was one."""
+        geo = self.prefs.window_geometry()
+        if geo is not None:
+            self.restoreGeometry(geo)
+        state = self.prefs.window_state()
+        if state is not None:
+            self.restoreState(state, LAYOUT_VERSION)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.prefs.save_window(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
+        self.tasks.cancel()
+        self.tasks.wait_all(10000)
+        if self._message_box is not None:
+            self._message_box.close()
+        super().closeEvent(event)
+
+    def call_later(self, fn: Callable[[], Any], ms: int = 0) -> None:
+        QTimer.singleShot(ms, self, fn)
+
+    # ------------------------------------------------------------------ sessions and images
+    def save_session(self, path: str) -> Path:
+        from app.session_file import save_session
+
+        p = save_session(self, path)
+        self.statusBar().showMessage(f"session saved to {p}", 8000)
+        return p
+
+    def restore_session(self, path: str) -> Task | None:
+        """Load a session file: both slots in the background, then cameras, TFs and metrics."""
+        from app import session_file
+
+        try:
+            doc = session_file.read_session(path)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, nothing changes
+            self.report_error(str(exc), title="Cannot open session")
+            return None
+        slots = doc.get("slots") or {}
+
+        def work(progress):
+            return {s: session_file.load_slot_entry(slots.get(s)) for s in SLOTS}
+
+        def done(items: dict) -> None:
+            session_file.apply_view_settings(self, doc)
+            loaded = {s: it for s, it in items.items() if it is not None}
+            if loaded:
+                self.set_items(loaded)
+            session_file.apply_view_settings(self, doc)  # cameras again: a new volume may reset a view
+            self.statusBar().showMessage(f"session restored from {path}", 8000)
+            self.session_restored.emit(path)
+
+        task = Task("load_pair", work, label=f"restoring session {Path(path).name}")
+        task.signals.finished.connect(done)
+        task.signals.failed.connect(lambda exc: self.report_error(str(exc), title="Cannot restore session"))
+        return self.tasks.start(task)
+
+    def _ask_save(self, what: str) -> None:
+        titles = {"session": ("Save session", "session.json", "Session (*.json)"),
+                  "window": ("Save window image", "volsight.png", "PNG image (*.png)")}
+        if what == "views":
+            folder = QFileDialog.getExistingDirectory(self, "Folder for the view images", self.prefs.last_dir())
+            if folder:
+                from app.session_file import save_view_images
+
+                files = save_view_images(self, folder)
+                self.statusBar().showMessage(f"saved {', '.join(p.name for p in files)} in {folder}", 8000)
+            return
+        title, name, flt = titles[what]
+        path, _ = QFileDialog.getSaveFileName(self, title, str(Path(self.prefs.last_dir()) / name), flt)
+        if not path:
+            return
+        try:
+            if what == "session":
+                self.save_session(path)
+            else:
+                from app.session_file import save_window_image
+
+                save_window_image(self, path)
+                self.statusBar().showMessage(f"window image saved to {path}", 8000)
+        except Exception as exc:  # noqa: BLE001 - a failed save is reported, the window carries on
+            self.report_error(str(exc), title="Cannot save")
+
+    def _ask_open_session(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", self.prefs.last_dir(), "Session (*.json)")
+        if path:
+            self.restore_session(path)
+
+    # ------------------------------------------------------------------ demo
+    def load_demo(self, kind: str = "plume", n: int = 64) -> Task:
+        """Load the built-in demo pair into A and B (then it is compared like any pair)."""
+        from app.loading import demo_items
+
+        task = Task("load_pair", lambda progress: demo_items(kind, n), label=f"making the {kind} demo pair")
+        task.signals.finished.connect(lambda ab: self._loaded({"A": ab[0], "B": ab[1]}, []))
+        task.signals.failed.connect(lambda exc: self._load_failed(list(SLOTS), exc))
+        return self.tasks.start(task)
+
+
+def build_main_window(preferences: Preferences | None = None) -> MainWindow:
+    """The main window with its panels, laid out as the user left it last time."""
+    from app.docks import install_panels
+
+    window = MainWindow(preferences)
+    install_panels(window)
+    window.restore_layout()
+    return window

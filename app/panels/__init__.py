@@ -1,0 +1,1 @@
+"""Dock panels and view widgets of the main window."""

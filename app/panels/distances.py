@@ -1,0 +1,267 @@
+"""Distance panel: the chosen metrics' values for the pair, per-scale contributions, copy and export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.session import Session
+
+COLUMNS = ("Metric", "Value", "Kind", "Note")
+BAR_BRUSH = pg.mkBrush(76, 139, 245, 200)
+BAR_HIGHLIGHT = pg.mkBrush(245, 167, 66, 230)
+
+
+def format_value(value: float) -> str:
+    return f"{value:.6g}"
+
+
+class DistancePanel(QWidget):
+    """Table of metric values (copyable), metric chooser, bar chart of one learned metric's scales."""
+
+    recompute_requested = Signal()
+    export_requested = Signal(str)  # "csv" or "json"
+
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.catalog: dict[str, dict[str, Any]] = {}
+        self._highlight: tuple[str, str] | None = None
+        self._bar_metric = ""
+
+        self.metrics_button = QToolButton()
+        self.metrics_button.setText("Metrics")
+        self.metrics_button.setToolTip("choose the metrics to compute")
+        self.metrics_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.metrics_menu = QMenu(self)
+        self.metrics_button.setMenu(self.metrics_menu)
+        self.recompute_button = QPushButton("Recompute")
+        self.recompute_button.clicked.connect(self.recompute_requested)
+        self.export_button = QToolButton()
+        self.export_button.setText("Export")
+        self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        em = QMenu(self)
+        em.addAction("CSV…").triggered.connect(lambda: self.export_requested.emit("csv"))
+        em.addAction("JSON…").triggered.connect(lambda: self.export_requested.emit("json"))
+        self.export_button.setMenu(em)
+        self.pair_label = QLabel("no pair loaded")
+        self.pair_label.setWordWrap(True)
+        self.pair_label.setStyleSheet("color: #888;")
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        hh.setStretchLastSection(True)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.copy_action = QAction("Copy", self.table)
+        self.copy_action.setShortcut(QKeySequence.StandardKey.Copy)
+        self.copy_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.copy_action.triggered.connect(self.copy_selection)
+        self.table.addAction(self.copy_action)
+
+        self.bars = pg.PlotWidget()
+        self.bars.setObjectName("contributions_plot")
+        self.bars.setMinimumHeight(120)
+        self.bars.setMenuEnabled(False)
+        self.bars.setMouseEnabled(x=False, y=False)
+        self.bars.setLabel("left", "share of distance")
+        self.bars.setTitle("per-scale contributions")
+        self.bar_item: pg.BarGraphItem | None = None
+        self.bar_names: list[str] = []
+
+        top = QHBoxLayout()
+        top.addWidget(self.metrics_button)
+        top.addWidget(self.recompute_button)
+        top.addWidget(self.export_button)
+        top.addStretch(1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.bars)
+        split.setSizes([200, 140])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addWidget(self.pair_label)
+        lay.addWidget(split, 1)
+
+        session.metrics_changed.connect(lambda _m: self.refresh())
+        session.comparison_changed.connect(lambda _r: self.refresh())
+        session.comparison_started.connect(self._on_started)
+        session.scale_selected.connect(self.highlight_scale)
+
+    # ------------------------------------------------------------------ metric chooser
+    def set_catalog(self, catalog: list[dict[str, Any]]) -> None:
+        """Fill the metric chooser with every installed metric (classical and learned)."""
+        self.catalog = {m["name"]: m for m in catalog}
+        self.metrics_menu.clear()
+        for group, learned in (("classical", False), ("learned", True)):
+            names = [n for n, m in self.catalog.items() if bool(m.get("learned")) == learned]
+            if not names:
+                continue
+            self.metrics_menu.addSection(group)
+            for n in names:
+                act = self.metrics_menu.addAction(self.catalog[n].get("label") or n)
+                act.setCheckable(True)
+                act.setChecked(n in self.session.metrics)
+                act.setData(n)
+                act.toggled.connect(self._on_metric_toggled)
+        if not self.catalog:
+            self.metrics_menu.addAction("(no metrics installed)").setEnabled(False)
+
+    def _on_metric_toggled(self, _checked: bool) -> None:
+        chosen = [a.data() for a in self.metrics_menu.actions() if a.isCheckable() and a.isChecked()]
+        order = [m for m in self.session.metrics if m in chosen] + [m for m in chosen if m not in self.session.metrics]
+        self.session.set_metrics(order)
+
+    # ------------------------------------------------------------------ table
+    def _on_started(self) -> None:
+        for r in range(self.table.rowCount()):
+            self.table.item(r, 1).setText("…")
+            self.table.item(r, 3).setText("computing")
+
+    def refresh(self) -> None:
+        """Rebuild the table from the session's metrics and comparison."""
+        results = self.session.comparison or {}
+        a, b = self.session.item("A"), self.session.item("B")
+        if a is not None and b is not None:
+            self.pair_label.setText(f"A: {a.name}   B: {b.name}")
+        else:
+            self.pair_label.setText("load volumes into A and B to compare them")
+        self.table.setRowCount(0)
+        if not self.session.metrics:
+            self.table.insertRow(0)
+            why = "no metric chosen (Metrics menu)" if self.catalog else "no metrics installed"
+            for c, text in enumerate(("—", "", "", why)):
+                self.table.setItem(0, c, QTableWidgetItem(text))
+            self.table.item(0, 0).setData(Qt.ItemDataRole.UserRole, "")
+        for name in self.session.metrics:
+            info = self.catalog.get(name, {})
+            r = self.table.rowCount()
+            self.table.insertRow(r)
+            d = results.get(name)
+            label = QTableWidgetItem(info.get("label") or name)
+            label.setData(Qt.ItemDataRole.UserRole, name)
+            label.setToolTip(info.get("doc", ""))
+            if d is None:
+                value, note = "", ("waiting for a pair" if a is None or b is None else "not computed")
+            elif isinstance(d, BaseException):
+                value, note = "—", str(d)
+            else:
+                value, note = format_value(d.value), ("learned" if info.get("learned") else "")
+                if d.contributions:
+                    note = (note + f", {len(d.contributions)} scales").lstrip(", ")
+            v = QTableWidgetItem(value)
+            v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if d is not None and not isinstance(d, BaseException):
+                v.setData(Qt.ItemDataRole.UserRole, float(d.value))
+                v.setToolTip(repr(float(d.value)))
+            kind = QTableWidgetItem(info.get("kind", "") if not hasattr(d, "kind") else d.kind)
+            n = QTableWidgetItem(note)
+            n.setToolTip(note)
+            for c, it in enumerate((label, v, kind, n)):
+                self.table.setItem(r, c, it)
+        if self._bar_metric not in (self.session.metrics or []):
+            self._bar_metric = next((m for m in self.session.metrics if self._contributions(m)), "")
+        self.show_contributions(self._bar_metric)
+
+    def values(self) -> dict[str, float | None]:
+        """Metric name -> the value shown in the table (None where there is none)."""
+        out: dict[str, float | None] = {}
+        for r in range(self.table.rowCount()):
+            name = self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)
+            out[name] = self.table.item(r, 1).data(Qt.ItemDataRole.UserRole)
+        return out
+
+    def copy_selection(self) -> str:
+        """Copy the selected rows (all rows when none is selected) as tab-separated text, full precision."""
+        rows = sorted({i.row() for i in self.table.selectedItems()}) or list(range(self.table.rowCount()))
+        lines = ["\t".join(COLUMNS)]
+        for r in rows:
+            cells = []
+            for c in range(len(COLUMNS)):
+                it = self.table.item(r, c)
+                full = it.data(Qt.ItemDataRole.UserRole) if c == 1 else None
+                cells.append(repr(full) if isinstance(full, float) else it.text())
+            lines.append("\t".join(cells))
+        text = "\n".join(lines)
+        QGuiApplication.clipboard().setText(text)
+        return text
+
+    def _context_menu(self, pos) -> None:
+        menu = QMenu(self)
+        menu.addAction("Copy").triggered.connect(self.copy_selection)
+        menu.addAction("Copy all").triggered.connect(lambda: (self.table.clearSelection(), self.copy_selection()))
+        menu.addSeparator()
+        menu.addAction("Export CSV…").triggered.connect(lambda: self.export_requested.emit("csv"))
+        menu.addAction("Export JSON…").triggered.connect(lambda: self.export_requested.emit("json"))
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def _on_selection(self) -> None:
+        rows = sorted({i.row() for i in self.table.selectedItems()})
+        if rows:
+            name = self.table.item(rows[0], 0).data(Qt.ItemDataRole.UserRole)
+            if self._contributions(name):
+                self.show_contributions(name)
+
+    # ------------------------------------------------------------------ contributions
+    def _contributions(self, metric: str) -> dict[str, float]:
+        d = self.session.distance(metric)
+        return dict(d.contributions) if d is not None and d.contributions else {}
+
+    def show_contributions(self, metric: str) -> None:
+        """Bar chart of ``metric``'s per-scale shares of its value."""
+        self.bars.clear()
+        self.bar_item = None
+        contrib = self._contributions(metric) if metric else {}
+        self._bar_metric = metric if contrib else ""
+        if not contrib:
+            self.bars.setTitle("per-scale contributions (a learned metric's, once computed)")
+            self.bar_names = []
+            return
+        self.bar_names = list(contrib)
+        x = np.arange(len(contrib), dtype=float)
+        h = np.array([contrib[k] for k in self.bar_names], dtype=float)
+        brushes = [BAR_HIGHLIGHT if self._highlight == (metric, k) else BAR_BRUSH for k in self.bar_names]
+        self.bar_item = pg.BarGraphItem(x=x, height=h, width=0.7, brushes=brushes)
+        self.bars.addItem(self.bar_item)
+        self.bars.getAxis("bottom").setTicks([[(i, k) for i, k in enumerate(self.bar_names)]])
+        label = self.catalog.get(metric, {}).get("label") or metric
+        self.bars.setTitle(f"{label}: per-scale contributions (sum = {format_value(float(h.sum()))})")
+
+    def highlight_scale(self, metric: str, scale: str) -> None:
+        """Mark one scale's bar (the feature-map panel's current scale)."""
+        self._highlight = (metric, scale)
+        if self._contributions(metric):
+            self.show_contributions(metric)
+
+    def highlighted_bar(self) -> str | None:
+        """The scale whose bar is highlighted, if it is on the chart."""
+        if self.bar_item is None or self._highlight is None or self._highlight[0] != self._bar_metric:
+            return None
+        return self._highlight[1] if self._highlight[1] in self.bar_names else None

@@ -1,0 +1,214 @@
+"""Neural-field panel: fit a field to the volume in A with a live loss/PSNR plot; the result goes to B."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.loading import item_from_field
+from app.workers import Cancelled, Task
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
+
+MODELS = ("apmgsrn", "fvsrn", "hashgrid")
+SIZES = ("small", "medium", "large")
+
+
+def fitting_available() -> bool:
+    """True when the neural-field package (models.fit) is installed."""
+    try:
+        importlib.import_module("models.fit")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("models.fit", "models"):
+            raise
+        return False
+    return True
+
+
+def fit_to_item(volume: Any, config: dict[str, Any], progress, seed: int = 0):
+    """Fit a field to ``volume`` (reporting (iteration, loss, psnr) as data) and bake it into a slot item."""
+    import threading
+
+    from models.fit import fit
+
+    stop = threading.Event()
+
+    def callback(p) -> bool:
+        if progress.cancelled:
+            stop.set()
+            return False
+        progress.emit_data((int(p.iteration), float(p.loss), float(p.psnr)))
+        progress(p.iteration / max(1, p.iterations), f"fitting: iteration {p.iteration}/{p.iterations}, "
+                 f"PSNR {p.psnr:.1f} dB")
+        return True
+
+    field, summary = fit(volume, config, callback=callback, cancel=stop, seed=seed)
+    if summary.get("cancelled") or progress.cancelled:
+        raise Cancelled()
+    if not getattr(field, "name", None) or field.name == volume.name:
+        try:
+            field.name = f"{volume.name}-{config.get('model', 'field')}"
+        except AttributeError:  # a read-only name: keep the model's own
+            pass
+    item = item_from_field(field, None, progress, shape=volume.shape)
+    return item, summary
+
+
+class FieldPanel(QWidget):
+    """Model, size and iterations; Fit runs in the background, Cancel stops it, Save writes the field."""
+
+    fit_finished = Signal(object)  # the summary dict
+
+    def __init__(self, window: MainWindow, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.w = window
+        self.task: Task | None = None
+        self.history: list[tuple[int, float, float]] = []
+        self.model_box = QComboBox()
+        self.model_box.addItems(MODELS)
+        self.size_box = QComboBox()
+        self.size_box.addItems(SIZES)
+        self.size_box.setCurrentText("small")
+        self.iter_box = QSpinBox()
+        self.iter_box.setRange(1, 1_000_000)
+        self.iter_box.setValue(500)
+        self.points_box = QSpinBox()
+        self.points_box.setRange(64, 10_000_000)
+        self.points_box.setSingleStep(10_000)
+        self.points_box.setValue(50_000)
+        self.fit_button = QPushButton("Fit field to A → B")
+        self.fit_button.setToolTip("fit a neural field to the volume in A; the field goes to B and is compared")
+        self.fit_button.clicked.connect(lambda: self.start_fit())
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.save_button = QPushButton("Save field…")
+        self.save_button.setEnabled(False)
+        self.save_button.clicked.connect(self._ask_save)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        self.plot = pg.PlotWidget(title="fitting")
+        self.plot.setObjectName("fit_plot")
+        self.plot.setMinimumHeight(120)
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("bottom", "iteration")
+        self.plot.setLabel("left", "PSNR (dB)")
+        self.psnr_curve = self.plot.plot([], [], pen=pg.mkPen("#f5a742", width=2), name="PSNR")
+        # the loss on a log scale on the right-hand axis
+        self.loss_box = pg.ViewBox()
+        self.plot.showAxis("right")
+        self.plot.scene().addItem(self.loss_box)
+        self.plot.getAxis("right").linkToView(self.loss_box)
+        self.plot.getAxis("right").setLabel("log10 loss")
+        self.loss_box.setXLink(self.plot.getPlotItem())
+        self.loss_curve = pg.PlotCurveItem(pen=pg.mkPen("#4c8bf5", width=1))
+        self.loss_box.addItem(self.loss_curve)
+        self.plot.getPlotItem().vb.sigResized.connect(
+            lambda: self.loss_box.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect()))
+
+        form = QFormLayout()
+        form.addRow("model", self.model_box)
+        form.addRow("size", self.size_box)
+        form.addRow("iterations", self.iter_box)
+        form.addRow("points / iteration", self.points_box)
+        buttons = QHBoxLayout()
+        for b in (self.fit_button, self.cancel_button, self.save_button):
+            buttons.addWidget(b)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        lay.addWidget(self.status)
+        lay.addWidget(self.plot, 1)
+        if not fitting_available():
+            self.fit_button.setEnabled(False)
+            self.status.setText("fitting unavailable: the neural-field package (models) is not installed")
+
+    def config(self, model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+        cfg = {"model": self.model_box.currentText(), "size": self.size_box.currentText(),
+               "iterations": int(self.iter_box.value()), "points": int(self.points_box.value())}
+        if model_options:
+            cfg["model_options"] = dict(model_options)
+        return cfg
+
+    def start_fit(self, model_options: dict[str, Any] | None = None, **overrides: Any) -> Task | None:
+        """Fit a field to A in the background (options from the panel, ``overrides`` win)."""
+        item = self.w.session.item("A")
+        if item is None:
+            self.w.report_error("load a volume into A first: the field is fitted to A")
+            return None
+        cfg = {**self.config(model_options), **overrides}
+        volume = item.volume
+        self.history = []
+        self.psnr_curve.setData([], [])
+        self.loss_curve.setData([], [])
+        task = Task("fit", lambda progress: fit_to_item(volume, cfg, progress),
+                    label=f"fitting {cfg['model']} ({cfg['size']}) to {volume.name}")
+        task.signals.data.connect(self._on_progress)
+        task.signals.finished.connect(self._on_done)
+        task.signals.failed.connect(lambda exc: self._on_end(f"fitting failed: {exc}", error=True))
+        task.signals.cancelled.connect(lambda: self._on_end("fitting cancelled"))
+        self.fit_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"fitting {cfg['model']} ({cfg['size']}), {cfg['iterations']} iterations…")
+        self.task = self.w.tasks.start(task)
+        return self.task
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _on_progress(self, data: tuple[int, float, float]) -> None:
+        self.history.append(data)
+        h = np.array(self.history, dtype=float)
+        self.psnr_curve.setData(h[:, 0], np.where(np.isfinite(h[:, 2]), h[:, 2], 0.0))
+        self.loss_curve.setData(h[:, 0], np.log10(np.maximum(h[:, 1], 1e-30)))
+
+    def _on_done(self, result) -> None:
+        item, summary = result
+        self.last_field = item.neural_field
+        self.save_button.setEnabled(True)
+        psnr = summary.get("psnr", summary.get("batch_psnr", math.nan))
+        self._on_end(f"fitted {summary.get('parameters', '?')} parameters in {summary.get('seconds', 0):.1f} s; "
+                     f"PSNR {psnr:.2f} dB — the field is in B")
+        self.w.set_items({"B": item})
+        self.fit_finished.emit(summary)
+
+    def _on_end(self, message: str, error: bool = False) -> None:
+        self.fit_button.setEnabled(fitting_available())
+        self.cancel_button.setEnabled(False)
+        self.status.setText(message)
+        if error:
+            self.w.report_error(message)
+
+    def _ask_save(self) -> None:
+        nf = getattr(self, "last_field", None)
+        if nf is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save neural field", str(Path(self.w.prefs.last_dir()) /
+                                                                            f"{nf.name}.vsf"), "Field (*.vsf)")
+        if path:
+            try:
+                nf.save(path)
+                self.w.statusBar().showMessage(f"field saved to {path}", 8000)
+            except Exception as exc:  # noqa: BLE001 - reported, nothing else changes
+                self.w.report_error(str(exc), title="Cannot save field")

@@ -1,0 +1,207 @@
+"""Series panel: many volumes (or a file's time steps) as a distance-matrix heatmap and a distance-to-first curve."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
+
+from app.loading import LoadedItem, load_item
+from app.workers import Task
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
+
+
+def series_matrix(volumes: Sequence[Any], metric: str, progress=None) -> np.ndarray:
+    """The symmetric-use distance matrix of ``volumes`` under ``metric`` (engine's matrix when installed)."""
+    try:
+        matrix_mod = importlib.import_module("core.metrics.matrix")
+    except ModuleNotFoundError as exc:
+        if exc.name != "core.metrics.matrix":
+            raise
+        matrix_mod = None
+    if matrix_mod is not None:
+        from app.comparing import built_metric
+
+        def report(done: int, total: int) -> None:
+            if progress:
+                progress(done / max(1, total), f"{metric}: distance matrix of {len(volumes)} volumes, {done}/{total}")
+
+        cancelled = (lambda: progress.cancelled) if progress is not None and hasattr(progress, "cancelled") else None
+        out = matrix_mod.distance_matrix(list(volumes), built_metric(metric), progress=report, cancelled=cancelled)
+        if progress is not None:
+            progress.check()
+        return np.asarray(out, dtype=float)
+    from app.comparing import distance_of
+
+    n = len(volumes)
+    out = np.zeros((n, n))
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    for k, (i, j) in enumerate(pairs):
+        if progress:
+            progress(k / len(pairs), f"{metric}: pair {k + 1}/{len(pairs)}")
+        out[i, j] = float(distance_of(volumes[i], volumes[j], metric).value)
+    return out
+
+
+class SeriesPanel(QWidget):
+    """Heatmap of the pairwise distances and the distance of every member to the first one."""
+
+    pair_chosen = Signal(int, int)
+
+    def __init__(self, window: MainWindow, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.w = window
+        self.items: list[LoadedItem] = []
+        self.matrix: np.ndarray | None = None
+        self.metric_box = QComboBox()
+        self.metric_box.setToolTip("metric of the distance matrix")
+        self.metric_box.currentIndexChanged.connect(lambda _i: self.compute())
+        self.time_button = QPushButton("Time steps of A")
+        self.time_button.setToolTip("make a series of every time step of the file in slot A")
+        self.time_button.clicked.connect(self.series_from_time_axis)
+        self.info = QLabel("drop more than two volumes (or use the time steps of A) for a series")
+        self.info.setWordWrap(True)
+        self.info.setStyleSheet("color: #888;")
+
+        self.heat = pg.PlotWidget(title="distance matrix (click a cell to compare that pair)")
+        self.heat.setObjectName("series_heatmap")
+        self.heat.setMenuEnabled(False)
+        self.heat.setAspectLocked(True)
+        self.heat.invertY(True)
+        self.heat_image = pg.ImageItem()
+        self.heat_image.setColorMap(pg.colormap.get("viridis"))
+        self.heat.addItem(self.heat_image)
+        self.heat_image.mouseClickEvent = self._on_heat_click
+        self.curve = pg.PlotWidget(title="distance to the first")
+        self.curve.setObjectName("series_curve")
+        self.curve.setMenuEnabled(False)
+        self.curve.setLabel("bottom", "member")
+        self.curve_item = self.curve.plot([], [], pen=pg.mkPen("#4c8bf5", width=2), symbol="o", symbolSize=6)
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("metric"))
+        top.addWidget(self.metric_box)
+        top.addWidget(self.time_button)
+        top.addStretch(1)
+        split = QSplitter()
+        split.addWidget(self.heat)
+        split.addWidget(self.curve)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addWidget(self.info)
+        lay.addWidget(split, 1)
+        self.pair_chosen.connect(self.load_pair)
+
+    def set_catalog(self, catalog: dict[str, dict[str, Any]]) -> None:
+        self.metric_box.blockSignals(True)
+        self.metric_box.clear()
+        for name, m in catalog.items():
+            self.metric_box.addItem(m.get("label") or name, name)
+        first = next((i for i in range(self.metric_box.count()) if self.metric_box.itemData(i) in
+                      self.w.session.metrics), 0)
+        self.metric_box.setCurrentIndex(first)
+        self.metric_box.blockSignals(False)
+
+    @property
+    def metric(self) -> str:
+        return self.metric_box.currentData() or ""
+
+    # ------------------------------------------------------------------ building a series
+    def load_files(self, paths: Sequence[str]) -> Task:
+        """Read every file in the background; the first two go to A and B, then the matrix is computed."""
+        paths = [str(p) for p in paths]
+
+        def work(progress):
+            items = []
+            for i, p in enumerate(paths):
+                progress(i / len(paths), f"reading {Path(p).name} ({i + 1}/{len(paths)})")
+                items.append(load_item(p))
+            return items
+
+        task = Task("load_pair", work, label=f"reading {len(paths)} files")
+        task.signals.finished.connect(lambda items: self.set_series(items, paths))
+        task.signals.failed.connect(lambda exc: self.w.report_error(str(exc), title="Cannot open file"))
+        return self.w.tasks.start(task)
+
+    def series_from_time_axis(self) -> Task | None:
+        item = self.w.session.item("A")
+        if item is None or item.frames < 2 or not item.path:
+            self.w.report_error("slot A holds no file with a time axis (more than one step)")
+            return None
+        path, variable, frames = item.path, item.variable, item.frames
+
+        def work(progress):
+            out = []
+            for i in range(frames):
+                progress(i / frames, f"reading step {i + 1}/{frames}")
+                out.append(load_item(path, variable=variable, index=i))
+            return out
+
+        task = Task("load_pair", work, label=f"reading {frames} time steps")
+        task.signals.finished.connect(lambda items: self.set_series(items, []))
+        task.signals.failed.connect(lambda exc: self.w.report_error(str(exc)))
+        return self.w.tasks.start(task)
+
+    def set_series(self, items: list[LoadedItem], paths: Sequence[str]) -> None:
+        self.items = list(items)
+        for p in paths:
+            self.w.prefs.add_recent(p)
+        self.w.docks["series"].setVisible(True)
+        self.w.docks["series"].raise_()
+        if len(items) >= 2:
+            self.w.set_items({"A": items[0], "B": items[1]})
+        self.compute()
+
+    def compute(self) -> Task | None:
+        """Distance matrix and distance-to-first for the current series, in the background."""
+        if len(self.items) < 2 or not self.metric:
+            return None
+        vols = [it.volume for it in self.items]
+        metric = self.metric
+        task = Task("series", lambda progress: series_matrix(vols, metric, progress),
+                    label=f"{metric} matrix of {len(vols)} volumes")
+        task.signals.finished.connect(self.show_matrix)
+        task.signals.failed.connect(lambda exc: self.w.report_error(f"series: {exc}"))
+        self.info.setText(f"computing the {metric} matrix of {len(vols)} volumes…")
+        return self.w.tasks.start(task)
+
+    # ------------------------------------------------------------------ display
+    def show_matrix(self, matrix: np.ndarray) -> None:
+        self.matrix = np.asarray(matrix, dtype=float)
+        n = self.matrix.shape[0]
+        self.heat_image.setImage(self.matrix.T, levels=(float(self.matrix.min()), float(self.matrix.max()) or 1.0))
+        self.heat_image.setRect(-0.5, -0.5, n, n)
+        names = [(i, str(i)) for i in range(n)]
+        self.heat.getAxis("bottom").setTicks([names])
+        self.heat.getAxis("left").setTicks([names])
+        self.heat.autoRange()
+        self.curve_item.setData(np.arange(n), self.matrix[0])
+        self.curve.setLabel("left", self.metric)
+        label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
+        more = "" if n <= 8 else f", … ({n} in all)"
+        self.info.setText(f"{self.metric} between {n} volumes — {label}{more}")
+
+    def _on_heat_click(self, event) -> None:
+        if self.matrix is None:
+            return
+        pos = event.pos()
+        i, j = int(np.floor(pos.y())), int(np.floor(pos.x()))
+        n = self.matrix.shape[0]
+        if 0 <= i < n and 0 <= j < n:
+            event.accept()
+            self.pair_chosen.emit(i, j)
+
+    def load_pair(self, i: int, j: int) -> None:
+        """Put members ``i`` and ``j`` into A and B (and so compare them)."""
+        if 0 <= i < len(self.items) and 0 <= j < len(self.items):
+            self.w.set_items({"A": self.items[i], "B": self.items[j]})
+            self.w.statusBar().showMessage(f"series pair {i} / {j} loaded into A and B", 6000)

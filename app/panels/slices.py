@@ -1,0 +1,137 @@
+"""Slice panel: one plane along any axis through A, B and the difference (pyqtgraph ImageViews)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+AXES = ("z (axial)", "y", "x")
+
+
+def slice_of(array: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """The 2D plane ``index`` of a ``[D, H, W]`` array perpendicular to ``axis``, as displayed (x right)."""
+    index = int(np.clip(index, 0, array.shape[axis] - 1))
+    plane = np.take(array, index, axis=axis)
+    return np.ascontiguousarray(plane.T)  # ImageView's first axis runs left to right
+
+
+def _image_view() -> pg.ImageView:
+    # a bare ViewBox (no axes): cheaper to lay out, and the slice index is shown above anyway
+    view = pg.ImageView()
+    view.ui.roiBtn.hide()
+    view.ui.menuBtn.hide()
+    # A and B share their levels (set by the panel); three histogram editors would crowd the dock
+    view.ui.histogram.hide()
+    view.getView().setMenuEnabled(False)
+    return view
+
+
+class SlicePanel(QWidget):
+    """Three linked slice images; A and B share their levels so equal values look equal."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.arrays: dict[str, np.ndarray | None] = {"A": None, "B": None, "diff": None}
+        self.diff_label = "A − B"
+        self.axis_box = QComboBox()
+        self.axis_box.addItems(AXES)
+        self.axis_box.currentIndexChanged.connect(self._on_axis)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.valueChanged.connect(lambda _v: self.update_images())
+        self.index_label = QLabel("0")
+        self.index_label.setMinimumWidth(48)
+        self.views = {"A": _image_view(), "B": _image_view(), "diff": _image_view()}
+        self.titles = {k: QLabel(t) for k, t in (("A", "A"), ("B", "B"), ("diff", self.diff_label))}
+        for t in self.titles.values():
+            t.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.views["diff"].setColorMap(pg.colormap.get("CET-D1"))
+        for k in ("A", "B"):
+            self.views[k].setColorMap(pg.colormap.get("viridis"))
+        # A's and B's views pan and zoom together
+        self.views["B"].getView().setXLink(self.views["A"].getView())
+        self.views["B"].getView().setYLink(self.views["A"].getView())
+        self.views["diff"].getView().setXLink(self.views["A"].getView())
+        self.views["diff"].getView().setYLink(self.views["A"].getView())
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("axis"))
+        top.addWidget(self.axis_box)
+        top.addWidget(QLabel("slice"))
+        top.addWidget(self.slider, 1)
+        top.addWidget(self.index_label)
+        grid = QGridLayout()
+        grid.setSpacing(2)
+        for i, k in enumerate(("A", "B", "diff")):
+            grid.addWidget(self.titles[k], 0, i)
+            grid.addWidget(self.views[k], 1, i)
+        grid.setRowStretch(1, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addLayout(grid, 1)
+
+    @property
+    def axis(self) -> int:
+        return self.axis_box.currentIndex()
+
+    def set_arrays(self, a: np.ndarray | None, b: np.ndarray | None, diff: np.ndarray | None,
+                   diff_label: str = "A − B") -> None:
+        """New data (``[D, H, W]`` scalar arrays; None where missing); keeps the axis and relative index."""
+        old_n = self._axis_length()
+        old_i = self.slider.value()
+        self.arrays = {"A": a, "B": b, "diff": diff}
+        self.diff_label = diff_label
+        self.titles["diff"].setText(diff_label)
+        n = self._axis_length()
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, n - 1))
+        self.slider.setValue(n // 2 if old_n == 0 else int(round(old_i * (n - 1) / max(1, old_n - 1))))
+        self.slider.blockSignals(False)
+        self.update_images()
+
+    def _axis_length(self) -> int:
+        shapes = [x.shape[self.axis] for x in self.arrays.values() if x is not None]
+        return min(shapes) if shapes else 0
+
+    def _on_axis(self, _i: int) -> None:
+        n = self._axis_length()
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, n - 1))
+        self.slider.setValue(n // 2)
+        self.slider.blockSignals(False)
+        self.update_images()
+
+    def update_images(self) -> None:
+        i = self.slider.value()
+        self.index_label.setText(f"{i}")
+        ab = [x for x in (self.arrays["A"], self.arrays["B"]) if x is not None]
+        levels = None
+        if ab:
+            lo = float(min(x.min() for x in ab))
+            hi = float(max(x.max() for x in ab))
+            levels = (lo, hi if hi > lo else lo + 1.0)
+        for k, view in self.views.items():
+            arr = self.arrays[k]
+            if arr is None or i >= arr.shape[self.axis]:
+                view.clear()
+                continue
+            img = slice_of(arr, self.axis, i)
+            if k == "diff":
+                m = float(np.abs(arr).max()) or 1.0
+                signed = float(arr.min()) < 0
+                lv = (-m, m) if signed else (0.0, m)
+                if signed != getattr(self, "_diff_signed", None):  # diverging map for A − B, sequential for maps
+                    view.setColorMap(pg.colormap.get("CET-D1" if signed else "inferno"))
+                    self._diff_signed = signed
+            else:
+                lv = levels
+            view.setImage(img, autoRange=False, autoLevels=False, levels=lv, autoHistogramRange=False)
+        if not getattr(self, "_ranged", False) and ab:
+            self.views["A"].getView().autoRange()
+            self._ranged = True
+
+    def image(self, key: str) -> np.ndarray | None:
+        """The 2D array shown in view ``key`` ("A", "B", "diff")."""
+        return self.views[key].image

@@ -1,0 +1,167 @@
+"""Saving what the window shows: session files (JSON) and images of the views and of the whole window."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import VolsightError, WriterError
+from core.io.atomic import atomic_path, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
+
+SESSION_VERSION = 1
+
+
+class SessionFileError(VolsightError):
+    """A session file cannot be read or does not describe a volsight session."""
+
+
+def _to_plain(obj: Any) -> Any:
+    """A camera or transfer function as JSON-friendly data (their own ``to_dict``), else None."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj
+    to_dict = getattr(obj, "to_dict", None)
+    return to_dict() if callable(to_dict) else None
+
+
+def session_dict(window: MainWindow) -> dict[str, Any]:
+    """Files, cameras, transfer functions, metrics and view settings of the window."""
+    s = window.session
+    slots: dict[str, Any] = {}
+    for slot in ("A", "B"):
+        item = s.item(slot)
+        if item is None:
+            slots[slot] = None
+            continue
+        entry = item.to_json()
+        if item.kind == "demo":
+            entry.update({k: item.info[k] for k in ("demo", "n", "perturbed") if k in item.info})
+        slots[slot] = entry
+    cameras = {}
+    for slot, view in window.slot_views.items():
+        cam = view.view.camera if view.view is not None else s.camera(slot)
+        cameras[slot] = _to_plain(cam)
+    return {
+        "volsight_session": SESSION_VERSION,
+        "slots": slots,
+        "cameras": cameras,
+        "transfer_functions": {k: _to_plain(s.transfer(k)) for k in ("A", "B")},
+        "metrics": s.metrics,
+        "method": s.method,
+        "link_cameras": s.link_cameras,
+        "shared_transfer_function": s.shared_tf,
+        "difference_metric": s.diff_metric,
+        "feature_metric": s.feature_metric,
+        "difference_view": window.diff_view.isVisible(),
+    }
+
+
+def save_session(window: MainWindow, path: str | Path) -> Path:
+    """Write the session as JSON (atomically)."""
+    p = Path(path)
+    write_bytes_atomic(p, json.dumps(session_dict(window), indent=2).encode("utf-8"))
+    return p
+
+
+def read_session(path: str | Path) -> dict[str, Any]:
+    """Parse a session file; SessionFileError naming the file if it is not one."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SessionFileError(f"{p}: not a readable session file ({exc})") from exc
+    if not isinstance(doc, dict) or "volsight_session" not in doc:
+        raise SessionFileError(f"{p}: not a volsight session file (no 'volsight_session' key)")
+    if doc["volsight_session"] != SESSION_VERSION:
+        raise SessionFileError(f"{p}: session format {doc['volsight_session']} is not supported (expected "
+                               f"{SESSION_VERSION})")
+    return doc
+
+
+def load_slot_entry(entry: dict[str, Any] | None):
+    """Load one slot of a session file (a file, or the demo pair member)."""
+    from app.loading import demo_items, load_item
+
+    if entry is None:
+        return None
+    if entry.get("kind") == "demo":
+        a, b = demo_items(entry.get("demo", "plume"), int(entry.get("n", 64)))
+        return b if entry.get("perturbed") else a
+    if not entry.get("path"):
+        raise SessionFileError(f"slot item {entry.get('name')!r} has no file (a field fitted in the window "
+                               "must be saved before the session can restore it)")
+    return load_item(entry["path"], variable=entry.get("variable"), index=entry.get("index"))
+
+
+def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
+    """Everything but the files: metrics, method, links, cameras and transfer functions."""
+    s = window.session
+    if doc.get("metrics") is not None:
+        s.set_metrics([m for m in doc["metrics"] if isinstance(m, str)])
+    if doc.get("method"):
+        s.set_method(doc["method"])
+    s.set_link_cameras(bool(doc.get("link_cameras", True)))
+    s.set_shared_tf(bool(doc.get("shared_transfer_function", True)))
+    if doc.get("difference_metric"):
+        s.set_diff_metric(doc["difference_metric"])
+    if doc.get("feature_metric"):
+        s.set_feature_metric(doc["feature_metric"])
+    window.diff_action.setChecked(bool(doc.get("difference_view", False)))
+    try:
+        from renderer.camera import OrbitCamera
+    except ModuleNotFoundError:
+        OrbitCamera = None  # noqa: N806 - the renderer is not installed: cameras stay as they are
+    for slot, cam in (doc.get("cameras") or {}).items():
+        view = window.slot_views.get(slot)
+        if cam and OrbitCamera is not None and view is not None and view.view is not None:
+            view.view.camera = OrbitCamera.from_dict(cam)
+    tfs = doc.get("transfer_functions") or {}
+    if any(tfs.values()):
+        try:
+            from renderer.transfer import TransferFunction
+        except ModuleNotFoundError:
+            return
+        for slot, tf in tfs.items():
+            if tf and hasattr(TransferFunction, "from_dict"):
+                s.set_transfer(slot, TransferFunction.from_dict(tf))
+
+
+def save_window_image(window: MainWindow, path: str | Path) -> Path:
+    """A PNG of the whole window as it is on screen."""
+    p = Path(path)
+    with atomic_path(p, suffix=".png") as tmp:
+        if not window.grab().save(str(tmp), "PNG"):
+            raise WriterError(p, "could not encode the window image as PNG")
+    return p
+
+
+def view_image(view) -> Any:
+    """An RGBA array of one view: the renderer's own grab, or the widget's pixels."""
+    import numpy as np
+
+    if view.view is not None and view.view.isVisible() and hasattr(view.view, "grab_image"):
+        return np.asarray(view.view.grab_image())
+    img = view.grab().toImage().convertToFormat(view.grab().toImage().Format.Format_RGBA8888)
+    ptr = img.constBits()
+    return np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, : img.width()].copy()
+
+
+def save_view_images(window: MainWindow, folder: str | Path, stem: str = "view") -> list[Path]:
+    """PNGs of view A, view B and (when shown) the difference view, into ``folder``."""
+    from PIL import Image
+
+    out = []
+    folder = Path(folder)
+    views = [*window.slot_views.values()] + ([window.diff_view] if window.diff_view.isVisible() else [])
+    for v in views:
+        arr = view_image(v)
+        p = folder / f"{stem}_{v.slot}.png"
+        with atomic_path(p, suffix=".png") as tmp:
+            Image.fromarray(arr).save(tmp, format="PNG")
+        out.append(p)
+    return out

@@ -1,0 +1,144 @@
+"""Compare two volumes with several metrics at once: the call behind the panels and ``volsight compare``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import MetricError
+from core.metrics.base import Distance, Metric
+from core.volume import Volume
+
+DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc")
+SHARED_OPTIONS = ("normalize", "resample", "interpolation")
+
+
+def _describe_volume(v: Volume) -> dict[str, Any]:
+    return {"name": v.name, "source": None if v.source is None else os.fspath(v.source),
+            "shape": list(v.shape), "channels": v.channels}
+
+
+def _json_number(x: float) -> float | str:
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "nan")
+
+
+@dataclass
+class Comparison:
+    """A pair of volumes and the Distance of each chosen metric."""
+
+    a: Volume
+    b: Volume
+    distances: dict[str, Distance]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, metric: str) -> float:
+        """The scalar of one metric."""
+        return float(self.distances[metric].value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (values, kinds, per-scale terms and contributions; no arrays)."""
+        out = {}
+        for name, d in self.distances.items():
+            item = d.as_dict()
+            item["value"] = _json_number(float(d.value))
+            out[name] = item
+        opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.options.items()}
+        return {"a": _describe_volume(self.a), "b": _describe_volume(self.b), "options": opts, "distances": out}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The comparison as JSON text."""
+        return json.dumps(self.as_dict(), indent=indent)
+
+    def to_csv(self) -> str:
+        """One row per metric (scale empty) and one per scale of multiscale metrics."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["a", "b", "metric", "kind", "scale", "value", "term", "contribution"])
+        for name, d in self.distances.items():
+            w.writerow([self.a.name, self.b.name, name, d.kind, "", repr(float(d.value)), "", ""])
+            for scale, term in d.terms.items():
+                w.writerow([self.a.name, self.b.name, name, d.kind, scale, "", repr(float(term)),
+                            repr(float(d.contributions.get(scale, 0.0)))])
+        return buf.getvalue()
+
+
+def _as_volume(x: Volume | str | os.PathLike) -> Volume:
+    if isinstance(x, Volume):
+        return x
+    from core.io.registry import read_volume
+
+    return read_volume(x)
+
+
+def resolve_weights(weights: str | os.PathLike | Mapping[str, Any] | None, names: Sequence[str]) -> dict[str, Any]:
+    """Map ``--weights`` (one path, or ``{metric: path}``) onto the learned metrics among ``names``."""
+    from core.metrics.registry import metric_class
+
+    if weights is None:
+        return {}
+    learned = [n for n in names if metric_class(n).learned]
+    if isinstance(weights, Mapping):
+        unknown = [k for k in weights if k not in names]
+        if unknown:
+            raise MetricError(f"weights given for metric(s) not compared: {', '.join(unknown)}")
+        return dict(weights)
+    if len(learned) != 1:
+        raise MetricError(
+            f"--weights PATH needs exactly one learned metric among {', '.join(names)} (found {len(learned)}); "
+            "use --weights NAME=PATH for each"
+        )
+    return {learned[0]: weights}
+
+
+def build_metrics(names: Sequence[str], weights: Any = None) -> dict[str, Metric]:
+    """Construct the named metrics (learned ones load their weights now; errors name the file)."""
+    from core.metrics.registry import get_metric, metric_class
+
+    clean = [n.strip().lower() for n in names if n.strip()]
+    if not clean:
+        raise MetricError("no metric named")
+    per_metric = resolve_weights(weights, clean)
+    out: dict[str, Metric] = {}
+    for n in clean:
+        metric_class(n)  # unknown names fail before anything heavy is loaded
+    for n in clean:
+        out[n] = get_metric(n, weights=per_metric[n]) if n in per_metric else get_metric(n)
+    return out
+
+
+def compare(
+    a: Volume | str | os.PathLike,
+    b: Volume | str | os.PathLike,
+    metrics: Sequence[str] | Mapping[str, Metric] = DEFAULT_METRICS,
+    features: bool = False,
+    *,
+    weights: Any = None,
+    metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+    **options: Any,
+) -> Comparison:
+    """Distances between ``a`` and ``b`` for each metric.
+
+    ``options`` shared by all metrics: ``normalize`` (None = each metric's default), ``resample``,
+    ``interpolation``; per-metric options (``data_range``, ``window``, ...) go in
+    ``metric_options={name: {...}}``. ``weights``: one path for the single learned metric, or
+    ``{name: path}``. ``features=True`` keeps learned metrics' feature maps in each Distance.
+    """
+    unknown = set(options) - set(SHARED_OPTIONS)
+    if unknown:
+        raise MetricError(f"compare: unknown option(s) {', '.join(sorted(unknown))}; per-metric options go in "
+                          "metric_options")
+    va, vb = _as_volume(a), _as_volume(b)
+    built = dict(metrics) if isinstance(metrics, Mapping) else build_metrics(list(metrics), weights)
+    shared = {k: v for k, v in options.items() if v is not None}
+    per = dict(metric_options or {})
+    distances: dict[str, Distance] = {}
+    for name, metric in built.items():
+        opts = {**shared, **per.get(name, {})}
+        distances[name] = metric.distance(va, vb, features=features and metric.learned, **opts)
+    return Comparison(va, vb, distances, options=shared)

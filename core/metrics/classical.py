@@ -1,0 +1,285 @@
+"""Classical full-reference metrics on volumes: MSE, RMSE, MAE, SSD, PSNR, SSIM (3D), NCC, LCC.
+
+All work on the raw values by default (no preprocessing); ``normalize=True`` first maps the
+pair jointly to [-1, 1] and ``resample=N`` resamples both (trilinear) — the same shared
+preprocessing as the learned metrics. Multi-channel (vector) data: values are averaged over
+channels (SSIM/LCC per channel, then averaged). Per-voxel maps (``Distance.voxel_map``,
+``[D, H, W]``): squared error (MSE, SSD), absolute error (MAE), the SSIM map, the local
+correlation map (LCC).
+
+Which are metrics in the mathematical sense (non-negative, symmetric, ``d(x,x)=0``, triangle
+inequality): RMSE (a scaled L2 norm) and MAE (a scaled L1 norm) are; MSE and SSD are not (squares
+of a norm break the triangle inequality); PSNR, SSIM, NCC and LCC are similarities (larger = closer),
+not distances.
+
+Definitions:
+- PSNR = 10 log10(R^2 / MSE) with R the data range: the ``data_range`` option, else the joint
+  range of the pair (max - min over both inputs). Identical inputs give ``inf``.
+- SSIM: Wang et al. with a Gaussian window (sigma 1.5, truncated at 3.5 sigma = 11 taps),
+  K1 = 0.01, K2 = 0.03, population covariances, symmetric ('reflect') boundary, mean over the
+  interior (a border of 5 voxels cropped), averaged over channels — the settings of
+  ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=R)``. R as for PSNR.
+- NCC: global Pearson correlation of all values; 1 when both inputs are constant and equal,
+  0 when one is constant and they differ.
+- LCC: mean local correlation ``(s_ab + c) / (s_a s_b + c)`` in a ``window``^3 box (default 9),
+  c = (0.03 R)^2 / 2 (SSIM's structure term; exactly 1 for identical inputs, defined in flat regions).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from core.errors import MetricError
+from core.metrics.base import Distance, Metric
+from core.metrics.preprocess import Preprocessing, prepare_pair
+from core.metrics.registry import register
+from core.volume import Volume
+
+_RAW = Preprocessing(normalize=False, channels=None)
+
+
+def _pair_arrays(metric: Metric, a: Volume, b: Volume, options: dict[str, Any], allowed: set[str]):
+    """Check and (optionally) preprocess a pair; returns float64 torch tensors ``[C, D, H, W]``."""
+    unknown = set(options) - allowed - {"normalize", "resample", "interpolation"}
+    if unknown:
+        raise MetricError(f"{metric.name}: unknown option(s) {', '.join(sorted(unknown))}")
+    prep = _RAW.with_options(**{k: options[k] for k in ("normalize", "resample", "interpolation") if k in options})
+    if prep.resample is None:
+        metric.check_pair(a, b)
+    elif a.channels != b.channels:
+        raise MetricError(f"{metric.name}: channel counts differ ({a.channels} vs {b.channels})")
+    ta, tb = prepare_pair(a.data, b.data, prep)
+    return ta.double(), tb.double(), prep
+
+
+def _data_range(ta, tb, options: dict[str, Any]) -> float:
+    r = options.get("data_range")
+    if r is not None:
+        if float(r) <= 0:
+            raise MetricError(f"data_range must be positive, got {r}")
+        return float(r)
+    lo = min(float(ta.min()), float(tb.min()))
+    hi = max(float(ta.max()), float(tb.max()))
+    return hi - lo
+
+
+def _symmetric_index(n: int, pad: int):
+    """Indices of a length-``n`` axis padded by ``pad`` with half-sample symmetric reflection (scipy 'reflect')."""
+    import torch
+
+    i = torch.arange(-pad, n + pad) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def separable_filter(x, kernel):
+    """Filter ``[N, D, H, W]`` with a 1D ``kernel`` along each spatial axis (symmetric boundary)."""
+    import torch.nn.functional as F
+
+    k = kernel.to(x.dtype).reshape(1, 1, -1)
+    pad = (k.shape[-1] - 1) // 2
+    out = x
+    for axis in (1, 2, 3):
+        moved = out.movedim(axis, -1)
+        shape = moved.shape
+        padded = moved.index_select(-1, _symmetric_index(shape[-1], pad))
+        filtered = F.conv1d(padded.reshape(-1, 1, padded.shape[-1]), k)
+        out = filtered.reshape(shape).movedim(-1, axis)
+    return out
+
+
+def gaussian_kernel(sigma: float, truncate: float = 3.5):
+    """Normalised 1D Gaussian of radius ``int(truncate * sigma + 0.5)`` (scipy's rule)."""
+    import torch
+
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class _Classical(Metric):
+    learned = False
+    dims = (3,)
+    channels = (1, 3)
+    preprocessing: ClassVar[str] = "none (raw values); normalize=True: joint min-max to [-1, 1]; resample=N: trilinear"
+    options: ClassVar[set[str]] = set()
+    properties: ClassVar[str] = ""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        d = super().describe()
+        d["properties"] = cls.properties or (
+            "metric" if cls.is_metric else "similarity (larger = closer), not a metric" if cls.kind == "similarity"
+            else "not a metric"
+        )
+        return d
+
+    def _info(self, prep: Preprocessing, **extra: Any) -> dict[str, Any]:
+        return {"normalize": prep.normalize, **extra}
+
+
+@register
+class MSE(_Classical):
+    """Mean squared error over all voxels and channels (not a metric: the triangle inequality fails)."""
+
+    name = "mse"
+    label = "MSE"
+    properties = "not a metric (non-negative, symmetric, d(x,x)=0, but no triangle inequality; sqrt gives RMSE)"
+    has_voxel_map = True
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        sq = (ta - tb) ** 2
+        return Distance(self.name, float(sq.mean()), voxel_map=sq.mean(0).float().numpy(), info=self._info(prep))
+
+
+@register
+class RMSE(_Classical):
+    """Root mean squared error (a metric: scaled L2 norm of the difference)."""
+
+    name = "rmse"
+    label = "RMSE"
+    is_metric = True
+    has_voxel_map = True
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        sq = (ta - tb) ** 2
+        return Distance(self.name, math.sqrt(float(sq.mean())), voxel_map=sq.mean(0).float().numpy(),
+                        info=self._info(prep))
+
+
+@register
+class MAE(_Classical):
+    """Mean absolute error (a metric: scaled L1 norm of the difference)."""
+
+    name = "mae"
+    label = "MAE"
+    is_metric = True
+    has_voxel_map = True
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        ab = (ta - tb).abs()
+        return Distance(self.name, float(ab.mean()), voxel_map=ab.mean(0).float().numpy(), info=self._info(prep))
+
+
+@register
+class SSD(_Classical):
+    """Sum of squared differences over all voxels and channels (not a metric)."""
+
+    name = "ssd"
+    label = "SSD"
+    properties = "not a metric (no triangle inequality)"
+    has_voxel_map = True
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        sq = ((ta - tb) ** 2).sum(0)
+        return Distance(self.name, float(sq.sum()), voxel_map=sq.float().numpy(), info=self._info(prep))
+
+
+@register
+class PSNR(_Classical):
+    """Peak signal-to-noise ratio in dB, 10 log10(R^2/MSE); R = data_range or the pair's joint range (similarity)."""
+
+    name = "psnr"
+    label = "PSNR"
+    kind = "similarity"
+    options = {"data_range"}
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        r = _data_range(ta, tb, options)
+        mse = float(((ta - tb) ** 2).mean())
+        if mse == 0.0:
+            value = math.inf
+        elif r == 0.0:
+            value = -math.inf
+        else:
+            value = 10.0 * math.log10(r * r / mse)
+        return Distance(self.name, value, kind="similarity", info=self._info(prep, data_range=r, mse=mse))
+
+
+@register
+class SSIM(_Classical):
+    """Structural similarity in 3D with a Gaussian window (sigma 1.5), as scikit-image computes it (similarity)."""
+
+    name = "ssim"
+    label = "SSIM"
+    kind = "similarity"
+    has_voxel_map = True
+    options = {"data_range", "sigma"}
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        import torch
+
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        r = _data_range(ta, tb, options)
+        sigma = float(options.get("sigma", 1.5))
+        kernel = gaussian_kernel(sigma)
+        pad = (kernel.numel() - 1) // 2
+        if min(ta.shape[1:]) < kernel.numel():
+            raise MetricError(f"ssim: every axis needs at least {kernel.numel()} voxels, got {tuple(ta.shape[1:])}")
+        c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
+        stack = torch.cat([ta, tb, ta * ta, tb * tb, ta * tb])  # one filtering pass for all five moments
+        n = ta.shape[0]
+        mu_a, mu_b, aa, bb, ab = separable_filter(stack, kernel).split(n)
+        va, vb, cov = aa - mu_a * mu_a, bb - mu_b * mu_b, ab - mu_a * mu_b
+        s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
+        inner = s[:, pad:-pad, pad:-pad, pad:-pad] if pad else s
+        value = float(inner.mean(dim=(1, 2, 3)).mean())
+        return Distance(self.name, value, kind="similarity", voxel_map=s.mean(0).float().numpy(),
+                        info=self._info(prep, data_range=r, sigma=sigma))
+
+
+@register
+class NCC(_Classical):
+    """Global normalised cross-correlation (Pearson) of all values, in [-1, 1] (similarity)."""
+
+    name = "ncc"
+    label = "NCC"
+    kind = "similarity"
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        da, db = ta - ta.mean(), tb - tb.mean()
+        den = math.sqrt(float((da * da).sum()) * float((db * db).sum()))
+        if den == 0.0:
+            value = 1.0 if bool((ta == tb).all()) else 0.0
+        else:
+            value = float((da * db).sum()) / den
+        return Distance(self.name, value, kind="similarity", info=self._info(prep))
+
+
+@register
+class LCC(_Classical):
+    """Mean local correlation in a box window (default 9^3), with SSIM's structure stabiliser (similarity)."""
+
+    name = "lcc"
+    label = "LCC"
+    kind = "similarity"
+    has_voxel_map = True
+    options = {"window", "data_range"}
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        import torch
+
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        w = int(options.get("window", 9))
+        if w < 3 or w % 2 == 0:
+            raise MetricError(f"lcc: window must be an odd size >= 3, got {w}")
+        r = _data_range(ta, tb, options)
+        c = ((0.03 * r) ** 2) / 2
+        n = ta.shape[0]
+        box = torch.full((w,), 1.0 / w, dtype=torch.float64)
+        mu_a, mu_b, aa, bb, ab = separable_filter(torch.cat([ta, tb, ta * ta, tb * tb, ta * tb]), box).split(n)
+        va = (aa - mu_a * mu_a).clamp(min=0)
+        vb = (bb - mu_b * mu_b).clamp(min=0)
+        cov = ab - mu_a * mu_b
+        local = (cov + c) / (torch.sqrt(va * vb) + c) if c > 0 else torch.ones_like(cov)
+        cmap = local.mean(0)
+        return Distance(self.name, float(cmap.mean()), kind="similarity", voxel_map=cmap.float().numpy(),
+                        info=self._info(prep, window=w, data_range=r))

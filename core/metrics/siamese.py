@@ -1,0 +1,174 @@
+"""Learned comparison of Siamese feature maps (VolSiM, LSiM): normalise, weight, reduce — 2D or 3D.
+
+For every compared layer ``l`` with ``C_l`` channels and features ``F`` of one input:
+
+    F_hat = (F - mu_l) / (sigma_l + eps) / (sqrt(C_l) - 1)
+
+with ``mu_l``/``sigma_l`` spatial maps shared by all channels, stored at the training feature size
+(Welford accumulators ``mean``, ``M2`` and ``count``) and resized with linear interpolation and
+``align_corners=True`` when the feature map has another size (``M2`` is resized first, then
+``sigma = sqrt(M2 / (count - 1))``, as the official code does). Then
+
+    t_l = mean_spatial( sum_c w_{l,c} * (F_hat_a - F_hat_b)_c^2 ),   d = sqrt( sum_l t_l )
+
+with the per-channel weights clamped to ``>= 0`` on every use. ``mu_l`` cancels in the
+difference, so the fast path (:meth:`FeatureComparison.terms`) only scales the raw feature
+difference by ``1 / ((sigma_l + eps)(sqrt(C_l) - 1))``; :meth:`FeatureComparison.terms_reference`
+is the literal formula (tests check both agree). ``embed`` stores that scaled (mean-free)
+embedding per input so a distance matrix compares cached embeddings without another forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.metrics.base import ScaleFeatures
+
+_LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def distance_from_terms(terms: torch.Tensor) -> torch.Tensor:
+    """``sqrt(sum_l t_l)`` over the last axis (terms ``[N, L]`` -> ``[N]``)."""
+    return torch.sqrt(terms.sum(dim=-1))
+
+
+class FeatureComparison(nn.Module):
+    """Per-layer feature normalisation maps and non-negative channel weights of a Siamese metric."""
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        mean_maps: Sequence[torch.Tensor | np.ndarray],
+        m2_maps: Sequence[torch.Tensor | np.ndarray],
+        counts: Sequence[int | float],
+        weights: Sequence[torch.Tensor | np.ndarray] | None = None,
+        names: Sequence[str] | None = None,
+        eps: float = 1e-10,
+        init_weight: float = 0.05,
+    ):
+        super().__init__()
+        n = len(channels)
+        if not (len(mean_maps) == len(m2_maps) == len(counts) == n):
+            raise ValueError(f"need {n} mean/M2 maps and counts, got {len(mean_maps)}/{len(m2_maps)}/{len(counts)}")
+        for c in channels:
+            if int(c) < 2:
+                raise ValueError("layers need at least 2 channels (the normalisation divides by sqrt(C) - 1)")
+        self.channels = [int(c) for c in channels]
+        self.names = list(names) if names is not None else [f"layer{i}" for i in range(n)]
+        self.eps = float(eps)
+        self.counts = [float(c) for c in counts]
+        self.spatial_dims = torch.as_tensor(mean_maps[0]).ndim
+        for i, (m, m2) in enumerate(zip(mean_maps, m2_maps, strict=True)):
+            self.register_buffer(f"mean{i}", torch.as_tensor(m, dtype=torch.float32).clone())
+            self.register_buffer(f"m2_{i}", torch.as_tensor(m2, dtype=torch.float32).clone())
+        if weights is None:
+            weights = [torch.full((c,), init_weight) for c in self.channels]
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.as_tensor(w, dtype=torch.float32).reshape(-1).clone()) for w in weights]
+        )
+        for i, (w, c) in enumerate(zip(self.weights, self.channels, strict=True)):
+            if w.numel() != c:
+                raise ValueError(f"layer {i}: {w.numel()} weights for {c} channels")
+        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.channels)
+
+    def mean_map(self, layer: int) -> torch.Tensor:
+        return getattr(self, f"mean{layer}")
+
+    def m2_map(self, layer: int) -> torch.Tensor:
+        return getattr(self, f"m2_{layer}")
+
+    def clamped_weights(self, layer: int) -> torch.Tensor:
+        """The layer's channel weights, clamped to be non-negative (as in every official forward)."""
+        return self.weights[layer].clamp(min=0)
+
+    def _stats(self, layer: int, size: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+        """(mean, std, inverse scale) maps ``[*size]`` for a feature map of spatial ``size``."""
+        key = (layer, size, str(device))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        mean, m2 = self.mean_map(layer), self.m2_map(layer)
+        if tuple(mean.shape) != size:
+            mode = _LINEAR[len(size)]
+            mean = F.interpolate(mean[None, None], size=size, mode=mode, align_corners=True)[0, 0]
+            m2 = F.interpolate(m2[None, None], size=size, mode=mode, align_corners=True)[0, 0]
+        std = torch.sqrt(m2 / (self.counts[layer] - 1))
+        inv = 1.0 / ((std + self.eps) * (math.sqrt(self.channels[layer]) - 1))
+        out = (mean.to(device), std.to(device), inv.to(device))
+        self._cache[key] = out
+        return out
+
+    def clear_cache(self) -> None:
+        """Forget resized normalisation maps (call after changing the stored statistics)."""
+        self._cache.clear()
+
+    def normalize(self, layer: int, feat: torch.Tensor) -> torch.Tensor:
+        """The literal normalisation ``(F - mu) / (sigma + eps) / (sqrt(C) - 1)`` of ``[N, C, *S]``."""
+        mean, std, _ = self._stats(layer, tuple(feat.shape[2:]), feat.device)
+        return (feat - mean) / (std + self.eps) / (math.sqrt(feat.shape[1]) - 1)
+
+    def scaled(self, layer: int, feat: torch.Tensor) -> torch.Tensor:
+        """``F / ((sigma + eps)(sqrt(C) - 1))``: the normalised features up to the mean, which cancels."""
+        _, _, inv = self._stats(layer, tuple(feat.shape[2:]), feat.device)
+        return feat * inv
+
+    def _term(self, layer: int, diff_scaled: torch.Tensor) -> torch.Tensor:
+        spatial = tuple(range(2, diff_scaled.ndim))
+        per_channel = (diff_scaled * diff_scaled).mean(dim=spatial)  # [N, C]
+        return per_channel @ self.clamped_weights(layer).to(per_channel.dtype)
+
+    def terms(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-layer terms ``[N, L]`` (fast path: scaled raw difference; the mean cancels)."""
+        out = []
+        for i, (fa, fb) in enumerate(zip(feats_a, feats_b, strict=True)):
+            _, _, inv = self._stats(i, tuple(fa.shape[2:]), fa.device)
+            out.append(self._term(i, (fa - fb) * inv))
+        return torch.stack(out, dim=-1)
+
+    def terms_reference(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-layer terms ``[N, L]`` by the literal formula (normalise both, square, weight, mean)."""
+        out = []
+        for i, (fa, fb) in enumerate(zip(feats_a, feats_b, strict=True)):
+            diff = (self.normalize(i, fb) - self.normalize(i, fa)) ** 2
+            w = self.clamped_weights(i).reshape(1, -1, *([1] * (diff.ndim - 2)))
+            weighted = (diff * w).sum(dim=1)
+            out.append(weighted.mean(dim=tuple(range(1, weighted.ndim))))
+        return torch.stack(out, dim=-1)
+
+    def embed(self, feats: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+        """Scaled features of each layer (``[N, C, *S]``), to compare later with :meth:`compare_embeddings`."""
+        return [self.scaled(i, f).to(dtype) for i, f in enumerate(feats)]
+
+    def compare_embeddings(self, emb_a: Sequence[torch.Tensor], emb_b: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-layer terms ``[N, L]`` from two embeddings (broadcast over the leading axis)."""
+        out = []
+        for i, (ea, eb) in enumerate(zip(emb_a, emb_b, strict=True)):
+            out.append(self._term(i, ea.float() - eb.float()))
+        return torch.stack(out, dim=-1)
+
+    def feature_maps(
+        self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor], index: int = 0
+    ) -> dict[str, ScaleFeatures]:
+        """Normalised features of both inputs and the weighted squared difference, per layer, as numpy."""
+        out: dict[str, ScaleFeatures] = {}
+        for i, (fa, fb) in enumerate(zip(feats_a, feats_b, strict=True)):
+            na = self.normalize(i, fa[index : index + 1])[0]
+            nb = self.normalize(i, fb[index : index + 1])[0]
+            w = self.clamped_weights(i)
+            diff = w.reshape(-1, *([1] * (na.ndim - 1))) * (na - nb) ** 2
+            out[self.names[i]] = ScaleFeatures(
+                a=na.detach().cpu().numpy(),
+                b=nb.detach().cpu().numpy(),
+                diff=diff.detach().cpu().numpy(),
+                weights=w.detach().cpu().numpy(),
+            )
+        return out

@@ -1,0 +1,238 @@
+"""VolSiM: the learned multiscale similarity metric for 3D simulation data (Kohl et al., AAAI 2023).
+
+``d(a, b) = sqrt( sum_l mean_spatial( sum_c w_lc (F_hat_l(a) - F_hat_l(b))_c^2 ) )`` over the
+ReLU outputs ``F_l`` of a multiscale Siamese 3D CNN (:mod:`core.metrics.volsim_net`), with stored
+feature normalisation and non-negative learned weights (:mod:`core.metrics.siamese`).
+
+Preprocessing (:mod:`core.metrics.preprocess`): joint min-max of the **pair** to [-1, 1]
+(``normalize=True``, default; a constant pair maps to 0), optional resampling
+(``resample=N`` or ``(D, H, W)``; trilinear by default, ``interpolation="cubic"`` for the
+official scipy cubic spline), 1 -> 3 channel repetition. Each pair is normalised on its own,
+also in :meth:`VolSiM.distance_batch`: a pair gets its single-call result inside a batch. The
+official batched ``computeDistance`` normalises the whole batch jointly (the reference groups
+``*_batched_norm``); volsight reproduces the single-call (``*_individual_norm``) values.
+
+Properties: with ``normalize=False`` VolSiM is a pseudo-metric (non-negative, symmetric,
+``d(x, x) = 0``, triangle inequality; ``d = 0`` possible for ``x != y``) since it is a weighted
+L2 distance between fixed embeddings. With the default pair normalisation the embedding depends
+on the pair, so the triangle inequality is not guaranteed (symmetry and ``d(x, x) = 0`` still hold).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.errors import MetricError, WeightsError
+from core.metrics.base import Distance, Metric, shares
+from core.metrics.preprocess import Preprocessing, prepare_pair, prepare_volume, working_size
+from core.metrics.registry import register
+from core.volume import Volume
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "resources" / "weights" / "volsim_volsight.safetensors"
+WEIGHTS_ENV = "VOLSIGHT_VOLSIM_WEIGHTS"
+
+
+def default_weights_path() -> Path:
+    """Where volsight's own VolSiM weights are looked for (``$VOLSIGHT_VOLSIM_WEIGHTS`` overrides)."""
+    env = os.environ.get(WEIGHTS_ENV)
+    return Path(env) if env else DEFAULT_WEIGHTS
+
+
+@register
+class VolSiM(Metric):
+    """VolSiM learned 3D distance (multiscale Siamese CNN); needs weights (--weights PATH or installed)."""
+
+    name: ClassVar[str] = "volsim"
+    label: ClassVar[str] = "VolSiM"
+    kind = "distance"
+    dims = (3,)
+    channels = (1, 3)
+    learned = True
+    symmetric = True
+    is_metric = False  # pseudo-metric only with normalize=False (see module docstring)
+    has_voxel_map = False
+    preprocessing: ClassVar[str] = Preprocessing().describe() + "; optional resampling (trilinear, or cubic spline)"
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str | None = None):
+        from core.device import select_device
+        from core.metrics.volsim_net import load_volsim_weights
+
+        path = Path(weights) if weights is not None else default_weights_path()
+        if weights is None and not path.exists():
+            raise WeightsError(
+                path,
+                "no VolSiM weights are installed (volsight's own weights are not shipped yet); point at a "
+                "checkpoint with --weights PATH (CLI) or weights=PATH, e.g. the official MS_3scales.pth",
+            )
+        self.weights_path = path
+        self.device = select_device(device)
+        self.net = load_volsim_weights(path)
+        self.net.encoder.to(self.device).eval()
+        self.net.comparison.to(self.device).eval()
+        for p in list(self.net.encoder.parameters()) + list(self.net.comparison.parameters()):
+            p.requires_grad_(False)
+        self.preprocess = Preprocessing()
+        self.layer_names = self.net.arch.layer_names
+
+    # -- preparation
+    def _options(self, options: dict[str, Any]) -> Preprocessing:
+        unknown = set(options) - {"normalize", "resample", "interpolation"}
+        if unknown:
+            raise MetricError(f"volsim: unknown option(s) {', '.join(sorted(unknown))}")
+        prep = self.preprocess.with_options(**options)
+        if prep.resample is not None:
+            prep = Preprocessing(**{**prep.__dict__, "resample": working_size(prep.resample, 3)})
+        return prep
+
+    def _check(self, a: Volume, b: Volume, prep: Preprocessing) -> None:
+        if prep.resample is None:
+            self.check_pair(a, b)
+        elif a.channels != b.channels or a.channels not in self.channels:
+            raise MetricError(f"volsim: needs 1 or 3 channels on both inputs, got {a.channels} and {b.channels}")
+        size = prep.resample or a.shape
+        m = self.net.arch.min_multiple()
+        if any(n % m or n < 2 * m for n in size):
+            raise MetricError(
+                f"volsim: spatial size {tuple(size)} does not fit the {self.net.arch.scales}-scale network "
+                f"(every axis a multiple of {m} and >= {2 * m}; stable range 32-128); use resample=64"
+            )
+
+    def _pair_tensor(self, a: Volume, b: Volume, prep: Preprocessing):
+        return prepare_pair(a.data, b.data, prep)
+
+    # -- the network
+    def features(self, x):
+        """All compared feature maps for a batch ``[N, 3, D, H, W]`` (no autograd)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.net.encoder(x.to(self.device))
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        """VolSiM distance of one pair (one forward pass over both inputs as a batch of 2)."""
+        return self.distance_batch([(a, b)], features=features, **options)[0]
+
+    def distance_batch(self, pairs: Sequence[tuple[Volume, Volume]], *, features: bool = False,
+                       **options: Any) -> list[Distance]:
+        """Distances of several same-shaped pairs in one forward pass; each equals its single-pair result."""
+        import torch
+
+        if not pairs:
+            return []
+        prep = self._options(options)
+        xs_a, xs_b = [], []
+        for a, b in pairs:
+            self._check(a, b, prep)
+            ta, tb = self._pair_tensor(a, b, prep)
+            xs_a.append(ta)
+            xs_b.append(tb)
+        shapes = {tuple(t.shape) for t in xs_a}
+        if len(shapes) > 1:  # different sizes cannot share one batch: run groups separately
+            return [self.distance(a, b, features=features, **options) for a, b in pairs]
+        n = len(pairs)
+        x = torch.stack(xs_a + xs_b)
+        with torch.inference_mode():
+            feats = self.net.encoder(x.to(self.device))
+            fa = [f[:n] for f in feats]
+            fb = [f[n:] for f in feats]
+            terms = self.net.comparison.terms(fa, fb).double().cpu().numpy()
+            maps = [self.net.comparison.feature_maps(fa, fb, i) for i in range(n)] if features else [None] * n
+        return [self._result(terms[i], maps[i], prep, tuple(xs_a[i].shape[1:])) for i in range(n)]
+
+    def _result(self, terms: np.ndarray, maps, prep: Preprocessing, size: tuple[int, ...]) -> Distance:
+        value = float(np.sqrt(max(terms.sum(), 0.0)))
+        named = {name: float(t) for name, t in zip(self.layer_names, terms, strict=True)}
+        return Distance(
+            metric=self.name,
+            value=value,
+            contributions=shares(value, named),
+            terms=named,
+            features=maps,
+            kind="distance",
+            info={
+                "weights": os.fspath(self.weights_path),
+                "scales": self.net.arch.scales,
+                "normalize": prep.normalize,
+                "working_size": "x".join(map(str, size)),
+                "interpolation": prep.interpolation if prep.resample else "none",
+            },
+        )
+
+    # -- cached embeddings for matrices and series
+    def embed(self, volumes: Sequence[Volume], *, normalize: bool = True, resample: Any = None,
+              interpolation: str = "linear", bounds: tuple[float, float] | None = None, dtype: Any = None,
+              batch_size: int = 2, progress: Callable[[int, int], None] | None = None,
+              cancelled: Callable[[], bool] | None = None) -> list[Any]:
+        """Embeddings of all volumes, one forward pass each: per layer a tensor ``[N, C, *S]``.
+
+        An embedding is the feature map scaled by the normalisation (its mean cancels in every
+        difference). With ``normalize=True`` every volume is mapped with one affine map from the
+        min/max of the **whole set** (or ``bounds``), so each embedding serves every pair: a matrix
+        entry then equals ``distance(a, b, normalize=False)`` on the set-normalised volumes, not the
+        pair-normalised ``distance(a, b)``. With ``normalize=False`` entries equal the pair results.
+        ``dtype=torch.float16`` halves the cache (distances then differ by ~1e-4 relative or less).
+        """
+        import torch
+
+        prep = self._options({"normalize": normalize, "resample": resample, "interpolation": interpolation})
+        dtype = dtype or torch.float32
+        shapes = {v.shape for v in volumes}
+        if len(shapes) > 1 and prep.resample is None:
+            raise MetricError(f"volsim: volumes have different shapes {sorted(shapes)}; pass resample=N")
+        if prep.normalize and bounds is None:
+            bounds = set_bounds(volumes)
+        out: list[Any] = []
+        done = 0
+        for start in range(0, len(volumes), batch_size):
+            if cancelled is not None and cancelled():
+                from core.metrics.matrix import Cancelled
+
+                raise Cancelled("volsim: embedding cancelled")
+            group = volumes[start : start + batch_size]
+            for v in group:
+                self._check(v, v, prep)
+            x = torch.stack([prepare_volume(v.data, prep, bounds=bounds) for v in group])
+            with torch.inference_mode():
+                emb = self.net.comparison.embed(self.net.encoder(x.to(self.device)), dtype=dtype)
+            if not out:
+                out = [torch.empty((len(volumes), *e.shape[1:]), dtype=dtype, device=e.device) for e in emb]
+            for store, e in zip(out, emb, strict=True):
+                store[start : start + len(group)] = e
+            done += len(group)
+            if progress is not None:
+                progress(done, len(volumes))
+        return out
+
+    def embedding_values(self, shape: Sequence[int]) -> int:
+        """Number of cached values per volume of spatial ``shape`` (for memory planning)."""
+        from core.metrics.volsim_net import feature_sizes
+
+        sizes = feature_sizes(self.net.arch, tuple(shape))
+        return int(sum(c * np.prod(s) for c, s in zip(self.net.arch.layer_channels, sizes, strict=True)))
+
+    def compare_embeddings(self, emb_a: Sequence[Any], emb_b: Sequence[Any]) -> np.ndarray:
+        """Distances ``[M]`` between embeddings (layers ``[1 or M, C, *S]`` each; see :meth:`embed`)."""
+        import torch
+
+        with torch.inference_mode():
+            terms = self.net.comparison.compare_embeddings(emb_a, emb_b)
+        return torch.sqrt(terms.double().sum(dim=-1).clamp(min=0)).cpu().numpy()
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        d = super().describe()
+        d["properties"] = "pseudo-metric with normalize=False; with pair normalisation: symmetric, d(x,x)=0"
+        d["weights"] = os.fspath(default_weights_path())
+        d["weights_installed"] = default_weights_path().exists()
+        return d
+
+
+def set_bounds(volumes: Sequence[Volume]) -> tuple[float, float]:
+    """Joint (min, max) over a set of volumes."""
+    ranges = [v.value_range() for v in volumes]
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)

@@ -1,0 +1,259 @@
+"""The VolSiM network (multiscale Siamese 3D CNN) and its two weight formats.
+
+Architecture (Kohl et al., AAAI 2023; layout facts in notes/metrics.md §1.2/§1.5): ``scales``
+blocks; block ``s`` works at 1/2^s resolution and has four Conv3d layers, each followed by
+ReLU: kernel 5 stride 1, kernel 5 stride 2, kernel 3, kernel 3 (padding keeps sizes), all with
+``widths[s]`` output channels. Block 0 sees the (3-channel) input; block ``s > 0`` sees
+``AvgPool3d(2^s)(input)`` concatenated (first) with the last output of block ``s-1`` (the skip
+input). Every ReLU output is a compared feature map, named ``"s{scale}.l{layer}"``.
+The official ``MS_3scales`` checkpoint is ``multiScaleSkip_12_1`` (3 scales, widths 4/8/16); the
+paper's final VolSiM is ``multiScaleSkip_16_1`` (4 scales, widths 4/8/16/32).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.errors import WeightsError
+from core.metrics.siamese import FeatureComparison
+from core.metrics.weights_io import load_safetensors, load_torch_checkpoint, save_safetensors
+
+FORMAT_NAME = "volsight.volsim"
+FORMAT_VERSION = 1
+OFFICIAL_KEYS = ("stateDict", "hyperparams", "normAcc", "normM2", "normCount")
+_KERNELS = ((5, 1), (5, 2), (3, 1), (3, 1))  # (kernel, stride) of the four convs in every block
+
+
+@dataclass(frozen=True)
+class VolSiMArchitecture:
+    """Shape of a VolSiM network: number of scales and the channel width of each."""
+
+    widths: tuple[int, ...] = (4, 8, 16)
+    in_channels: int = 3
+    skip: bool = True
+
+    @property
+    def scales(self) -> int:
+        return len(self.widths)
+
+    @property
+    def layer_channels(self) -> list[int]:
+        return [w for w in self.widths for _ in _KERNELS]
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [f"s{s}.l{i}" for s in range(self.scales) for i in range(len(_KERNELS))]
+
+    @classmethod
+    def with_scales(cls, scales: int, width_factor: float = 1.0, skip: bool = True) -> VolSiMArchitecture:
+        """Official layouts: 3 scales = multiScaleSkip_12_1, 4 = multiScaleSkip_16_1, 5 = ..._20_1."""
+        if scales < 1:
+            raise ValueError("VolSiM needs at least one scale")
+        return cls(widths=tuple(int(4 * 2**s * width_factor) for s in range(scales)), skip=skip)
+
+    @classmethod
+    def from_official_name(cls, m_base: str) -> VolSiMArchitecture:
+        """Parse an official ``mBase`` such as ``multiScaleSkip_12_1``."""
+        m = re.fullmatch(r"multiScale(Skip)?_(\d+)_([0-9.]+)", m_base)
+        if not m or int(m.group(2)) % 4:
+            raise ValueError(f"unsupported VolSiM base network {m_base!r} (expected multiScale[Skip]_<layers>_<width>)")
+        return cls.with_scales(int(m.group(2)) // 4, float(m.group(3)), skip=bool(m.group(1)))
+
+    def min_multiple(self) -> int:
+        """Spatial sizes must be multiples of this (pooled skip inputs must match the strided path)."""
+        return 2 ** (self.scales - 1)
+
+
+class MultiScaleEncoder(nn.Module):
+    """The Siamese feature extractor: returns every ReLU output, block by block."""
+
+    def __init__(self, arch: VolSiMArchitecture):
+        super().__init__()
+        self.arch = arch
+        blocks = []
+        prev = 0
+        for s, width in enumerate(arch.widths):
+            cin = arch.in_channels + (prev if (arch.skip and s > 0) else 0)
+            convs = []
+            for k, stride in _KERNELS:
+                convs.append(nn.Conv3d(cin, width, k, stride=stride, padding=k // 2))
+                cin = width
+            blocks.append(nn.ModuleList(convs))
+            prev = width
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats: list[torch.Tensor] = []
+        h = x
+        for s, block in enumerate(self.blocks):
+            if s > 0:
+                pooled = F.avg_pool3d(x, 2**s)
+                h = torch.cat((pooled, h), dim=1) if self.arch.skip else pooled
+            for conv in block:
+                h = F.relu(conv(h))
+                feats.append(h)
+        return feats
+
+
+@dataclass
+class VolSiMWeights:
+    """Everything a VolSiM metric needs: architecture, network, comparison, and where it came from."""
+
+    arch: VolSiMArchitecture
+    encoder: MultiScaleEncoder
+    comparison: FeatureComparison
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Flat tensor dict of volsight's own format."""
+        out: dict[str, torch.Tensor] = {}
+        for s, block in enumerate(self.encoder.blocks):
+            for i, conv in enumerate(block):
+                out[f"encoder.s{s}.c{i}.weight"] = conv.weight.detach()
+                out[f"encoder.s{s}.c{i}.bias"] = conv.bias.detach()
+        for i in range(len(self.comparison)):
+            out[f"norm.mean.{i}"] = self.comparison.mean_map(i)
+            out[f"norm.m2.{i}"] = self.comparison.m2_map(i)
+            out[f"compare.weight.{i}"] = self.comparison.weights[i].detach()
+        return out
+
+    def save(self, path: str | os.PathLike, provenance: Mapping[str, Any] | None = None) -> None:
+        """Write volsight's own format (safetensors + JSON header), atomically."""
+        header = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "architecture": {"widths": list(self.arch.widths), "in_channels": self.arch.in_channels,
+                             "skip": self.arch.skip, "scales": self.arch.scales,
+                             "layer_names": self.arch.layer_names},
+            "normalisation": {"counts": list(self.comparison.counts), "eps": self.comparison.eps,
+                              "formula": "(F - mean) / (sqrt(M2 / (count - 1)) + eps) / (sqrt(C) - 1)"},
+            "provenance": dict(provenance if provenance is not None else self.provenance),
+        }
+        save_safetensors(path, self.state_tensors(), header)
+
+
+def new_weights(arch: VolSiMArchitecture, norm_size: int = 64, seed: int | None = None) -> VolSiMWeights:
+    """Untrained weights (PyTorch default init, unit normalisation maps) — for training and tests."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    encoder = MultiScaleEncoder(arch).eval()
+    sizes = feature_sizes(arch, (norm_size,) * 3)
+    comparison = FeatureComparison(
+        arch.layer_channels,
+        [torch.zeros(s) for s in sizes],
+        [torch.ones(s) for s in sizes],
+        [2] * len(sizes),
+        names=arch.layer_names,
+    )
+    return VolSiMWeights(arch, encoder, comparison, {"source": "untrained"})
+
+
+def feature_sizes(arch: VolSiMArchitecture, size: Sequence[int]) -> list[tuple[int, ...]]:
+    """Spatial size of every compared feature map for an input of spatial ``size``."""
+    out = []
+    for s in range(arch.scales):
+        base = tuple(n // 2**s for n in size)
+        half = tuple((n + 1) // 2 for n in base)
+        out += [base, half, half, half]
+    return out
+
+
+def _official_to_weights(data: Mapping[str, Any], path: str | os.PathLike) -> VolSiMWeights:
+    hp = data["hyperparams"]
+    if not isinstance(hp, Mapping):
+        raise WeightsError(path, "hyperparams is not a dict; not a VolSiM checkpoint")
+    try:
+        arch = VolSiMArchitecture.from_official_name(str(hp.get("mBase", "")))
+    except ValueError as exc:
+        raise WeightsError(path, f"{exc}; only the multiscale VolSiM networks are supported") from exc
+    if hp.get("mNormMode", "normMeanLayerGlobal") != "normMeanLayerGlobal":
+        raise WeightsError(path, f"feature normalisation {hp.get('mNormMode')!r} is not supported")
+    if hp.get("mFeatDist", "L2Sqrt") != "L2Sqrt":
+        raise WeightsError(path, f"feature distance {hp.get('mFeatDist')!r} is not supported (L2Sqrt)")
+    sd = data["stateDict"]
+    encoder = MultiScaleEncoder(arch)
+    n_layers = len(arch.layer_channels)
+    try:
+        mapped = {}
+        for k in range(n_layers):
+            s, i = divmod(k, len(_KERNELS))
+            mapped[f"blocks.{s}.{i}.weight"] = sd[f"basenet.slice{k}.0.weight"]
+            mapped[f"blocks.{s}.{i}.bias"] = sd[f"basenet.slice{k}.0.bias"]
+        encoder.load_state_dict(mapped)
+        weights = []
+        for k in range(n_layers):
+            key = next((f"avg{k}.{j}.weight" for j in (1, 0) if f"avg{k}.{j}.weight" in sd), None)
+            if key is None:
+                raise KeyError(f"avg{k}.*.weight")
+            weights.append(torch.as_tensor(sd[key]).reshape(-1).float())
+        means = [torch.as_tensor(m).float() for m in data["normAcc"]]
+        m2s = [torch.as_tensor(m).float() for m in data["normM2"]]
+        counts = [float(c) for c in data["normCount"]]
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise WeightsError(path, f"checkpoint does not match the {arch.scales}-scale VolSiM layout ({exc})") from exc
+    if len(means) != n_layers or any(m.ndim != 3 for m in means) or any(c < 2 for c in counts):
+        raise WeightsError(path, "normalisation statistics missing or not 3D maps (was normalisation calibrated?)")
+    for k in hp.get("mIgnoreLayers", []) or []:
+        weights[int(k)] = torch.zeros_like(weights[int(k)])  # an ignored layer contributes nothing
+    comparison = FeatureComparison(arch.layer_channels, means, m2s, counts, weights, names=arch.layer_names)
+    prov = {"source": "official VolSiM checkpoint", "file": os.fspath(path), "mBase": hp.get("mBase")}
+    return VolSiMWeights(arch, encoder.eval(), comparison, prov)
+
+
+def _own_to_weights(tensors: Mapping[str, torch.Tensor], header: Mapping[str, Any], path: str | os.PathLike):
+    try:
+        a = header["architecture"]
+        arch = VolSiMArchitecture(widths=tuple(int(w) for w in a["widths"]), in_channels=int(a.get("in_channels", 3)),
+                                  skip=bool(a.get("skip", True)))
+        encoder = MultiScaleEncoder(arch)
+        encoder.load_state_dict({
+            f"blocks.{s}.{i}.{p}": tensors[f"encoder.s{s}.c{i}.{p}"]
+            for s in range(arch.scales) for i in range(len(_KERNELS)) for p in ("weight", "bias")
+        })
+        n = len(arch.layer_channels)
+        norm = header["normalisation"]
+        comparison = FeatureComparison(
+            arch.layer_channels,
+            [tensors[f"norm.mean.{i}"] for i in range(n)],
+            [tensors[f"norm.m2.{i}"] for i in range(n)],
+            norm["counts"],
+            [tensors[f"compare.weight.{i}"] for i in range(n)],
+            names=arch.layer_names,
+            eps=float(norm.get("eps", 1e-10)),
+        )
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise WeightsError(path, f"volsight VolSiM file is incomplete or inconsistent ({exc})") from exc
+    prov = dict(header.get("provenance", {}))
+    prov.setdefault("file", os.fspath(path))
+    return VolSiMWeights(arch, encoder.eval(), comparison, prov)
+
+
+def load_volsim_weights(path: str | os.PathLike) -> VolSiMWeights:
+    """Load VolSiM weights from an official checkpoint (``.pth``) or volsight's own ``.safetensors``."""
+    from core.metrics.weights_io import is_safetensors
+
+    if is_safetensors(path):
+        tensors, header = load_safetensors(path, "VolSiM", FORMAT_NAME)
+        if int(header.get("version", 0)) > FORMAT_VERSION:
+            raise WeightsError(path, f"format version {header.get('version')} is newer than this volsight reads")
+        return _own_to_weights(tensors, header, path)
+    data = load_torch_checkpoint(path, OFFICIAL_KEYS, "VolSiM")
+    return _official_to_weights(data, path)
+
+
+def architecture_summary(arch: VolSiMArchitecture) -> dict[str, Any]:
+    """Architecture facts for ``Distance.info`` and ``volsight metrics``."""
+    d = asdict(arch)
+    d["scales"] = arch.scales
+    d["layers"] = len(arch.layer_channels)
+    d["parameters_per_layer_weights"] = sum(arch.layer_channels)
+    d["min_multiple"] = arch.min_multiple()
+    return d

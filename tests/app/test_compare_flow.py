@@ -1,0 +1,147 @@
+"""The whole comparison: two NetCDF files dropped → both views render, the table holds the numbers
+``volsight compare`` gives, the feature-map panel shows images, exports and copies carry the same values."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import drop_files, smooth_volume, wait_for, write_netcdf
+
+ROOT = Path(__file__).resolve().parents[2]
+METRICS = ["mse", "psnr", "ssim", "ncc", "volsim", "learnsim-ssd"]
+
+
+def _non_background_fraction(img: np.ndarray) -> float:
+    """Share of pixels that differ from the corner (background) colour."""
+    bg = img[0, 0, :3].astype(int)
+    return float(np.mean(np.abs(img[..., :3].astype(int) - bg).sum(axis=-1) > 12))
+
+
+@pytest.fixture
+def volsim_weights(shared_dir) -> Path:
+    return shared_dir / "weights" / "VOLSIM" / "MS_3scales.pth"
+
+
+@pytest.fixture
+def compared(window, qtbot, tmp_path, rng, volsim_weights):
+    """A window that has compared two dropped 32³ NetCDF files with METRICS."""
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.controller.set_metric_weights("volsim", str(volsim_weights), remember=False)
+    window.session.set_metrics(METRICS)
+    base = smooth_volume(rng, 32)
+    a = write_netcdf(tmp_path / "reference.nc", base)
+    b = write_netcdf(tmp_path / "perturbed.nc", np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, None)
+                     .astype(np.float32))
+    enter, _drop = drop_files(window, [a, b])
+    assert enter.isAccepted()
+    wait_for(window, qtbot, lambda: window.session.comparison is not None
+             and set(METRICS) <= set(window.session.comparison), timeout=120000)
+    return window, a, b
+
+
+def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, qtbot, volsim_weights):
+    window, a, b = compared
+    s = window.session
+    assert s.item("A").path == str(a) and s.item("B").path == str(b)
+    failed = {k: str(v) for k, v in s.comparison.items() if isinstance(v, BaseException)}
+    assert not failed
+
+    # both views really render the volumes
+    for slot in ("A", "B"):
+        view = window.slot_views[slot].view
+        assert view is not None and view.isVisible()
+        img = view.grab_image()
+        assert img.ndim == 3 and img.shape[2] == 4
+        assert _non_background_fraction(img) > 0.02, f"view {slot} shows only background"
+
+    # the table holds exactly what core.compare gives for the same files
+    from core.compare import compare
+    from core.io import read_volume
+
+    ref = compare(read_volume(a), read_volume(b), METRICS, weights={"volsim": str(volsim_weights)})
+    shown = window.panels["distances"].values()
+    for m in METRICS:
+        assert shown[m] == pytest.approx(ref.value(m), rel=1e-9, abs=1e-12), m
+    # ... and what the CLI prints
+    r = subprocess.run([sys.executable, "-m", "app.cli", "compare", str(a), str(b), "--metric", ",".join(METRICS),
+                        "--weights", f"volsim={volsim_weights}", "--json"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(r.stdout)["distances"]
+    for m in METRICS:
+        assert shown[m] == pytest.approx(float(cli[m]["value"]), rel=1e-6), m
+
+    # VolSiM's per-scale contributions are on the bar chart and sum to its value
+    panel = window.panels["distances"]
+    panel.show_contributions("volsim")
+    d = s.distance("volsim")
+    assert len(d.contributions) >= 3 and panel.bar_names == list(d.contributions)
+    heights = panel.bar_item.opts["height"]
+    assert float(np.sum(heights)) == pytest.approx(d.value, rel=1e-6)
+
+    # copy (full precision) and exports agree with the table
+    text = panel.copy_selection()
+    rows = {line.split("\t")[0]: line.split("\t")[1] for line in text.splitlines()[1:]}
+    assert float(rows["MSE"]) == shown["mse"]
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == text
+    out = window.controller.export("json", str(Path(a).parent / "cmp.json"))
+    exported = json.loads(Path(out).read_text())["distances"]
+    assert exported["volsim"]["value"] == pytest.approx(shown["volsim"], rel=1e-12)
+    out = window.controller.export("csv", str(Path(a).parent / "cmp.csv"))
+    csv_rows = [r for r in csv.DictReader(io.StringIO(Path(out).read_text())) if r["scale"] == ""]
+    assert {r["metric"]: float(r["value"]) for r in csv_rows}["psnr"] == pytest.approx(shown["psnr"], rel=1e-12)
+
+
+def test_feature_maps_from_the_same_pass_and_scale_highlight(compared, qtbot):
+    window, _a, _b = compared
+    s = window.session
+    feats = window.panels["features"]
+    feats.metric_box.setCurrentIndex(feats.metric_box.findData("volsim"))
+    d = s.distance("volsim")
+    assert d.features, "VolSiM's distance was computed without its feature maps"
+    assert feats.scale_box.count() == len(d.features)
+    for i in range(feats.scale_box.count()):
+        feats.scale_box.setCurrentIndex(i)
+        scale = feats.scale_box.currentText()
+        sf = d.features[scale]
+        for key in ("a", "b", "diff"):
+            img = feats.shown(key)
+            assert img is not None and img.size > 1 and np.isfinite(img).all()
+        # the B image really is B's features (not A's), and the difference is the stored weighted one
+        axis, idx, ch = feats.axis_box.currentIndex(), feats.slider.value(), feats.channel_box.value()
+        np.testing.assert_array_equal(feats.shown("b"), np.take(sf.b[ch], idx, axis=axis).T)
+        np.testing.assert_array_equal(feats.shown("diff"), np.take(sf.diff[ch], idx, axis=axis).T)
+        assert window.panels["distances"].highlighted_bar() == scale
+    # another channel and axis
+    feats.channel_box.setValue(1)
+    feats.axis_box.setCurrentIndex(2)
+    sf = d.features[feats.scale_box.currentText()]
+    np.testing.assert_array_equal(feats.shown("a"), np.take(sf.a[1], feats.slider.value(), axis=2).T)
+
+
+def test_difference_view_and_slices(compared, qtbot):
+    window, _a, _b = compared
+    s = window.session
+    window.diff_action.setChecked(True)
+    s.set_diff_metric("mse")
+    mse_map = np.asarray(s.distance("mse").voxel_map)
+    slices = window.panels["slices"]
+    assert slices.titles["diff"].text().startswith("MSE")
+    np.testing.assert_allclose(slices.image("diff"), mse_map[slices.slider.value()].T)
+    a = s.item("A").volume.data[0]
+    np.testing.assert_array_equal(slices.image("A"), a[slices.slider.value()].T)
+    slices.axis_box.setCurrentIndex(1)
+    np.testing.assert_array_equal(slices.image("A"), a[:, slices.slider.value(), :].T)
+    view = window.diff_view.view
+    assert view is not None and view.isVisible()
+    qtbot.waitUntil(lambda: _non_background_fraction(view.grab_image()) > 0.01, timeout=20000)

@@ -1,0 +1,67 @@
+"""The first window: slots A and B accept real drops; a bad file leaves both slots as they were."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.app.conftest import drop_files, smooth_volume, wait_for, write_netcdf
+
+
+def test_drop_netcdf_on_slot_a_shows_name_and_shape(window, qtbot, tmp_path, rng):
+    from core.io import read_volume
+
+    path = write_netcdf(tmp_path / "blobs.nc", smooth_volume(rng, 32)[:, :24, :20].copy())
+    enter, drop = drop_files(window.slot_views["A"], [path])
+    assert enter.isAccepted()
+    wait_for(window, qtbot, lambda: window.session.item("A") is not None)
+    expected = read_volume(path)
+    title = window.slot_views["A"].title.text()
+    assert expected.name in title
+    assert "32×24×20" in title
+    assert window.session.item("A").shape == (32, 24, 20)
+    np.testing.assert_array_equal(window.session.item("A").volume.data, expected.data)
+    assert window.session.item("B") is None
+    assert "empty" in window.slot_views["B"].title.text()
+
+
+def test_drag_of_plain_text_is_refused(window):
+    from PySide6.QtCore import QMimeData, Qt
+    from PySide6.QtGui import QDragEnterEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setText("not a file")
+    ev = QDragEnterEvent(window.slot_views["A"].rect().center(), Qt.DropAction.CopyAction, mime,
+                         Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window.slot_views["A"], ev)
+    assert not ev.isAccepted()
+
+
+def test_bad_file_drop_names_the_problem_and_keeps_both_slots(window, qtbot, tmp_path, rng):
+    a = write_netcdf(tmp_path / "good_a.nc", smooth_volume(rng, 16))
+    b = write_netcdf(tmp_path / "good_b.nc", smooth_volume(rng, 16))
+    drop_files(window, [a, b])
+    wait_for(window, qtbot, window.session.has_pair)
+    before = (window.session.item("A"), window.session.item("B"))
+    titles = (window.slot_views["A"].title.text(), window.slot_views["B"].title.text())
+
+    bad = tmp_path / "broken.nc"
+    bad.write_bytes(b"CDF\x01" + bytes(range(200)))
+    with qtbot.waitSignal(window.error_reported, timeout=20000) as blocker:
+        drop_files(window.slot_views["A"], [bad])
+    message = blocker.args[0]
+    assert "broken.nc" in message
+    assert window.statusBar().currentMessage() == message
+    assert window._message_box is not None and window._message_box.isVisible()
+    assert not window._message_box.isModal()
+    assert (window.session.item("A"), window.session.item("B")) == before
+    assert (window.slot_views["A"].title.text(), window.slot_views["B"].title.text()) == titles
+
+
+def test_two_files_dropped_anywhere_fill_a_and_b(window, qtbot, tmp_path, rng):
+    a = write_netcdf(tmp_path / "first.nc", smooth_volume(rng, 16))
+    b = write_netcdf(tmp_path / "second.nc", smooth_volume(rng, 16))
+    drop_files(window.slot_views["B"], [a, b])
+    wait_for(window, qtbot, window.session.has_pair)
+    assert window.session.item("A").path == str(a)
+    assert window.session.item("B").path == str(b)

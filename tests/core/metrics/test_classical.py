@@ -1,0 +1,112 @@
+"""Classical metrics: definitions, skimage agreement of SSIM, voxel maps, options and errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+from skimage.metrics import structural_similarity
+
+from core.errors import MetricError
+from core.metrics.registry import describe_metrics, get_metric
+from core.volume import Volume
+
+
+def _pair(rng, shape=(20, 24, 28), channels=1, noise=0.2):
+    a = gaussian_filter(rng.normal(size=(channels, *shape)), (0, 1.5, 1.5, 1.5)).astype(np.float32)
+    b = (a + noise * rng.normal(size=a.shape)).astype(np.float32)
+    return a, b, Volume.from_array(a), Volume.from_array(b)
+
+
+def test_ssim_matches_scikit_image_1e4(rng):
+    a, b, va, vb = _pair(rng)
+    r = float(max(a.max(), b.max()) - min(a.min(), b.min()))
+    ref = structural_similarity(a[0], b[0], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                data_range=r)
+    d = get_metric("ssim").distance(va, vb)
+    assert d.value == pytest.approx(ref, abs=1e-4)
+    assert d.kind == "similarity" and d.voxel_map.shape == (20, 24, 28)
+    # explicit data range, and full map agrees in the interior
+    ref2, full = structural_similarity(a[0], b[0], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                       data_range=4.0, full=True)
+    d2 = get_metric("ssim").distance(va, vb, data_range=4.0)
+    assert d2.value == pytest.approx(ref2, abs=1e-4)
+    np.testing.assert_allclose(d2.voxel_map[5:-5, 5:-5, 5:-5], full[5:-5, 5:-5, 5:-5], atol=1e-4)
+
+
+def test_ssim_three_channels_matches_scikit_image(rng):
+    a, b, va, vb = _pair(rng, shape=(16, 16, 16), channels=3)
+    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                data_range=2.5, channel_axis=0)
+    assert get_metric("ssim").distance(va, vb, data_range=2.5).value == pytest.approx(ref, abs=1e-4)
+
+
+def test_mse_family_definitions_and_maps(rng):
+    a, b, va, vb = _pair(rng)
+    diff = a.astype(np.float64) - b
+    assert get_metric("mse").distance(va, vb).value == pytest.approx(np.mean(diff**2), rel=1e-9)
+    assert get_metric("rmse").distance(va, vb).value == pytest.approx(math.sqrt(np.mean(diff**2)), rel=1e-9)
+    assert get_metric("mae").distance(va, vb).value == pytest.approx(np.mean(np.abs(diff)), rel=1e-9)
+    ssd = get_metric("ssd").distance(va, vb)
+    assert ssd.value == pytest.approx(np.sum(diff**2), rel=1e-9)
+    np.testing.assert_allclose(ssd.voxel_map, diff[0] ** 2, rtol=1e-5)
+    np.testing.assert_allclose(get_metric("mae").distance(va, vb).voxel_map, np.abs(diff[0]), rtol=1e-5)
+
+
+def test_psnr_data_range_is_explicit(rng):
+    a, b, va, vb = _pair(rng)
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    joint = float(max(a.max(), b.max()) - min(a.min(), b.min()))
+    d = get_metric("psnr").distance(va, vb)
+    assert d.value == pytest.approx(10 * math.log10(joint**2 / mse), rel=1e-9)
+    assert d.info["data_range"] == pytest.approx(joint)
+    assert get_metric("psnr").distance(va, vb, data_range=1.0).value == pytest.approx(10 * math.log10(1 / mse))
+    assert get_metric("psnr").distance(va, va).value == math.inf
+    with pytest.raises(MetricError):
+        get_metric("psnr").distance(va, vb, data_range=0)
+
+
+def test_correlations(rng):
+    a, b, va, vb = _pair(rng)
+    ncc = get_metric("ncc").distance(va, vb).value
+    assert ncc == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1], rel=1e-9)
+    scaled = Volume.from_array(3 * a + 1)
+    assert get_metric("ncc").distance(va, scaled).value == pytest.approx(1.0, abs=1e-9)
+    neg = Volume.from_array(-a)
+    assert get_metric("ncc").distance(va, neg).value == pytest.approx(-1.0, abs=1e-9)
+    lcc = get_metric("lcc").distance(va, vb)
+    assert lcc.voxel_map.shape == (20, 24, 28) and -1 <= lcc.value <= 1
+    assert get_metric("lcc").distance(va, va).value == pytest.approx(1.0)
+    assert get_metric("lcc").distance(va, neg).value < 0
+    flat = Volume.from_array(np.ones((1, 8, 8, 8), np.float32))
+    assert get_metric("ncc").distance(flat, flat).value == 1.0
+    assert get_metric("lcc").distance(flat, flat).value == 1.0
+    with pytest.raises(MetricError):
+        get_metric("lcc").distance(va, vb, window=4)
+
+
+def test_options_and_errors(rng):
+    a, b, va, vb = _pair(rng)
+    n = get_metric("mse").distance(va, vb, normalize=True)
+    lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
+    scale = 2 / (hi - lo)
+    assert n.value == pytest.approx(get_metric("mse").distance(va, vb).value * scale**2, rel=1e-5)
+    small = Volume.from_array(a[:, :10, :12, :14])
+    with pytest.raises(MetricError, match="shapes differ"):
+        get_metric("mse").distance(va, small)
+    assert get_metric("mse").distance(va, small, resample=16).info["normalize"] is False
+    with pytest.raises(MetricError, match="unknown option"):
+        get_metric("mse").distance(va, vb, window=3)
+    with pytest.raises(MetricError):
+        get_metric("nonexistent")
+
+
+def test_descriptions_say_what_is_a_metric():
+    info = {d["name"]: d for d in describe_metrics()}
+    assert info["rmse"]["metric_properties"] and info["mae"]["metric_properties"]
+    assert not info["mse"]["metric_properties"] and "not a metric" in info["mse"]["properties"]
+    for name in ("ssim", "lcc", "ncc", "psnr"):
+        assert info[name]["kind"] == "similarity" and "not a metric" in info[name]["properties"]
+    assert info["volsim"]["learned"] and "pseudo-metric" in info["volsim"]["properties"]

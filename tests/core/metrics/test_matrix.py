@@ -1,0 +1,79 @@
+"""Distance matrices and series: cached embeddings equal pair results; progress, cancel, memory mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from core.metrics.matrix import Cancelled, distance_matrix, distance_to_reference
+from core.metrics.registry import get_metric
+from core.metrics.volsim import VolSiM
+from core.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def volsim(shared_dir):
+    return VolSiM(weights=shared_dir / "weights" / "VOLSIM" / "MS_3scales.pth")
+
+
+@pytest.fixture(scope="module")
+def series():
+    rng = np.random.default_rng(7)
+    base = gaussian_filter(rng.normal(size=(1, 32, 32, 32)), (0, 2, 2, 2))
+    return [Volume.from_array((base + 0.15 * k * gaussian_filter(rng.normal(size=base.shape), (0, 1, 1, 1)))
+                              .astype(np.float32), name=f"t{k}") for k in range(5)]
+
+
+def test_volsim_matrix_equals_pair_calls(volsim, series):
+    calls = []
+    m = distance_matrix(series, volsim, normalize=False, progress=lambda d, t: calls.append((d, t)))
+    pairs = np.array([[volsim.distance(a, b, normalize=False).value for b in series] for a in series])
+    np.testing.assert_allclose(m, pairs, rtol=1e-5, atol=1e-9)
+    assert np.all(np.diag(m) == 0) and np.allclose(m, m.T)
+    assert calls[-1] == (15, 15) and calls[0][0] >= 1  # 5 embeddings + 10 pairs
+
+
+def test_matrix_normalises_the_set_jointly(volsim, series):
+    m = distance_matrix(series, volsim)
+    lo = min(v.value_range()[0] for v in series)
+    hi = max(v.value_range()[1] for v in series)
+    norm = [Volume.from_array((2 * (v.data - lo) / (hi - lo) - 1).astype(np.float32)) for v in series]
+    assert m[0, 3] == pytest.approx(volsim.distance(norm[0], norm[3], normalize=False).value, rel=1e-5)
+    series_d = distance_to_reference(series, volsim)
+    np.testing.assert_allclose(series_d, m[0], rtol=1e-5, atol=1e-9)
+    assert np.all(np.diff(series_d) > 0)  # growing perturbation, growing distance
+
+
+def test_float16_cache_stays_close(volsim, series):
+    exact = distance_matrix(series, volsim, normalize=False)
+    half = distance_matrix(series, volsim, normalize=False, max_cache_bytes=1)
+    np.testing.assert_allclose(half, exact, rtol=1e-3, atol=1e-6)
+
+
+def test_classical_fallback_and_reference_volume(series):
+    m = distance_matrix(series, "mse")
+    mse = get_metric("mse")
+    assert m[1, 4] == pytest.approx(mse.distance(series[1], series[4]).value)
+    assert np.allclose(m, m.T)
+    s = get_metric("ssim")
+    sm = distance_matrix(series[:3], s)
+    assert np.allclose(np.diag(sm), 1.0)
+    ref = series[2]
+    d = distance_to_reference(series, "rmse", reference=ref)
+    assert d[2] == 0.0 and d[0] > 0
+
+
+def test_cancel_hook_stops_the_work(volsim, series):
+    with pytest.raises(Cancelled):
+        distance_matrix(series, volsim, cancelled=lambda: True)
+    state = {"n": 0}
+
+    def cancel_later() -> bool:
+        state["n"] += 1
+        return state["n"] > 3
+
+    with pytest.raises(Cancelled):
+        distance_matrix(series, "mse", cancelled=cancel_later)
+    with pytest.raises(Exception, match="outside"):
+        distance_to_reference(series, "mse", reference=9)

@@ -1,0 +1,75 @@
+"""Siamese feature comparison: fast path equals the literal formula; weights, resizing, feature maps (2D and 3D)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.metrics.siamese import FeatureComparison, distance_from_terms
+
+
+def _comparison(spatial: tuple[int, ...], channels=(4, 9), seed=0, negative=False):
+    g = torch.Generator().manual_seed(seed)
+    sizes = [spatial, tuple(max(2, s // 2) for s in spatial)]
+    means = [torch.randn(s, generator=g) for s in sizes]
+    m2s = [torch.rand(s, generator=g) * 50 + 1 for s in sizes]
+    weights = [torch.rand(c, generator=g) - (0.5 if negative else 0.0) for c in channels]
+    return FeatureComparison(channels, means, m2s, [100, 100], weights, names=["l0", "l1"]), sizes
+
+
+@pytest.mark.parametrize("spatial", [(8, 8, 8), (12, 10)])
+def test_fast_terms_equal_literal_formula(spatial):
+    comp, sizes = _comparison(spatial, negative=True)
+    g = torch.Generator().manual_seed(1)
+    fa = [torch.rand(2, c, *s, generator=g) for c, s in zip(comp.channels, sizes)]
+    fb = [torch.rand(2, c, *s, generator=g) for c, s in zip(comp.channels, sizes)]
+    fast, ref = comp.terms(fa, fb), comp.terms_reference(fa, fb)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=0)
+    assert fast.shape == (2, 2) and torch.all(fast >= 0)
+    emb_a, emb_b = comp.embed(fa), comp.embed(fb)
+    torch.testing.assert_close(comp.compare_embeddings(emb_a, emb_b), ref, rtol=1e-5, atol=0)
+
+
+def test_negative_weights_are_clamped():
+    comp, sizes = _comparison((6, 6, 6), negative=True)
+    assert torch.any(comp.weights[0] < 0)
+    assert torch.all(comp.clamped_weights(0) >= 0)
+    # a layer whose only positive weight is removed contributes exactly nothing
+    with torch.no_grad():
+        comp.weights[1].fill_(-1.0)
+    fa = [torch.rand(1, c, *s) for c, s in zip(comp.channels, sizes)]
+    fb = [torch.rand(1, c, *s) for c, s in zip(comp.channels, sizes)]
+    assert float(comp.terms(fa, fb).detach()[0, 1]) == 0.0
+
+
+def test_stats_resized_with_align_corners_m2_before_sqrt():
+    comp, sizes = _comparison((8, 8, 8))
+    feat = torch.rand(1, 4, 16, 16, 16)
+    got = comp.normalize(0, feat)
+    mean = F.interpolate(comp.mean_map(0)[None, None], size=(16, 16, 16), mode="trilinear", align_corners=True)
+    m2 = F.interpolate(comp.m2_map(0)[None, None], size=(16, 16, 16), mode="trilinear", align_corners=True)
+    std = torch.sqrt(m2 / 99)
+    expected = (feat - mean) / (std + 1e-10) / (math.sqrt(4) - 1)
+    torch.testing.assert_close(got, expected)
+
+
+def test_feature_maps_reproduce_terms():
+    comp, sizes = _comparison((8, 8, 8))
+    fa = [torch.rand(1, c, *s) for c, s in zip(comp.channels, sizes)]
+    fb = [torch.rand(1, c, *s) for c, s in zip(comp.channels, sizes)]
+    maps = comp.feature_maps(fa, fb)
+    terms = comp.terms(fa, fb).detach()[0]
+    for i, name in enumerate(["l0", "l1"]):
+        sf = maps[name]
+        assert isinstance(sf.a, np.ndarray) and sf.a.shape == (comp.channels[i], *sizes[i])
+        assert sf.diff.sum(axis=0).mean() == pytest.approx(float(terms[i]), rel=1e-5)
+    assert float(distance_from_terms(terms[None])[0]) == pytest.approx(math.sqrt(float(terms.sum())))
+
+
+def test_single_channel_layer_is_rejected():
+    with pytest.raises(ValueError):
+        FeatureComparison([1], [torch.zeros(2, 2)], [torch.ones(2, 2)], [3])
