@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from models.field import NeuralField
-from models.trilinear import sample_grids
+from models.trilinear import fold_grids, folded_coordinates_affine, sample_folded
 
 # size presets; "medium" is the train.json model of the APMGSRN repository (1,055,040 parameters)
 APMGSRN_SIZES: dict[str, dict[str, Any]] = {
@@ -60,13 +60,15 @@ class APMGSRN(NeuralField):
     def local_coordinates(self, points: torch.Tensor) -> torch.Tensor:
         """Each grid's local coordinates ``[G, 3, N]`` of global ``points [N, 3]``."""
         m = self.transformation_matrices[:, :3, :]  # [G, 3, 4]
-        return torch.baddbmm(m[:, :, 3:], m[:, :, :3], points.t().unsqueeze(0).expand(m.shape[0], 3, -1))
+        g, n = m.shape[0], points.shape[0]
+        return torch.addmm(m[:, :, 3].reshape(-1, 1), m[:, :, :3].reshape(-1, 3), points.t()).view(g, 3, n)
 
     def features(self, points: torch.Tensor) -> torch.Tensor:
         """Concatenated grid features in planar layout ``[G * F, N]`` (grid-major)."""
-        with torch.no_grad():  # the reconstruction loss does not move the grids' transforms
-            local = self.local_coordinates(points)
-        feats = sample_grids(self.feature_grids, local)  # [G, F, N]
+        # the reconstruction loss does not move the grids' transforms (coordinates carry no gradient)
+        coords, fz = folded_coordinates_affine(self.transformation_matrices[:, :3, :], points,
+                                               tuple(self.feature_grids.shape[2:]))
+        feats = sample_folded(fold_grids(self.feature_grids), coords, fz)  # [G, F, N]
         return feats.reshape(-1, feats.shape[-1])
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:

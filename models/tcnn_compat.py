@@ -118,21 +118,25 @@ class TcnnDecoder(nn.Module):
         """Weights in PyTorch layout ``[out, in]``."""
         return tcnn_to_pytorch(self.net.params, self.n_input, self.width, self.n_hidden, self.n_output)
 
-    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: D401 - torch hook
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
+        """The PyTorch layout ``weights.i`` (``[out, in]``) instead of the flat ``net.params``."""
+        from collections import OrderedDict
+
+        out = OrderedDict() if destination is None else destination
         for i, w in enumerate(self.layers()):
-            destination[f"{prefix}weights.{i}"] = w
+            out[f"{prefix}weights.{i}"] = w
+        return out
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        layers = []
-        for i in range(self.n_hidden + 1):
-            key = f"{prefix}weights.{i}"
-            if key not in state_dict:
-                missing_keys.append(key)
-                return
-            layers.append(state_dict[key])
-        with torch.no_grad():
-            self.net.params.copy_(pytorch_to_tcnn(layers, self.n_input, self.n_output).to(self.net.params))
+        # turn the PyTorch layout into the flat vector the child tcnn module then loads as usual
+        keys = [f"{prefix}weights.{i}" for i in range(self.n_hidden + 1)]
+        if all(k in state_dict for k in keys):
+            layers = [state_dict.pop(k) for k in keys]
+            flat = pytorch_to_tcnn(layers, self.n_input, self.n_output)
+            state_dict[f"{prefix}net.params"] = flat.to(self.net.params)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
 
 def make_decoder(n_input: int, width: int, n_hidden: int, n_output: int, generator: torch.Generator | None,

@@ -51,6 +51,37 @@ def folded_coordinates(local: torch.Tensor, shape: tuple[int, int, int]) -> tupl
         return out.view(g, 1, n, 2), fz.unsqueeze(1)
 
 
+def folded_coordinates_affine(matrices: torch.Tensor, points: torch.Tensor,
+                              shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`folded_coordinates` of ``local = matrices[:, :3] @ [points, 1]`` without forming ``local``.
+
+    ``matrices [G, 3, 4]`` map global (x, y, z, 1) to each grid's local [-1, 1] coordinates; the
+    voxel scalings are folded into them so one small matmul yields x (normalised), y (in folded-row
+    units) and z (in voxels) for all grids.
+    """
+    d, h, w = shape
+    g = matrices.shape[0]
+    n = points.shape[0]
+    rows = (d + 1) * (h + 1)
+    s = 2.0 / (rows - 1)
+    with torch.no_grad():
+        sy, sz = 0.5 * (h - 1) * s, 0.5 * (d - 1)
+        scale = torch.tensor([1.0, sy, sz], dtype=matrices.dtype, device=matrices.device)
+        shift = torch.tensor([0.0, sy, sz], dtype=matrices.dtype, device=matrices.device)
+        a = matrices * scale[None, :, None]
+        a[:, :, 3] += shift[None, :]  # [G, 3, 4] acting on (x, y, z, 1)
+        homogeneous = torch.cat([points, torch.ones_like(points[:, :1])], dim=1)  # small: [N, 4]
+        lin = (a.reshape(-1, 4) @ homogeneous.t()).view(g, 3, n)  # a plain matmul: no bias copy
+        out = torch.empty(g, n, 2, dtype=points.dtype, device=points.device)
+        out[:, :, 0] = lin[:, 0]
+        yv = lin[:, 1].clamp_(-s, h * s)
+        zv = lin[:, 2].clamp_(-1.0, float(d))
+        z0 = zv.floor().clamp_(max=float(d - 1))
+        fz = zv.sub_(z0)
+        out[:, :, 1] = z0.add_(1.0).mul_((h + 1) * s).add_(yv).sub_(1.0)
+        return out.view(g, 1, n, 2), fz.unsqueeze(1)
+
+
 def sample_folded(image: torch.Tensor, coords: torch.Tensor, fz: torch.Tensor) -> torch.Tensor:
     """Sample a folded image at coordinates from :func:`folded_coordinates`; returns ``[G, C, N]``."""
     g, c = image.shape[:2]
