@@ -76,25 +76,21 @@ class FVSRN(NeuralField):
         return self.decoder.layers()
 
 
-class HashGridField(NeuralField):
-    """Multiresolution hash encoding + MLP, pure PyTorch."""
+class HashGridEncoding(nn.Module):
+    """The multiresolution hash encoding in PyTorch: points ``[N, 3]`` -> level-major features ``[L * F, N]``."""
 
-    kind: ClassVar[str] = "hashgrid"
-    default_config: ClassVar[dict[str, Any]] = {
-        "n_levels": 18, "n_features": 2, "log2_table_size": 15, "base_resolution": 16, "max_resolution": 512,
-        "n_layers": 2, "width": 64, "init_seed": 0, "use_tcnn": True,
-    }
-
-    def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any):
-        super().__init__(config, **kwargs)
-        c = self.config
-        levels, f = int(c["n_levels"]), int(c["n_features"])
-        table = 1 << int(c["log2_table_size"])
-        base, top = float(c["base_resolution"]), float(c["max_resolution"])
-        growth = math.exp((math.log(top) - math.log(base)) / (levels - 1)) if levels > 1 else 1.0
+    def __init__(self, n_levels: int, n_features: int, log2_table_size: int, base_resolution: float,
+                 max_resolution: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.n_levels, self.n_features = n_levels, n_features
+        self.log2_table_size = log2_table_size
+        self.base_resolution = float(base_resolution)
+        table = 1 << log2_table_size
+        base, top = float(base_resolution), float(max_resolution)
+        self.per_level_scale = math.exp((math.log(top) - math.log(base)) / (n_levels - 1)) if n_levels > 1 else 1.0
         scales, resolutions, sizes, dense = [], [], [], []
-        for level in range(levels):
-            scale = base * growth**level - 1.0
+        for level in range(n_levels):
+            scale = base * self.per_level_scale**level - 1.0
             res = int(math.ceil(scale)) + 1
             n_dense = res**3
             size = min(table, (n_dense + 7) // 8 * 8)
@@ -110,14 +106,12 @@ class HashGridField(NeuralField):
         self.register_buffer("level_sizes", torch.tensor(sizes, dtype=torch.int64), persistent=False)
         self.register_buffer("level_offsets", torch.tensor(offsets[:-1], dtype=torch.int64), persistent=False)
         self.register_buffer("dense_levels", torch.tensor(dense), persistent=False)
-        gen = torch.Generator().manual_seed(int(c["init_seed"]))
-        self.table = nn.Parameter(torch.rand(offsets[-1], f, generator=gen) * 2e-4 - 1e-4)
-        self.decoder = MLPDecoder(levels * f, int(c["width"]), int(c["n_layers"]), self.channels, gen)
+        self.table = nn.Parameter(torch.rand(offsets[-1], n_features, generator=generator) * 2e-4 - 1e-4)
 
-    def encode(self, points: torch.Tensor) -> torch.Tensor:
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
         """Level-major features ``[L * F, N]``."""
-        x01 = (points.t() + 1.0) * 0.5  # [3, N]
         with torch.no_grad():
+            x01 = (points.t() + 1.0) * 0.5  # [3, N]
             pos = x01.unsqueeze(0) * self.scales[:, None, None] + 0.5  # [L, 3, N]
             p0f = pos.floor()
             frac = pos - p0f
@@ -143,9 +137,39 @@ class HashGridField(NeuralField):
             feats = term if feats is None else feats + term
         return feats.permute(0, 2, 1).reshape(-1, feats.shape[1])
 
+
+class HashGridField(NeuralField):
+    """Multiresolution hash encoding + MLP, pure PyTorch (tinycudann on CUDA when it imports)."""
+
+    kind: ClassVar[str] = "hashgrid"
+    default_config: ClassVar[dict[str, Any]] = {
+        "n_levels": 18, "n_features": 2, "log2_table_size": 15, "base_resolution": 16, "max_resolution": 512,
+        "n_layers": 2, "width": 64, "init_seed": 0, "use_tcnn": True,
+    }
+
+    def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        c = self.config
+        gen = torch.Generator().manual_seed(int(c["init_seed"]))
+        self.encoding = HashGridEncoding(int(c["n_levels"]), int(c["n_features"]), int(c["log2_table_size"]),
+                                         float(c["base_resolution"]), float(c["max_resolution"]), gen)
+        self.decoder = MLPDecoder(int(c["n_levels"]) * int(c["n_features"]), int(c["width"]), int(c["n_layers"]),
+                                  self.channels, gen)
+
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """Normalised prediction ``[N, C]``."""
-        return self.decoder.forward_planar(self.encode(points))
+        return self.decoder.forward_planar(self.encoding(points))
+
+    def place(self, device: torch.device | str) -> HashGridField:
+        """As NeuralField.place, and the hash encoding runs in tinycudann too when it can."""
+        super().place(device)
+        if self.config.get("use_tcnn") and torch.device(device).type == "cuda":
+            from models.tcnn_compat import TcnnHashEncoding, tcnn_available
+
+            if tcnn_available() and isinstance(self.encoding, HashGridEncoding):
+                fused = TcnnHashEncoding(self.encoding)
+                self.encoding = fused.to(device)
+        return self
 
     def decoder_layers(self) -> list[torch.Tensor]:
         """Decoder weights ``[out, in]``."""

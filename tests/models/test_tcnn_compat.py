@@ -97,3 +97,49 @@ def test_field_trained_with_fused_decoder_loads_without_it(monkeypatch, tmp_path
     loaded = load_field(tmp_path / "f.vsf")
     assert isinstance(loaded.decoder, MLPDecoder)
     assert all(torch.equal(a, b) for a, b in zip(loaded.decoder.layers(), plain.layers()))
+
+
+class _FakeEncoding(torch.nn.Module):
+    """tcnn.Encoding(HashGrid) stand-in evaluating the flat params with volsight's own indexing."""
+
+    def __init__(self, n_input_dims, config):
+        super().__init__()
+        from models.baselines import HashGridEncoding
+
+        assert n_input_dims == 3 and config["otype"] == "HashGrid"
+        top = config["base_resolution"] * config["per_level_scale"] ** (config["n_levels"] - 1)
+        # kept outside the module tree: a real tcnn.Encoding holds nothing but ``params``
+        self._ref = [HashGridEncoding(config["n_levels"], config["n_features_per_level"],
+                                      config["log2_hashmap_size"], config["base_resolution"], top)]
+        self.params = torch.nn.Parameter(torch.zeros(self._ref[0].table.numel()))
+
+    def forward(self, x01):
+        assert x01.min() >= 0 and x01.max() <= 1  # tcnn encodings take [0, 1] positions
+        ref = self._ref[0]
+        with torch.no_grad():
+            ref.table.copy_(self.params.view_as(ref.table))
+        return ref(x01 * 2 - 1).t().half()
+
+
+def test_hash_encoding_wrapper_round_trip(monkeypatch):
+    from models.baselines import HashGridEncoding
+    from models.tcnn_compat import TcnnHashEncoding
+
+    class Fake:
+        Encoding = _FakeEncoding
+
+    monkeypatch.setattr(tcnn_compat, "_import_tcnn", lambda: Fake)
+    enc = HashGridEncoding(4, 2, 9, 4, 32, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        enc.table.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+    fused = TcnnHashEncoding(enc)
+    assert torch.equal(fused.state_dict()["table"], enc.table.detach())
+    pts = torch.rand(300, 3) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(fused(pts), enc(pts), atol=1e-3)
+    other = HashGridEncoding(4, 2, 9, 4, 32)
+    other.load_state_dict(fused.state_dict())
+    assert torch.equal(other.table, enc.table)
+    fused2 = TcnnHashEncoding(other)
+    fused2.load_state_dict({"table": torch.zeros_like(enc.table)})
+    assert fused2.net.params.abs().sum() == 0
