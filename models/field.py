@@ -46,7 +46,7 @@ class NeuralField(nn.Module):
 
     def __init__(self, config: dict[str, Any] | None = None, channels: int = 1,
                  value_range: tuple[float, float] = (0.0, 1.0), source_shape: tuple[int, int, int] = (2, 2, 2),
-                 name: str = "field"):
+                 name: str = "field", spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)):
         super().__init__()
         unknown = set(config or {}) - set(self.default_config)
         if unknown:
@@ -57,6 +57,8 @@ class NeuralField(nn.Module):
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.source_shape = tuple(int(s) for s in source_shape)
         self.name = name
+        self.spacing = tuple(float(v) for v in spacing)  # (z, y, x) voxel size of the source volume
+        self.source_path: str | None = None
         self.summary: dict[str, Any] = {}
 
     # -- subclasses ---------------------------------------------------------------------------------
@@ -129,8 +131,10 @@ class NeuralField(nn.Module):
             self.train(was_training)
         meta = {"field_kind": self.kind, "field_source_shape": list(self.source_shape),
                 "field_parameters": self.parameter_count()}
+        # the baked grid spans the same box as the source: scale the voxel size accordingly
+        spacing = tuple(sp * (src - 1) / (n - 1) for sp, src, n in zip(self.spacing, self.source_shape, shape))
         return Volume(out.reshape(self.channels, *shape), name=f"{self.name} (baked {self.kind})",
-                      metadata=meta, nan_policy="allow")
+                      spacing=spacing, metadata=meta, nan_policy="allow")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the field to one file (safetensors + JSON header), atomically."""

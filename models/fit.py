@@ -186,7 +186,7 @@ class _Fitter:
         self.shape = volume.shape
         mcfg = model_config(cfg.model, cfg.size, **{"init_seed": seed, **cfg.model_options})
         self.field = MODEL_CLASSES[cfg.model](mcfg, channels=volume.channels, value_range=(lo, hi),
-                                              source_shape=volume.shape, name=volume.name)
+                                              source_shape=volume.shape, name=volume.name, spacing=volume.spacing)
         self.field.source_path = volume.source
         self.field.place(device)
         self.field.train()

@@ -138,7 +138,7 @@ def field_header(field: Any) -> dict[str, Any]:
         "config": field.config,
         "channels": field.channels,
         "value_range": list(field.value_range),
-        "source": {"name": field.name, "shape": list(field.source_shape),
+        "source": {"name": field.name, "shape": list(field.source_shape), "spacing": list(field.spacing),
                    "path": getattr(field, "source_path", None)},
         "parameters": field.parameter_count(),
         "summary": field.summary,
@@ -160,7 +160,8 @@ def build_field(header: dict[str, Any], path: str | os.PathLike | None = None) -
     try:
         return classes[model](dict(header.get("config") or {}), channels=int(header.get("channels", 1)),
                               value_range=tuple(header.get("value_range", (0.0, 1.0))),
-                              source_shape=tuple(src.get("shape") or (2, 2, 2)), name=src.get("name") or "field")
+                              source_shape=tuple(src.get("shape") or (2, 2, 2)), name=src.get("name") or "field",
+                              spacing=tuple(src.get("spacing") or (1.0, 1.0, 1.0)))
     except Exception as exc:  # noqa: BLE001 - a damaged config may fail in many ways
         raise FieldFileError(path, f"cannot build the {model} field from its header ({exc})") from None
 
@@ -195,6 +196,7 @@ def field_info(path: str | os.PathLike) -> dict[str, Any]:
         "value_range": header.get("value_range"),
         "source_name": src.get("name"),
         "source_shape": src.get("shape"),
+        "source_spacing": src.get("spacing"),
         "source_path": src.get("path"),
         "iterations": summary.get("iterations"),
         "psnr": summary.get("psnr"),

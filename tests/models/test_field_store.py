@@ -20,7 +20,7 @@ def make(model: str, **kw):
     if model == "apmgsrn":
         cfg.update(n_grids=3, grid_shape=[6, 7, 8])
     field = MODEL_CLASSES[model](cfg, channels=kw.get("channels", 1), value_range=(-2.0, 3.0),
-                                 source_shape=(5, 6, 7), name="probe")
+                                 source_shape=(5, 6, 7), name="probe", spacing=(2.0, 1.0, 0.5))
     with torch.no_grad():  # move away from the near-zero init so values differ everywhere
         for p in field.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
@@ -44,6 +44,7 @@ def test_save_load_query_identical(tmp_path, model):
     with torch.no_grad():
         assert torch.equal(field.query(pts), loaded.query(pts))
     assert loaded.value_range == (-2.0, 3.0) and loaded.source_shape == (5, 6, 7) and loaded.channels == 3
+    assert loaded.spacing == (2.0, 1.0, 0.5)
     assert loaded.summary["psnr"] == 12.5
     info = field_info(path)
     assert info["model"] == model and info["source_shape"] == [5, 6, 7] and info["psnr"] == 12.5
@@ -79,8 +80,11 @@ def test_bake_equals_query_at_grid_points(model):
     assert pts[1].tolist() == pytest.approx([-1 + 2 / 3, -1.0, -1.0])
 
 
-def test_bake_defaults_to_source_shape():
-    assert make("fvsrn").bake().shape == (5, 6, 7)
+def test_bake_defaults_to_source_shape_and_keeps_the_box():
+    field = make("fvsrn")
+    vol = field.bake()
+    assert vol.shape == (5, 6, 7) and vol.spacing == (2.0, 1.0, 0.5)
+    assert field.bake((9, 11, 13)).spacing == pytest.approx((1.0, 0.5, 0.25))
 
 
 def test_truncated_file(tmp_path):
