@@ -3,7 +3,9 @@
 Layers: ``in -> width`` + ReLU, ``n_hidden - 1`` times ``width -> width`` + ReLU, then ``width -> out``
 (no output activation), no biases, Xavier-normal weights, as in APMGSRN's decoder. The encoders hand
 over planar features ``[features, N]``; the layers multiply them as the transposed view
-``[N, features] @ W.T`` (no copy), which MKL runs about 25 % faster than ``W @ [features, N]`` here.
+``[N, features] @ W.T`` with ``W.T`` made contiguous (a 64x64 copy): with MKL on this CPU that
+layout runs the forward and backward matmuls about 20-25 % faster than ``W @ [features, N]`` or a
+transposed-weight view (measured: 84 vs 104 ms CPU for a 2x64 MLP step on 100k points).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class MLPDecoder(nn.Module):
         h = features_t.t()
         last = len(self.weights) - 1
         for i, w in enumerate(self.weights):
-            h = h @ w.t()
+            h = h @ w.t().contiguous()
             if i < last:
                 h = torch.relu_(h)  # in place is safe: the matmul backward does not need its output
         return h
