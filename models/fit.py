@@ -60,6 +60,7 @@ class FitConfig:
     log_every: int = 10
     checkpoint_every: int = 0  # 0: only when cancelled or finished
     evaluate: bool = True  # PSNR over the full grid at the end
+    chunk: int = 32_768  # points per forward/backward pass on the CPU (gradients accumulate over chunks)
 
     @classmethod
     def from_any(cls, config: FitConfig | dict[str, Any] | None) -> FitConfig:
@@ -246,14 +247,22 @@ class _Fitter:
         with torch.no_grad():
             coords, fz = folded_coordinates(pts.t().unsqueeze(0), self.shape)
             target = sample_folded(self.target_image, coords, fz)[0]  # [C, N]
-        pred = self.field(pts)  # [N, C]
-        err = (pred - target.t()).square()
-        per_point = err if err.shape[1] == 1 else err.sum(dim=1, keepdim=True)
-        loss = per_point.mean()
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.lr_factor(it)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        n = pts.shape[0]
+        # on the CPU, chunks keep the per-point intermediates in cache (the sum of the chunk losses is
+        # the batch loss, so the gradient is the same up to float rounding)
+        chunk = n if self.device.type != "cpu" or cfg.chunk <= 0 else cfg.chunk
+        per_point = torch.empty(n, 1, dtype=torch.float32, device=self.device)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            pred = self.field(pts[start:stop])  # [n, C]
+            err = (pred - target[:, start:stop].t()).square()
+            part = err if err.shape[1] == 1 else err.sum(dim=1, keepdim=True)
+            (part.sum() / n).backward()
+            per_point[start:stop] = part.detach()
+        loss = per_point.mean()
         self.opt.step()
         if self.grids_moving(it):
             stride = max(1, cfg.points // max(1, cfg.density_points))
