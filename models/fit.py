@@ -21,6 +21,11 @@ the transforms). Once the grids are frozen the learning rate decays exponentiall
 ``final_lr_factor * lr`` at the last iteration (the paper's ReduceLROnPlateau, with patience 500,
 never fires in short runs; the decay buys a few dB there). Baselines use the paper's vanilla step:
 Adam on everything with the rate multiplied by 0.33 at 2/5, 3/5 and 4/5 of the run.
+
+Determinism: for a seed (and the same thread count) a CPU fit is bit-identical, and resuming from a
+checkpoint gives exactly the uninterrupted result. On CUDA, ``grid_sample``'s backward adds with
+atomics, so runs agree only to float rounding; a checkpoint resumes on the kind of device (and
+decoder backend) that wrote it.
 """
 
 from __future__ import annotations
