@@ -54,6 +54,8 @@ class APMGSRN(NeuralField):
         self.transformation_matrices = nn.Parameter(_initial_transforms(g, str(c["grid_init"]), gen))
         from models.tcnn_compat import make_decoder
 
+        # set by the training loop to share one folded copy of the grids between point chunks
+        self.folded_grids: torch.Tensor | None = None
         self.decoder = make_decoder(g * f, int(c["width"]), int(c["n_layers"]), self.channels, gen,
                                     use_tcnn=bool(c["use_tcnn"]))
 
@@ -68,7 +70,8 @@ class APMGSRN(NeuralField):
         # the reconstruction loss does not move the grids' transforms (coordinates carry no gradient)
         coords, fz = folded_coordinates_affine(self.transformation_matrices[:, :3, :], points,
                                                tuple(self.feature_grids.shape[2:]))
-        feats = sample_folded(fold_grids(self.feature_grids), coords, fz)  # [G, F, N]
+        image = self.folded_grids if self.folded_grids is not None else fold_grids(self.feature_grids)
+        feats = sample_folded(image, coords, fz)  # [G, F, N]
         return feats.reshape(-1, feats.shape[-1])
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:

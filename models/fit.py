@@ -143,6 +143,16 @@ class PointSampler:
         return (xyz + jitter).mul_(2.0 / c).sub_(1.0)
 
 
+def _fused(device: torch.device) -> dict[str, bool]:
+    """Adam's fused kernel where this torch has it for the device (one pass over the parameters)."""
+    try:
+        probe = torch.nn.Parameter(torch.zeros(1, device=device))
+        torch.optim.Adam([probe], fused=True).step()
+    except (RuntimeError, TypeError, ValueError):
+        return {}
+    return {"fused": True}
+
+
 def _lr_factor_vanilla(it: int, iterations: int) -> float:
     milestones = [int(iterations * f) for f in (0.4, 0.6, 0.8)]
     return 0.33 ** sum(it >= m for m in milestones)
@@ -199,7 +209,7 @@ class _Fitter:
         self.adaptive = hasattr(self.field, "grid_fitting_loss")
         betas = (0.9, 0.99)
         params = self.field.reconstruction_parameters() if self.adaptive else list(self.field.parameters())
-        self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=betas, eps=1e-15)
+        self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=betas, eps=1e-15, **_fused(device))
         self.grid_opt = (torch.optim.Adam(self.field.transform_parameters(), lr=cfg.grid_lr_factor * cfg.lr,
                                           betas=betas, eps=1e-15) if self.adaptive else None)
         self.gen = torch.Generator().manual_seed(seed)
@@ -260,13 +270,24 @@ class _Fitter:
         # the batch loss, so the gradient is the same up to float rounding)
         chunk = n if self.device.type != "cpu" or cfg.chunk <= 0 else cfg.chunk
         per_point = torch.empty(n, 1, dtype=torch.float32, device=self.device)
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            pred = self.field(pts[start:stop])  # [n, C]
-            err = (pred - target[:, start:stop].t()).square()
-            part = err if err.shape[1] == 1 else err.sum(dim=1, keepdim=True)
-            (part.sum() / n).backward()
-            per_point[start:stop] = part.detach()
+        # fold the grids once per step; chunks accumulate into the folded copy's gradient
+        shared = chunk < n and hasattr(self.field, "folded_grids")
+        if shared:
+            folded = fold_grids(self.field.feature_grids)
+            self.field.folded_grids = folded.detach().requires_grad_()
+        try:
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                pred = self.field(pts[start:stop])  # [n, C]
+                err = (pred - target[:, start:stop].t()).square()
+                part = err if err.shape[1] == 1 else err.sum(dim=1, keepdim=True)
+                (part.sum() / n).backward()
+                per_point[start:stop] = part.detach()
+            if shared:
+                folded.backward(self.field.folded_grids.grad)
+        finally:
+            if shared:
+                self.field.folded_grids = None
         loss = per_point.mean()
         self.opt.step()
         if self.grids_moving(it):

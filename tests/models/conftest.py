@@ -26,6 +26,6 @@ TINY_APMGSRN = {"n_grids": 4, "n_features": 2, "grid_shape": [8, 8, 8], "width":
 
 def tiny_fit(iterations: int = 40, points: int = 2048, **extra):
     cfg = {"model": "apmgsrn", "size": "small", "model_options": dict(TINY_APMGSRN), "iterations": iterations,
-           "points": points, "log_every": 5, "density_points": 512, "evaluate": False}
+           "points": points, "log_every": 5, "density_points": 512, "evaluate": False, "chunk": 700}
     cfg.update(extra)
     return cfg
