@@ -13,10 +13,16 @@ measured on this machine kind unloaded (notes G9), took about 205 s for 51.6 / 5
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import os
-import statistics
+
+# On a shared machine, OpenMP threads that spin while waiting steal the cores from the work (and
+# inflate CPU time); sleeping waits make 2-thread timings far steadier. Set before torch loads its
+# OpenMP runtime; applies to the naive baseline in the same process alike. Override from outside.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import statistics  # noqa: E402
 import subprocess
 import time
 from pathlib import Path
@@ -203,7 +209,8 @@ def main() -> None:
                     help="only the interleaved naive-vs-volsight step and inference timing (robust to load)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"bench_fields: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    print(f"bench_fields: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"start: {uptime()}", flush=True)
     if args.speed_only:
         for n in (int(s) for s in args.sizes.split(",")):
