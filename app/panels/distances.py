@@ -87,7 +87,7 @@ class DistancePanel(QWidget):
 
         self.bars = pg.PlotWidget()
         self.bars.setObjectName("contributions_plot")
-        self.bars.setMinimumHeight(120)
+        self.bars.setMinimumHeight(70)
         self.bars.setMenuEnabled(False)
         self.bars.setMouseEnabled(x=False, y=False)
         self.bars.setLabel("left", "share of distance")

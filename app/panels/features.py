@@ -60,7 +60,7 @@ class FeaturePanel(QWidget):
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setObjectName("feature_canvas")
-        self.canvas.setMinimumHeight(150)
+        self.canvas.setMinimumHeight(90)
         self.images: dict[str, pg.ImageItem] = {}
         self.boxes: dict[str, pg.ViewBox] = {}
         cmap = pg.colormap.get("viridis")

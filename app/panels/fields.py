@@ -13,7 +13,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -108,7 +108,7 @@ class FieldPanel(QWidget):
 
         self.plot = pg.PlotWidget(title="fitting")
         self.plot.setObjectName("fit_plot")
-        self.plot.setMinimumHeight(120)
+        self.plot.setMinimumHeight(80)
         self.plot.setMenuEnabled(False)
         self.plot.setLabel("bottom", "iteration")
         self.plot.setLabel("left", "PSNR (dB)")
@@ -125,19 +125,23 @@ class FieldPanel(QWidget):
         self.plot.getPlotItem().vb.sigResized.connect(
             lambda: self.loss_box.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect()))
 
-        form = QFormLayout()
-        form.addRow("model", self.model_box)
-        form.addRow("size", self.size_box)
-        form.addRow("iterations", self.iter_box)
-        form.addRow("points / iteration", self.points_box)
+        form = QGridLayout()
+        for i, (label, w) in enumerate((("model", self.model_box), ("size", self.size_box),
+                                        ("iterations", self.iter_box), ("points / iteration", self.points_box))):
+            form.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            form.addWidget(w, i // 2, 2 * (i % 2) + 1)
         buttons = QHBoxLayout()
         for b in (self.fit_button, self.cancel_button, self.save_button):
             buttons.addWidget(b)
-        lay = QVBoxLayout(self)
+        buttons.addStretch(1)
+        controls = QVBoxLayout()
+        controls.addLayout(form)
+        controls.addLayout(buttons)
+        controls.addWidget(self.status)
+        controls.addStretch(1)
+        lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addLayout(form)
-        lay.addLayout(buttons)
-        lay.addWidget(self.status)
+        lay.addLayout(controls)
         lay.addWidget(self.plot, 1)
         if not fitting_available():
             self.fit_button.setEnabled(False)

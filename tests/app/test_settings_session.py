@@ -17,7 +17,7 @@ def test_settings_remember_size_layout_last_dir_and_recent_files(qtbot, tmp_path
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
-    w.resize(710, 470)
+    w.resize(820, 720)
     w.docks["slices"].setVisible(False)
     folder = tmp_path / "data"
     folder.mkdir()
@@ -30,7 +30,7 @@ def test_settings_remember_size_layout_last_dir_and_recent_files(qtbot, tmp_path
     qtbot.addWidget(w2)
     w2.show()
     qtbot.waitExposed(w2)
-    assert (w2.width(), w2.height()) == (710, 470)
+    assert (w2.width(), w2.height()) == (820, 720)
     assert not w2.docks["slices"].isVisible()
     assert w2.docks["distances"].isVisible()
     prefs = Preferences()
