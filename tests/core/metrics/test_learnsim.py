@@ -1,0 +1,156 @@
+"""LearnSim learned SSD / LCC: exact plain SSD / LCC at initialisation, fine-tuning, weights, features, properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter, uniform_filter
+
+from core.errors import MetricError, WeightsError
+from core.metrics.learnsim import LearnSimLCC, LearnSimNetwork, LearnSimSSD, lcc_map
+from core.metrics.registry import get_metric, metric_names
+from core.volume import Volume
+
+
+def _pair(rng, shape=(16, 18, 20), strength=0.3):
+    a = gaussian_filter(rng.standard_normal(shape), 2.0).astype(np.float32)
+    b = (a + strength * gaussian_filter(rng.standard_normal(shape), 1.0)).astype(np.float32)
+    return Volume.from_array(a, name="a"), Volume.from_array(b, name="b")
+
+
+def _unit(va: Volume, vb: Volume) -> tuple[np.ndarray, np.ndarray]:
+    a, b = va.data[0].astype(np.float64), vb.data[0].astype(np.float64)
+    lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
+    return (a - lo) / (hi - lo), (b - lo) / (hi - lo)
+
+
+def numpy_lcc(a: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Independent local NCC² with 3³ boxes and replicate ('nearest') borders."""
+    def box(x):
+        return uniform_filter(x, size=3, mode="nearest") * 27.0
+
+    da = a - box(a) / 27.0
+    db = b - box(b) / 27.0
+    cross, va, vb = box(da * db), box(da * da), box(db * db)
+    return cross**2 / (va * vb + eps)
+
+
+def test_registered():
+    names = metric_names()
+    for name in ("lsim", "watson-dct", "watson-fft", "learnsim-ssd", "learnsim-lcc"):
+        assert name in names
+    assert get_metric("learnsim-lcc").describe()["kind"] == "similarity"
+
+
+def test_encoder_is_exact_identity_at_init(rng):
+    net = LearnSimNetwork("ssd", seed=3)
+    x = torch.from_numpy(rng.random((2, 1, 9, 10, 11)).astype(np.float32))
+    with torch.no_grad():
+        z = net.aggregate(net.encode(x))
+    torch.testing.assert_close(z, x, rtol=0, atol=0)
+    # the other channels are random (not dead) so fine-tuning has gradients everywhere
+    assert all(float(c.weight[1:].detach().abs().sum()) > 0 for c in net.convs)
+
+
+def test_learned_ssd_equals_plain_ssd_at_init(rng):
+    va, vb = _pair(rng)
+    m = LearnSimSSD()
+    d = m.distance(va, vb)
+    a, b = _unit(va, vb)
+    plain = float(np.mean((a - b) ** 2))
+    assert d.value == pytest.approx(plain, rel=1e-5)
+    assert d.value == pytest.approx(m.plain(va, vb), rel=1e-6)
+    assert d.info["energy"] == pytest.approx(0.5 * np.sum((a - b) ** 2), rel=1e-5)
+    assert d.kind == "distance"
+
+
+def test_learned_lcc_equals_plain_lcc_at_init(rng):
+    va, vb = _pair(rng, strength=1.0)
+    m = LearnSimLCC()
+    d = m.distance(va, vb)
+    a, b = _unit(va, vb)
+    ref_map = numpy_lcc(a, b)
+    assert d.value == pytest.approx(float(ref_map.mean()), rel=1e-5)
+    assert d.value == pytest.approx(m.plain(va, vb), rel=1e-6)
+    np.testing.assert_allclose(d.voxel_map, ref_map, rtol=1e-3, atol=1e-5)
+    assert d.info["energy"] == pytest.approx(-ref_map.sum(), rel=1e-5)
+    assert d.kind == "similarity" and 0 < d.value < 1
+    ta, tb = torch.from_numpy(a[None, None]), torch.from_numpy(b[None, None])
+    torch.testing.assert_close(lcc_map(ta, tb), lcc_map(tb, ta), rtol=0, atol=0)
+
+
+def test_fine_tune_changes_weights_and_lowers_loss(rng):
+    pairs = [_pair(rng, (10, 10, 10), s) for s in (0.1, 0.5, 1.0)]
+    m = LearnSimSSD(seed=1)
+    before = [p.detach().clone() for p in m.network.parameters()]
+    plain = [m.plain(a, b) for a, b in pairs]
+    targets = [0.02, 0.04, 0.06]
+    losses = m.fine_tune(pairs, targets, steps=10, lr=5e-3)
+    assert len(losses) == 11
+    assert losses[-1] < 0.5 * losses[0]
+    changed = [float((p.detach() - q).abs().max()) for p, q in zip(m.network.parameters(), before, strict=True)]
+    assert all(c > 0 for c in changed)
+    after = [m.distance(a, b).value for a, b in pairs]
+    assert after != pytest.approx(plain, rel=1e-3)
+    with pytest.raises(MetricError, match="one target per pair"):
+        m.fine_tune(pairs, targets[:2])
+
+
+def test_save_and_load_project_format(tmp_path, rng):
+    pairs = [_pair(rng, (10, 10, 10), 0.5)]
+    m = LearnSimLCC(seed=2)
+    m.fine_tune(pairs, [0.9], steps=3, lr=1e-2)
+    path = tmp_path / "learned_lcc.safetensors"
+    m.network.save(path)
+    again = get_metric("learnsim-lcc", weights=path)
+    va, vb = _pair(rng, (10, 10, 10))
+    assert again.distance(va, vb).value == m.distance(va, vb).value
+    assert again.distance(va, vb).info["weights"] == str(path)
+    with pytest.raises(WeightsError, match="not learned-SSD"):
+        LearnSimSSD(weights=path)
+    with pytest.raises(WeightsError, match="no such weights file"):
+        LearnSimSSD(weights=tmp_path / "missing.safetensors")
+
+
+def test_features_contributions_and_voxel_map(rng):
+    va, vb = _pair(rng, (8, 10, 12))
+    d = LearnSimSSD().distance(va, vb, features=True)
+    assert d.contributions == {"encoder": d.value}
+    f = d.features["encoder"]
+    assert f.a.shape == (8, 8, 10, 12) and f.b.shape == f.a.shape and f.diff.shape == f.a.shape
+    assert isinstance(f.a, np.ndarray) and f.weights.shape == (8,)
+    assert d.voxel_map.shape == (8, 10, 12)
+    assert float(d.voxel_map.mean()) == pytest.approx(d.value, rel=1e-6)
+    # at init only channel 0 is aggregated: its weighted difference is the voxel map
+    np.testing.assert_allclose(f.diff.sum(axis=0), d.voxel_map, rtol=1e-6, atol=1e-9)
+
+
+def test_properties(rng):
+    va, vb = _pair(rng)
+    ssd = LearnSimSSD()
+    assert ssd.distance(va, vb).value == pytest.approx(ssd.distance(vb, va).value, rel=1e-6)
+    assert ssd.distance(va, va).value == 0.0
+    assert ssd.distance(va, vb).value > 0
+    lcc = LearnSimLCC()
+    assert lcc.distance(va, vb).value == pytest.approx(lcc.distance(vb, va).value, rel=1e-6)
+    assert lcc.distance(va, va).value > lcc.distance(va, vb).value
+
+
+def test_vector_volumes_and_bad_options(rng):
+    va, vb = _pair(rng, (8, 8, 8))
+    vec_a = Volume.from_array(np.stack([va.data[0], -va.data[0], 0 * va.data[0]]))
+    d = LearnSimSSD().distance(vec_a, vec_a)
+    assert d.value == 0.0
+    with pytest.raises(MetricError, match="unknown"):
+        LearnSimSSD().distance(va, vb, axis=0)
+    with pytest.raises(MetricError, match="shapes differ"):
+        LearnSimSSD().distance(va, Volume.from_array(np.zeros((8, 8, 9), np.float32)))
+
+
+def test_resample_option_compares_different_shapes(rng):
+    va, _ = _pair(rng, (12, 12, 12))
+    vb, _ = _pair(rng, (8, 10, 12))
+    m = LearnSimSSD()
+    d = m.distance(va, vb, resample=10)
+    assert d.voxel_map.shape == (10, 10, 10) and d.value > 0

@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+
+from core.errors import VolsightError
+from renderer.transfer import (
+    TransferFunction,
+    TransferFunctionError,
+    corrected_opacity,
+    preset_names,
+)
+
+
+def _write(tmp_path, obj, name="cm.json"):
+    p = tmp_path / name
+    p.write_text(json.dumps(obj))
+    return p
+
+
+def test_paraview_json_is_read_and_renormalised(tmp_path):
+    p = _write(tmp_path, [{
+        "Name": "Test", "ColorSpace": "RGB",
+        "RGBPoints": [-2.0, 1, 0, 0, 0.0, 0, 1, 0, 2.0, 0, 0, 1],
+        "Points": [-2.0, 0.0, 0.5, 0.0, 1.0, 0.8, 0.5, 0.0, 2.0, 1.0, 0.5, 0.0],
+    }])
+    tf = TransferFunction.from_paraview_json(p, value_range=(10.0, 20.0))
+    assert tf.name == "Test"
+    np.testing.assert_allclose(tf.color_points[:, 0], [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(tf.opacity_points, [[0.0, 0.0], [0.75, 0.8], [1.0, 1.0]])
+    np.testing.assert_allclose(tf.colors(np.array([0.25])), [[0.5, 0.5, 0.0]])
+    assert tf.opacities(np.array([0.375]))[0] == pytest.approx(0.4)
+    # the value range is independent of the colormap's own x values
+    assert tf.value_range == (10.0, 20.0)
+    np.testing.assert_allclose(tf.normalise(np.array([5.0, 15.0, 25.0])), [0.0, 0.5, 1.0])
+
+
+def test_missing_opacity_points_give_a_linear_ramp(tmp_path):
+    p = _write(tmp_path, [{"Name": "R", "RGBPoints": [0, 0, 0, 0, 1, 1, 1, 1]}])
+    lut = TransferFunction.from_paraview_json(p).lut(5)
+    assert lut.shape == (5, 4) and lut.dtype == np.float32
+    np.testing.assert_allclose(lut[:, 3], [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(lut[:, 0], lut[:, 3])
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ('[{"Name": "x"}]', "RGBPoints"),
+    ('[{"RGBPoints": [0, 1, 1]}]', "4-tuples"),
+    ('[{"RGBPoints": [0.5, 0, 0, 0, 0.5, 1, 1, 1]}]', "distinct x"),
+])
+def test_malformed_colormaps_name_the_file(tmp_path, content, message):
+    p = tmp_path / "bad.json"
+    p.write_text(content)
+    with pytest.raises(TransferFunctionError, match=message) as err:
+        TransferFunction.from_paraview_json(p)
+    assert isinstance(err.value, VolsightError)
+    assert str(p) in str(err.value)
+
+
+def test_presets_ship_the_required_colormaps():
+    names = preset_names()
+    for required in ("viridis", "inferno", "coolwarm", "grayscale", "plume"):
+        assert required in names
+    vir = TransferFunction.preset("Viridis", (0, 2))
+    assert vir.value_range == (0.0, 2.0)
+    np.testing.assert_allclose(vir.lut(2)[:, :3], [[0.267004, 0.004874, 0.329415], [0.993248, 0.906157, 0.143936]],
+                               atol=1e-6)
+    cw = TransferFunction.preset("coolwarm").colors(np.array([0.0, 0.5, 1.0]))
+    np.testing.assert_allclose(cw, [[0.230, 0.299, 0.754], [0.865, 0.865, 0.865], [0.706, 0.016, 0.150]], atol=2e-3)
+    plume = TransferFunction.preset("plume")
+    assert plume.opacity_points.shape[0] > 2 and plume.opacities(np.array([0.0]))[0] == 0.0
+    with pytest.raises(TransferFunctionError, match="unknown colormap"):
+        TransferFunction.preset("nope")
+
+
+def test_json_export_round_trips():
+    tf = TransferFunction.preset("plume", (0, 1))
+    back = TransferFunction.from_paraview_json(tf.to_paraview_json())
+    np.testing.assert_allclose(back.lut(64), tf.lut(64), atol=1e-7)
+
+
+def test_constant_range_is_widened_and_opacity_correction():
+    tf = TransferFunction(value_range=(3.0, 3.0))
+    lo, hi = tf.value_range
+    assert lo < 3.0 < hi
+    assert tf.with_constant_opacity(0.0).is_transparent
+    a = np.array([0.0, 0.5, 1.0])
+    np.testing.assert_allclose(corrected_opacity(a, 2.0), [0.0, 0.75, 1.0])
+    np.testing.assert_allclose(corrected_opacity(corrected_opacity(a, 0.5), 2.0), a)
