@@ -340,6 +340,8 @@ def _view_actions(window: MainWindow, ctl: WindowController) -> None:
 
     def show_diff(on: bool) -> None:
         window.diff_view.setVisible(on)
+        n = 3 if on else 2
+        window.views_splitter.setSizes([window.views_splitter.width() // n] * n + ([] if on else [0]))
         ctl.update_difference()
 
     window.diff_action = window._action(vm, "&Difference view", show_diff, checkable=True, checked=False,

@@ -315,8 +315,23 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
         state = self.prefs.window_state()
-        if state is not None:
-            self.restoreState(state, LAYOUT_VERSION)
+        if state is None or not self.restoreState(state, LAYOUT_VERSION):
+            self._default_layout = True
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if getattr(self, "_default_layout", False):
+            self._default_layout = False
+            QTimer.singleShot(0, self, self.apply_default_layout)
+
+    def apply_default_layout(self) -> None:
+        """First-run proportions: the views get most of the window, the docks a third of it."""
+        d = self.docks
+        if "distances" in d and "features" in d:
+            self.resizeDocks([d["distances"]], [max(360, int(self.width() * 0.34))], Qt.Orientation.Horizontal)
+            self.resizeDocks([d["distances"], d["features"]], [3, 2], Qt.Orientation.Vertical)
+        if "slices" in d:
+            self.resizeDocks([d["slices"]], [max(200, int(self.height() * 0.3))], Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.prefs.save_window(self.saveGeometry(), self.saveState(LAYOUT_VERSION))

@@ -90,8 +90,7 @@ class DistancePanel(QWidget):
         self.bars.setMinimumHeight(70)
         self.bars.setMenuEnabled(False)
         self.bars.setMouseEnabled(x=False, y=False)
-        self.bars.setLabel("left", "share of distance")
-        self.bars.setTitle("per-scale contributions")
+        self.bars.setTitle("per-scale contributions", size="9pt")
         self.bar_item: pg.BarGraphItem | None = None
         self.bar_names: list[str] = []
 
@@ -103,7 +102,9 @@ class DistancePanel(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         split.addWidget(self.bars)
-        split.setSizes([200, 140])
+        split.setSizes([260, 110])
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
@@ -241,7 +242,7 @@ class DistancePanel(QWidget):
         contrib = self._contributions(metric) if metric else {}
         self._bar_metric = metric if contrib else ""
         if not contrib:
-            self.bars.setTitle("per-scale contributions (a learned metric's, once computed)")
+            self.bars.setTitle("per-scale contributions of a learned metric", size="9pt")
             self.bar_names = []
             return
         self.bar_names = list(contrib)
@@ -252,7 +253,7 @@ class DistancePanel(QWidget):
         self.bars.addItem(self.bar_item)
         self.bars.getAxis("bottom").setTicks([[(i, k) for i, k in enumerate(self.bar_names)]])
         label = self.catalog.get(metric, {}).get("label") or metric
-        self.bars.setTitle(f"{label}: per-scale contributions (sum = {format_value(float(h.sum()))})")
+        self.bars.setTitle(f"{label} per scale (sum {format_value(float(h.sum()))})", size="9pt")
 
     def highlight_scale(self, metric: str, scale: str) -> None:
         """Mark one scale's bar (the feature-map panel's current scale)."""

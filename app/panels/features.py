@@ -209,7 +209,8 @@ class FeaturePanel(QWidget):
         shape = "×".join(str(n) for n in sf.a.shape[1:])
         self.info.setText(f"scale {self.scale_box.currentText()}: {sf.a.shape[0]} channels of {shape}; "
                           f"channel {c} weight {w:.4g}")
-        self.boxes["a"].autoRange()
+        h, w = planes["a"].shape
+        self.boxes["a"].setRange(xRange=(0, h), yRange=(0, w), padding=0.02)
 
     def shown(self, key: str) -> np.ndarray | None:
         """The image shown in pane ``key`` ("a", "b", "diff")."""

@@ -145,3 +145,28 @@ def test_difference_view_and_slices(compared, qtbot):
     view = window.diff_view.view
     assert view is not None and view.isVisible()
     qtbot.waitUntil(lambda: _non_background_fraction(view.grab_image()) > 0.01, timeout=20000)
+
+
+def test_main_window_screenshot(compared, qtbot, artifacts_dir):
+    """Saves test-artifacts/main_window.png: the window with a compared pair, difference view and VolSiM bars."""
+    window, _a, _b = compared
+    window.resize(1400, 900)
+    window.diff_action.setChecked(True)
+    window.session.set_diff_metric("mse")
+    window.panels["distances"].show_contributions("volsim")
+    feats = window.panels["features"]
+    feats.metric_box.setCurrentIndex(feats.metric_box.findData("volsim"))
+    qtbot.wait(300)
+    from app.session_file import save_view_images, save_window_image
+
+    path = save_window_image(window, artifacts_dir / "main_window.png")
+    from PIL import Image
+
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape[0] >= 600 and img.shape[1] >= 1000
+    assert img.std() > 20  # not a blank grab
+    views = save_view_images(window, artifacts_dir, stem="main_window_view")
+    assert [p.name for p in views] == ["main_window_view_A.png", "main_window_view_B.png",
+                                       "main_window_view_diff.png"]
+    for p in views:
+        assert _non_background_fraction(np.asarray(Image.open(p).convert("RGBA"))) > 0.01, p.name
