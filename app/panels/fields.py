@@ -113,7 +113,7 @@ class FieldPanel(QWidget):
         self.plot.setLabel("left", "PSNR (dB)")
         self.psnr_curve = self.plot.plot([], [], pen=pg.mkPen("#f5a742", width=2), name="PSNR")
         # the loss on a log scale on the right-hand axis
-        self.loss_box = pg.ViewBox()
+        self.loss_box = pg.ViewBox(enableMenu=False)
         self.plot.showAxis("right")
         self.plot.scene().addItem(self.loss_box)
         self.plot.getAxis("right").linkToView(self.loss_box)
