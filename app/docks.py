@@ -51,17 +51,22 @@ class WindowController(QObject):
         self.session.method_changed.connect(self._on_method)
         self.session.transfer_changed.connect(self._on_transfer)
         self.session.link_cameras_changed.connect(self._on_link)
-        for s, view in window.slot_views.items():
-            if view.view is not None and hasattr(view.view, "camera_changed"):
-                view.view.camera_changed.connect(lambda cam, s=s: self._on_camera(s, cam))
-        window.diff_view.view_created.connect(self._on_diff_view_created)
+        for v in (*window.slot_views.values(), window.diff_view):
+            if v.view is not None:
+                self._on_view_created(v.slot, v.view)
+            v.view_created.connect(lambda view, s=v.slot: self._on_view_created(s, view))
 
-    def _on_diff_view_created(self, view: Any) -> None:
-        view.camera_changed.connect(lambda cam: self._on_camera("diff", cam))
+    def _on_view_created(self, slot: str, view: Any) -> None:
+        """Bind a new GL view to the session: camera links, rendering method, transfer function."""
+        view.camera_changed.connect(lambda cam: self._on_camera(slot, cam))
         view.set_method(self.session.method)
-        a = self.w.slot_views["A"].view
-        if self.session.link_cameras and a is not None:
-            view.camera = a.camera
+        tf = self.session.transfer(slot)
+        if tf is not None:
+            view.set_transfer_function(tf)
+        others = [v.view for v in (*self.w.slot_views.values(), self.w.diff_view)
+                  if v.slot != slot and v.view is not None and v.view is not view]
+        if self.session.link_cameras and others:
+            view.camera = others[0].camera
 
     # ------------------------------------------------------------------ metrics
     def set_metric_weights(self, metric: str, path: str | None, remember: bool = True) -> None:
@@ -325,7 +330,6 @@ def install_panels(window: MainWindow) -> WindowController:
     slices.raise_()
 
     _view_actions(window, ctl)
-    ctl.load_catalog()
     return ctl
 
 

@@ -43,7 +43,10 @@ class MainWindow(QMainWindow):
     session_restored = Signal(str)
     catalog_ready = Signal()  # the installed metrics are known (window.catalog)
 
-    def __init__(self, preferences: Preferences | None = None, parent: QWidget | None = None):
+    setup_done = Signal()  # docks, views and metric engine start are in place (see complete_setup)
+
+    def __init__(self, preferences: Preferences | None = None, deferred: bool = False,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("volsight")
         icon = RESOURCES / "icons" / "volsight.svg"
@@ -60,7 +63,8 @@ class MainWindow(QMainWindow):
         self.catalog: dict[str, dict[str, Any]] = {}
         self.controller: Any = None
 
-        self.slot_views: dict[str, SlotView] = {s: SlotView(s) for s in SLOTS}
+        self.ready = False
+        self.slot_views: dict[str, SlotView] = {s: SlotView(s, lazy_view=deferred) for s in SLOTS}
         self.diff_view = SlotView("diff", title="A−B", accept_drops=False, lazy_view=True)
         self.diff_view.setVisible(False)
         self.views_splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -320,9 +324,36 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        if getattr(self, "_default_layout", False):
+        if not self.ready:
+            # the window is on screen first; docks and GL views follow right after its first paint
+            QTimer.singleShot(30, self, self.complete_setup)
+        elif getattr(self, "_default_layout", False):
             self._default_layout = False
             QTimer.singleShot(0, self, self.apply_default_layout)
+
+    def complete_setup(self) -> None:
+        """Build the docks and GL views, restore the saved layout, start loading the metric engine."""
+        if self.ready:
+            return
+        from app.docks import install_panels
+
+        install_panels(self)
+        for v in self.slot_views.values():
+            v.ensure_view()
+        self.restore_layout()
+        self.controller.load_catalog()  # imports torch: in the background, after the views exist
+        self.ready = True
+        if self.isVisible() and getattr(self, "_default_layout", False):
+            self._default_layout = False
+            QTimer.singleShot(0, self, self.apply_default_layout)
+        self.setup_done.emit()
+
+    def when_ready(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` once the setup is complete (at once if it is)."""
+        if self.ready:
+            fn()
+        else:
+            self.setup_done.connect(lambda: fn())
 
     def apply_default_layout(self) -> None:
         """First-run proportions: the views get most of the window, the docks a third of it."""
@@ -422,11 +453,16 @@ class MainWindow(QMainWindow):
         return self.tasks.start(task)
 
 
-def build_main_window(preferences: Preferences | None = None) -> MainWindow:
-    """The main window with its panels, laid out as the user left it last time."""
-    from app.docks import install_panels
+def build_main_window(preferences: Preferences | None = None, deferred: bool = False) -> MainWindow:
+    """The main window with its panels, laid out as the user left it last time.
 
-    window = MainWindow(preferences)
-    install_panels(window)
-    window.restore_layout()
+    ``deferred``: build only the frame now and the docks and GL views right after the window is
+    first shown (the launch path: the window appears sooner); otherwise everything is built here.
+    """
+    window = MainWindow(preferences, deferred=deferred)
+    geo = window.prefs.window_geometry()
+    if geo is not None:
+        window.restoreGeometry(geo)
+    if not deferred:
+        window.complete_setup()
     return window

@@ -146,12 +146,8 @@ class SlotView(QFrame):
 
     def set_volume(self, volume: Any) -> None:
         """Show ``volume`` in the 3D view (or the placeholder when there is none or no renderer)."""
-        if self.view is None and self._lazy and volume is not None:
-            self._lazy = False
-            self.view = make_volume_view(self)
-            if self.view is not None:
-                self._add_view()
-                self.view_created.emit(self.view)
+        if volume is not None:
+            self.ensure_view()
         if self.view is None or volume is None:
             self.placeholder.setText(self._placeholder_text() if volume is None else
                                      f"{volume.describe()}\n(3D view unavailable: renderer not installed)")
@@ -162,6 +158,17 @@ class SlotView(QFrame):
         self.view.set_volume(volume)
         self.placeholder.setVisible(False)
         self.view.setVisible(True)
+
+    def ensure_view(self) -> Any:
+        """Make the GL view of a lazy slot now (it is made at construction otherwise)."""
+        if self.view is None and self._lazy:
+            self._lazy = False
+            self.view = make_volume_view(self)
+            if self.view is not None:
+                self._add_view()
+                self.view_created.emit(self.view)
+            self.placeholder.setText(self._placeholder_text())
+        return self.view
 
     def set_message(self, text: str) -> None:
         """A transient line in the header (loading, failed, ...)."""

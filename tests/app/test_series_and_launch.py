@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QTimer
 
 from tests.app.conftest import drop_files, smooth_volume, wait_for, write_netcdf
 
@@ -95,71 +94,39 @@ def test_netcdf_time_axis_gives_a_selector_and_a_series(window, qtbot, tmp_path,
     assert series.matrix[0, 1] == pytest.approx(expected, rel=1e-4)
 
 
-def test_launch_with_no_files_loads_and_compares_the_demo_pair(qtbot, monkeypatch):
+def _open(argv):
     import argparse
 
-    import app.main_window as mw
     from app.commands import open_window
 
-    made = []
-    real = mw.build_main_window
-
-    def build(*a, **k):
-        w = real(*a, **k)
-        made.append(w)
-        return w
-
-    monkeypatch.setattr(mw, "build_main_window", build)
-
-    def check():
-        if made and made[0].session.comparison is not None:
-            made[0].close()
-            from PySide6.QtWidgets import QApplication
-
-            QApplication.instance().quit()
-        else:
-            QTimer.singleShot(100, check)
-
-    QTimer.singleShot(100, check)
     parser = argparse.ArgumentParser()
     open_window.add_arguments(parser)
-    rc = open_window.run(parser.parse_args([]))
-    assert rc == 0
-    w = made[0]
-    assert w.isVisible() is False
+    return open_window.open_main_window(parser.parse_args(argv))
+
+
+def test_launch_with_no_files_loads_and_compares_the_demo_pair(qtbot):
+    w = _open([])
+    qtbot.addWidget(w)
+    assert w.isVisible()
+    qtbot.waitUntil(lambda: w.ready, timeout=30000)  # docks and views follow the first paint
+    assert set(w.docks) >= {"distances", "features", "slices", "transfer", "fields", "series"}
+    qtbot.waitUntil(lambda: w.session.comparison is not None, timeout=120000)
     s = w.session
     assert s.item("A").kind == "demo" and s.item("B").kind == "demo"
     assert s.item("A").name != s.item("B").name
     ok = {k: d for k, d in s.comparison.items() if not isinstance(d, BaseException)}
     assert "mse" in ok and ok["mse"].value > 0
-    w.tasks.wait_all(30000)
+    assert w.slot_views["A"].view is not None and w.slot_views["A"].view.isVisible()
+    w.close()
 
 
-def test_open_command_with_two_files(qtbot, tmp_path, rng, monkeypatch):
-    import argparse
-
-    import app.main_window as mw
-    from app.commands import open_window
-
+def test_open_command_with_two_files(qtbot, tmp_path, rng):
     a = write_netcdf(tmp_path / "a.nc", smooth_volume(rng, 12))
     b = write_netcdf(tmp_path / "b.nc", smooth_volume(rng, 12))
-    made = []
-    real = mw.build_main_window
-    monkeypatch.setattr(mw, "build_main_window", lambda *x, **k: made.append(real(*x, **k)) or made[-1])
-
-    def check():
-        if made and made[0].session.has_pair():
-            made[0].close()
-            from PySide6.QtWidgets import QApplication
-
-            QApplication.instance().quit()
-        else:
-            QTimer.singleShot(50, check)
-
-    QTimer.singleShot(50, check)
-    parser = argparse.ArgumentParser()
-    open_window.add_arguments(parser)
-    assert open_window.run(parser.parse_args([str(a), str(b)])) == 0
-    s = made[0].session
+    w = _open([str(a), str(b)])
+    qtbot.addWidget(w)
+    qtbot.waitUntil(lambda: w.session.has_pair() or bool(w.errors), timeout=60000)
+    assert not w.errors
+    s = w.session
     assert (s.item("A").path, s.item("B").path) == (str(a), str(b))
-    made[0].tasks.wait_all(30000)
+    w.close()
