@@ -29,6 +29,20 @@ def _to_plain(obj: Any) -> Any:
     return to_dict() if callable(to_dict) else None
 
 
+def transfer_to_json(tf: Any) -> dict[str, Any] | None:
+    """A TransferFunction as its ParaView colormap form plus the value range."""
+    if tf is None:
+        return None
+    return {"name": tf.name, "value_range": [float(v) for v in tf.value_range], "paraview": tf.to_paraview_json()}
+
+
+def transfer_from_json(doc: dict[str, Any]) -> Any:
+    from renderer.transfer import TransferFunction
+
+    tf = TransferFunction.from_paraview_json(doc["paraview"], value_range=tuple(doc["value_range"]))
+    return tf.evolve(name=doc.get("name", tf.name))
+
+
 def session_dict(window: MainWindow) -> dict[str, Any]:
     """Files, cameras, transfer functions, metrics and view settings of the window."""
     s = window.session
@@ -50,7 +64,7 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
         "volsight_session": SESSION_VERSION,
         "slots": slots,
         "cameras": cameras,
-        "transfer_functions": {k: _to_plain(s.transfer(k)) for k in ("A", "B")},
+        "transfer_functions": {k: transfer_to_json(s.transfer(k)) for k in ("A", "B")},
         "metrics": s.metrics,
         "method": s.method,
         "link_cameras": s.link_cameras,
@@ -123,12 +137,15 @@ def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
     tfs = doc.get("transfer_functions") or {}
     if any(tfs.values()):
         try:
-            from renderer.transfer import TransferFunction
+            import renderer.transfer  # noqa: F401 - only to know the renderer is installed
         except ModuleNotFoundError:
             return
+        shared = s.shared_tf
+        s.set_shared_tf(False)  # restore each slot's own function, then the sharing choice
         for slot, tf in tfs.items():
-            if tf and hasattr(TransferFunction, "from_dict"):
-                s.set_transfer(slot, TransferFunction.from_dict(tf))
+            if tf and slot in ("A", "B"):
+                s.set_transfer(slot, transfer_from_json(tf))
+        s.set_shared_tf(shared)
 
 
 def save_window_image(window: MainWindow, path: str | Path) -> Path:
