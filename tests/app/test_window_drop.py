@@ -65,3 +65,42 @@ def test_two_files_dropped_anywhere_fill_a_and_b(window, qtbot, tmp_path, rng):
     wait_for(window, qtbot, window.session.has_pair)
     assert window.session.item("A").path == str(a)
     assert window.session.item("B").path == str(b)
+
+
+def test_every_reader_format_drops_into_a_slot(window, qtbot, tmp_path, rng):
+    """.npy, .npz, raw with its JSON sidecar, and NetCDF all load through the same drop."""
+    import json
+
+    data = smooth_volume(rng, 12)[:, :10, :8].copy()
+    npy = tmp_path / "cube.npy"
+    np.save(npy, data)
+    npz = tmp_path / "cube.npz"
+    np.savez(npz, density=data)
+    raw = tmp_path / "cube.raw"
+    data.astype("<f4").tofile(raw)
+    (tmp_path / "cube.raw.json").write_text(json.dumps({"dtype": "float32", "shape": list(data.shape)}))
+    nc = write_netcdf(tmp_path / "cube.nc", data)
+    for path in (npy, npz, raw, nc):
+        drop_files(window.slot_views["B"], [path])
+        wait_for(window, qtbot, lambda p=path: window.session.item("B") is not None
+                 and window.session.item("B").path == str(p))
+        item = window.session.item("B")
+        assert item.shape == (12, 10, 8), path.name
+        np.testing.assert_allclose(item.volume.data[0], data, rtol=1e-6, err_msg=path.name)
+        assert "12×10×8" in window.slot_views["B"].title.text()
+
+
+def test_a_comparison_can_be_cancelled_from_the_status_bar(window, qtbot):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["ssim", "lcc", "mse"])
+    window.load_demo("turbulence", 48)
+    qtbot.waitUntil(lambda: window.tasks.current("compare") is not None, timeout=60000)
+    task = window.tasks.current("compare")
+    assert window.cancel_button.isVisible() and window.progress.isVisible()
+    with qtbot.waitSignal(task.signals.done, timeout=60000):
+        window.cancel_button.click()
+    # the metric already running finishes in its thread; the result is dropped and the rest are skipped
+    assert task.state == "cancelled"
+    assert window.session.comparison is None
+    assert "cancelled" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not window.cancel_button.isVisible(), timeout=10000)
