@@ -239,6 +239,7 @@ class MainWindow(QMainWindow):
         dlg = QFileDialog(self, "Open volumes or fields" if slot is None else f"Open into {slot}",
                           self.prefs.last_dir(), FILE_FILTER)
         dlg.setFileMode(QFileDialog.FileMode.ExistingFile if slot else QFileDialog.FileMode.ExistingFiles)
+        dlg.setObjectName("open_dialog")
         dlg.filesSelected.connect(lambda files: self.open_paths(files, slot))
         dlg.open()
 
