@@ -413,30 +413,9 @@ class MainWindow(QMainWindow):
         return self.tasks.start(task)
 
     def _ask_save(self, what: str) -> None:
-        titles = {"session": ("Save session", "session.json", "Session (*.json)"),
-                  "window": ("Save window image", "volsight.png", "PNG image (*.png)")}
-        if what == "views":
-            folder = QFileDialog.getExistingDirectory(self, "Folder for the view images", self.prefs.last_dir())
-            if folder:
-                from app.session_file import save_view_images
+        from app.session_file import ask_save
 
-                files = save_view_images(self, folder)
-                self.statusBar().showMessage(f"saved {', '.join(p.name for p in files)} in {folder}", 8000)
-            return
-        title, name, flt = titles[what]
-        path, _ = QFileDialog.getSaveFileName(self, title, str(Path(self.prefs.last_dir()) / name), flt)
-        if not path:
-            return
-        try:
-            if what == "session":
-                self.save_session(path)
-            else:
-                from app.session_file import save_window_image
-
-                save_window_image(self, path)
-                self.statusBar().showMessage(f"window image saved to {path}", 8000)
-        except Exception as exc:  # noqa: BLE001 - a failed save is reported, the window carries on
-            self.report_error(str(exc), title="Cannot save")
+        ask_save(self, what)
 
     def _ask_open_session(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", self.prefs.last_dir(), "Session (*.json)")

@@ -182,3 +182,32 @@ def save_view_images(window: MainWindow, folder: str | Path, stem: str = "view")
             Image.fromarray(arr).save(tmp, format="PNG")
         out.append(p)
     return out
+
+
+def ask_save(window: MainWindow, what: str) -> None:
+    """File menu: ask where, then save the session ("session"), the window ("window") or the views ("views")."""
+    from PySide6.QtWidgets import QFileDialog
+
+    if what == "views":
+        folder = QFileDialog.getExistingDirectory(window, "Folder for the view images", window.prefs.last_dir())
+        if folder:
+            try:
+                files = save_view_images(window, folder)
+            except Exception as exc:  # noqa: BLE001 - a failed save is reported, the window carries on
+                window.report_error(str(exc), title="Cannot save")
+                return
+            window.statusBar().showMessage(f"saved {', '.join(p.name for p in files)} in {folder}", 8000)
+        return
+    title, name, flt = {"session": ("Save session", "session.json", "Session (*.json)"),
+                        "window": ("Save window image", "volsight.png", "PNG image (*.png)")}[what]
+    path, _ = QFileDialog.getSaveFileName(window, title, str(Path(window.prefs.last_dir()) / name), flt)
+    if not path:
+        return
+    try:
+        if what == "session":
+            window.save_session(path)
+        else:
+            save_window_image(window, path)
+            window.statusBar().showMessage(f"window image saved to {path}", 8000)
+    except Exception as exc:  # noqa: BLE001 - a failed save is reported, the window carries on
+        window.report_error(str(exc), title="Cannot save")

@@ -44,6 +44,7 @@ class DistancePanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.catalog: dict[str, dict[str, Any]] = {}
+        self.catalog_known = False  # until the metric engine has been imported (in the background)
         self._highlight: tuple[str, str] | None = None
         self._bar_metric = ""
 
@@ -120,6 +121,7 @@ class DistancePanel(QWidget):
     def set_catalog(self, catalog: list[dict[str, Any]]) -> None:
         """Fill the metric chooser with every installed metric (classical and learned)."""
         self.catalog = {m["name"]: m for m in catalog}
+        self.catalog_known = True
         self.metrics_menu.clear()
         for group, learned in (("classical", False), ("learned", True)):
             names = [n for n, m in self.catalog.items() if bool(m.get("learned")) == learned]
@@ -157,7 +159,8 @@ class DistancePanel(QWidget):
         self.table.setRowCount(0)
         if not self.session.metrics:
             self.table.insertRow(0)
-            why = "no metric chosen (Metrics menu)" if self.catalog else "no metrics installed"
+            why = ("loading the metric engine…" if not self.catalog_known else
+                   "no metric chosen (Metrics menu)" if self.catalog else "no metrics installed")
             for c, text in enumerate(("—", "", "", why)):
                 self.table.setItem(0, c, QTableWidgetItem(text))
             self.table.item(0, 0).setData(Qt.ItemDataRole.UserRole, "")
