@@ -156,6 +156,9 @@ class FieldPanel(QWidget):
     def start_fit(self, model_options: dict[str, Any] | None = None, **overrides: Any) -> Task | None:
         """Fit a field to A in the background (options from the panel, ``overrides`` win)."""
         item = self.w.session.item("A")
+        if not fitting_available():
+            self.w.report_error("fitting needs the neural-field package (models), which is not installed")
+            return None
         if item is None:
             self.w.report_error("load a volume into A first: the field is fitted to A")
             return None

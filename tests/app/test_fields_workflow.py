@@ -25,10 +25,12 @@ def test_fit_a_field_to_a_then_compare_it_in_b(demo_window, qtbot, tmp_path):
     window = demo_window
     panel = window.panels["fields"]
     a = window.session.item("A")
-    with qtbot.waitSignal(panel.fit_finished, timeout=180000) as done:
-        task = panel.start_fit(model_options=TINY, model="apmgsrn", size="small", iterations=60, points=4096)
-        assert task is not None
-    summary = done.args[0]
+    got = []
+    panel.fit_finished.connect(got.append)
+    task = panel.start_fit(model_options=TINY, model="apmgsrn", size="small", iterations=60, points=4096)
+    assert task is not None
+    wait_for(window, qtbot, lambda: bool(got), timeout=180000)
+    summary = got[0]
     assert summary["iterations"] == 60 and not summary["cancelled"]
     b = window.session.item("B")
     assert b.kind == "field" and b.neural_field is not None
@@ -67,7 +69,8 @@ def test_cancelling_a_fit_leaves_b_alone(demo_window, qtbot):
     panel = window.panels["fields"]
     b_before = window.session.item("B")
     task = panel.start_fit(model_options=TINY, model="apmgsrn", size="small", iterations=100000, points=4096)
-    qtbot.waitUntil(lambda: len(panel.history) >= 1, timeout=120000)
+    assert task is not None
+    wait_for(window, qtbot, lambda: len(panel.history) >= 1, timeout=120000)
     with qtbot.waitSignal(task.signals.cancelled, timeout=60000):
         window.cancel_button.click()  # the status bar's Cancel
     assert task.state == "cancelled"
