@@ -168,12 +168,26 @@ class WindowController(QObject):
     def _on_comparison(self, results: Any) -> None:
         if results is None:
             return
+        self._fallback_feature_metric(results)
         self.update_difference()
         if not self.session.diff_metric:
             with_map = [m for m in self.session.metrics if getattr(self.session.distance(m), "voxel_map", None)
                         is not None]
             if with_map:
                 self.session.set_diff_metric(with_map[0])
+
+    def _fallback_feature_metric(self, results: dict[str, Any]) -> None:
+        """If the feature-map metric failed (e.g. no weights), show another learned metric's maps."""
+        fm = self.features_metric()
+        if not fm or not isinstance(results.get(fm), BaseException):
+            return
+        ok = [m for m in self.session.metrics if self.w.catalog.get(m, {}).get("learned")
+              and results.get(m) is not None and not isinstance(results.get(m), BaseException)]
+        if not ok:
+            return
+        self.session.set_feature_metric(ok[0])
+        if not results[ok[0]].features:
+            self.compute_features(ok[0])
 
     # ------------------------------------------------------------------ difference and slices
     def difference(self) -> tuple[np.ndarray | None, str]:

@@ -175,7 +175,7 @@ class DistancePanel(QWidget):
             if d is None:
                 value, note = "", ("waiting for a pair" if a is None or b is None else "not computed")
             elif isinstance(d, BaseException):
-                value, note = "—", str(d)
+                value, note = "—", getattr(d, "reason", None) or str(d)  # the file is in the tooltip
             else:
                 value, note = format_value(d.value), ("learned" if info.get("learned") else "")
                 if d.contributions:
@@ -187,7 +187,7 @@ class DistancePanel(QWidget):
                 v.setToolTip(repr(float(d.value)))
             kind = QTableWidgetItem(info.get("kind", "") if not hasattr(d, "kind") else d.kind)
             n = QTableWidgetItem(note)
-            n.setToolTip(note)
+            n.setToolTip(str(d) if isinstance(d, BaseException) else note)
             for c, it in enumerate((label, v, kind, n)):
                 self.table.setItem(r, c, it)
         if self._bar_metric not in (self.session.metrics or []):
