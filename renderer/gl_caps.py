@@ -66,6 +66,6 @@ def fit_to_texture(
     if f_size > 1:
         reasons.append(f"GL_MAX_3D_TEXTURE_SIZE {limit}")
     if f_mem > 1:
-        reasons.append(f"texture budget {budget_bytes / 1024**2:.0f} MiB")
+        reasons.append(f"texture budget {budget_bytes / 1024**2:.3g} MiB")
     new = tuple(max(2, n // f) for n in shape)
     return TextureFit(f, new, shape, ", ".join(reasons))  # type: ignore[arg-type]

@@ -15,6 +15,8 @@ see the same projection (see renderer/camera.py for the conventions).
   volume is drawn with a longer step (about 2.5× fewer samples per ray); the full-resolution
   visual comes back on release (or 200 ms after the last wheel step).
 * Mouse: left drag orbits, right drag (or wheel) zooms, middle drag or shift+left drag pans.
+* Threads: call every method on the GUI thread. Long work (reading, baking a field with
+  ``renderer.fields.bake_field``) belongs in a worker; hand the resulting Volume to ``set_volume``.
 * Linking: ``a.link_camera(b)`` keeps both cameras equal (both directions) and shares the
   interaction state, so the partner also draws the fast preview during a drag. The app may
   instead connect ``camera_changed`` to the other view's ``camera`` setter itself.
@@ -144,6 +146,10 @@ class VolumeView(QWidget):
         self._wheel_timer.setInterval(WHEEL_SETTLE_MS)
         self._wheel_timer.timeout.connect(lambda: self._set_interacting(False))
         self.setMinimumSize(64, 64)
+        # Build the visual now with a placeholder parked far outside the view: its shader is
+        # compiled by the first (empty) paint, so loading a volume later costs an upload only.
+        self._visual = self._make_visual(np.zeros((2, 2, 2), np.float32))
+        self._visual.transform = STTransform(translate=(1e6, 1e6, 1e6))
 
     # ------------------------------------------------------------------ public API
     @property
@@ -156,7 +162,9 @@ class VolumeView(QWidget):
         return self._scene_camera.orbit
 
     @camera.setter
-    def camera(self, cam: OrbitCamera) -> None:
+    def camera(self, cam: OrbitCamera | dict) -> None:
+        if isinstance(cam, dict):
+            cam = OrbitCamera.from_dict(cam)
         if not isinstance(cam, OrbitCamera):
             raise TypeError(f"camera must be an OrbitCamera, got {type(cam).__name__}")
         if cam == self._scene_camera.orbit:
@@ -204,7 +212,11 @@ class VolumeView(QWidget):
         return self._caps
 
     def set_volume(self, volume: Volume | None, notice: str = "") -> None:
-        """Show ``volume`` (None clears the view); ``notice`` adds a line to the overlay (e.g. 'baked field')."""
+        """Show ``volume`` (None clears the view); ``notice`` adds a line to the overlay (e.g. 'baked field').
+
+        Until ``set_transfer_function`` is called, the default transfer function follows each volume's
+        value range; afterwards the given function (and its range) is kept across volumes.
+        """
         self._source = volume
         self._extra_notice = notice
         if volume is None:
@@ -353,11 +365,32 @@ class VolumeView(QWidget):
             lut[:, 3] = 1.0
         return Colormap(lut)
 
+    @staticmethod
+    def _set_cmap(visual, cmap: Colormap) -> None:
+        """Give ``visual`` a new colormap, rewriting its LUT texture in place when it has one.
+
+        vispy's ``cmap`` setter replaces the colormap shader function, which relinks the program on
+        the next draw (a few hundred ms on software GL); a transfer-function editor changes the map
+        continuously, so only the texture data is replaced when the shader code stays the same.
+        """
+        try:
+            tex = visual.shared_program["texture2D_LUT"]
+        except KeyError:
+            tex = None
+        old = getattr(visual, "_cmap", None)
+        same_code = old is not None and getattr(old, "glsl_map", None) == cmap.glsl_map
+        if tex is not None and same_code and tex.shape[:2] == cmap.texture_map_data.shape[:2]:
+            tex.set_data(cmap.texture_map_data)
+            visual._cmap = cmap
+            visual.update()
+        else:
+            visual.cmap = cmap
+
     def _apply_colormaps(self) -> None:
         if self._visual is not None:
-            self._visual.cmap = self._vispy_cmap(IDLE_STEP)
+            self._set_cmap(self._visual, self._vispy_cmap(IDLE_STEP))
         if self._coarse is not None and not self._coarse_stale:
-            self._coarse.cmap = self._vispy_cmap(self._coarse.relative_step_size * self._coarse_step_factor)
+            self._set_cmap(self._coarse, self._vispy_cmap(self._coarse.relative_step_size * self._coarse_step_factor))
 
     def _build_coarse(self) -> None:
         disp = self._display
@@ -440,6 +473,13 @@ class VolumeView(QWidget):
             self._notice.adjustSize()
             self._notice.move(6, 6)
             self._notice.raise_()
+
+    def sizeHint(self):  # noqa: N802 - Qt override
+        # vispy's GL widget reports its current size (800×600 at first) as its hint, which makes
+        # enclosing layouts and restored window geometries grow; a view is happy anywhere from 64 px
+        from PySide6.QtCore import QSize
+
+        return QSize(320, 320)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)

@@ -9,7 +9,7 @@ the same 0.99 as vispy's translucent shader).
 
 Empty-space skipping: the field is baked once at the corners of a coarse grid of cells
 (``OccupancyGrid``); each cell keeps the min/max of its corners, widened to its 26 neighbours and
-by a margin of the value range (a safety dilation for features between the corners). A sample
+by a margin of the value range (a safety dilation for features between the corners; ``grid_dilation``). A sample
 is skipped without querying the field when its cell cannot contribute: for ``translucent`` the
 transfer function's opacity is zero over the cell's whole value interval; for ``mip`` the cell
 max is not above the ray's running max; for ``iso`` the cell max is below the threshold.
@@ -31,6 +31,7 @@ import numpy as np
 from core.errors import VolsightError
 from renderer.camera import OrbitCamera, box_half_extents
 from renderer.fields import field_channels, field_shape, field_spacing, field_value_range
+from renderer.occupancy import OccupancyGrid
 from renderer.transfer import TransferFunction, corrected_opacity
 
 METHODS = ("translucent", "mip", "iso", "attenuated_mip")
@@ -47,8 +48,10 @@ class MarchSettings:
     seed: int = 0
     early_termination: float | None = 0.99  # stop a ray when its opacity exceeds this (None: never)
     skip_empty: bool = True
-    grid_resolution: int = 32  # occupancy cells along the longest side
+    grid_resolution: int = 64  # occupancy cells along the longest side
     grid_margin: float = 0.02  # value-range fraction added around each cell's min/max
+    grid_dilation: int = 1  # cells: each cell's interval also covers this many neighbours per side
+    min_opacity: float = 0.0  # per-voxel opacity at or below which a cell counts as empty (0: exact)
     depth_chunk: int = 32  # samples per ray per wavefront step
     query_chunk: int = 2**18  # points per field query
     threshold: float | None = None  # iso threshold (data units); None: middle of the TF range
@@ -78,77 +81,6 @@ class MarchStats:
     @property
     def samples_per_second(self) -> float:
         return self.samples_queried / self.seconds if self.seconds > 0 else 0.0
-
-
-class OccupancyGrid:
-    """Per-cell (min, max) of a field on a coarse grid over the world box, conservatively widened."""
-
-    def __init__(self, renderer: FieldRenderer, resolution: int, margin: float):
-        import torch
-        import torch.nn.functional as F
-
-        half = renderer.half
-        self.cells = np.maximum(1, np.round(resolution * half / half.max()).astype(int))  # (x, y, z)
-        cx, cy, cz = (int(n) for n in self.cells)
-        axes = [np.linspace(-half[i], half[i], int(self.cells[i]) + 1) for i in range(3)]
-        z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-        world = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
-        vals = renderer.values_at_world(torch.from_numpy(world).to(renderer.device, torch.float32))
-        corners = vals.view(1, 1, cz + 1, cy + 1, cx + 1)
-        # cell min/max from its 8 corners, then 3×3×3 neighbourhood dilation
-        cmax = F.max_pool3d(corners, 2, stride=1)
-        cmin = -F.max_pool3d(-corners, 2, stride=1)
-        cmax = F.max_pool3d(cmax, 3, stride=1, padding=1)
-        cmin = -F.max_pool3d(-cmin, 3, stride=1, padding=1)
-        lo, hi = renderer.value_range
-        pad = margin * max(hi - lo, 1e-12)
-        self.cells_zyx = (cz, cy, cx)
-        self.cmin = (cmin - pad).view(self.cells_zyx)
-        self.cmax = (cmax + pad).view(self.cells_zyx)
-        self.half = torch.as_tensor(half, dtype=torch.float32, device=renderer.device)
-        self.seconds = 0.0
-        self._occ_key = None
-        self._occ = None
-
-    def lookup(self, cells, pts):
-        """Per-cell values (a [cz, cy, cx] tensor) at world points [..., 3] (nearest cell)."""
-        import torch.nn.functional as F
-
-        shape = pts.shape[:-1]
-        g = (pts / self.half).reshape(1, 1, 1, -1, 3)
-        out = F.grid_sample(cells.view(1, 1, *cells.shape[-3:]), g, mode="nearest", padding_mode="border",
-                            align_corners=False)
-        return out.view(shape)
-
-    def occupied_box(self, occ):
-        """World-space (min, max) corners of the cells where ``occ`` is set."""
-        import torch
-
-        zyx = torch.nonzero(occ > 0.5)
-        cells = torch.as_tensor(self.cells_zyx[::-1], dtype=torch.float32, device=occ.device)
-        first = zyx.min(0).values.flip(0).float()
-        last = zyx.max(0).values.flip(0).float() + 1.0
-        size = 2.0 * self.half / cells
-        return -self.half + first * size, -self.half + last * size
-
-    def opacity_occupancy(self, tf: TransferFunction, lut_alpha):
-        """Per cell (as 0/1 float [cz, cy, cx]): can the TF give a nonzero opacity in [cmin, cmax]?"""
-        import torch
-
-        key = (tf.value_range, lut_alpha.cpu().numpy().tobytes())
-        if self._occ_key == key:
-            return self._occ
-        n = lut_alpha.shape[0]
-        lo, hi = tf.value_range
-        i0 = torch.clamp(torch.floor((self.cmin - lo) / (hi - lo) * (n - 1)), 0, n - 1).long()
-        i1 = torch.clamp(torch.ceil((self.cmax - lo) / (hi - lo) * (n - 1)), 0, n - 1).long()
-        # next_nonzero[i]: the first LUT index >= i with opacity > 0 (n when none)
-        a = lut_alpha.cpu().numpy()
-        idx = np.where(a > 0, np.arange(n), n)
-        next_nonzero = torch.as_tensor(np.minimum.accumulate(idx[::-1])[::-1].copy(), device=self.cmin.device)
-        occ = (next_nonzero[i0] <= i1).float().view(self.cells_zyx)
-        self._occ_key, self._occ = key, occ
-        return occ
 
 
 class FieldRenderer:
@@ -208,10 +140,10 @@ class FieldRenderer:
         return torch.cat([self.values_at_world(pts[i : i + chunk]) for i in range(0, pts.shape[0], chunk)])
 
     def occupancy(self, settings: MarchSettings) -> OccupancyGrid:
-        key = (settings.grid_resolution, settings.grid_margin)
+        key = (settings.grid_resolution, settings.grid_margin, settings.grid_dilation)
         if key not in self._grids:
             t0 = time.perf_counter()
-            grid = OccupancyGrid(self, settings.grid_resolution, settings.grid_margin)
+            grid = OccupancyGrid(self, settings.grid_resolution, settings.grid_margin, settings.grid_dilation)
             grid.seconds = time.perf_counter() - t0
             self._grids[key] = grid
         return self._grids[key]
@@ -325,7 +257,8 @@ class FieldRenderer:
         occ = None
         if st.skip_empty:
             grid = self.occupancy(st)
-            occ = grid.opacity_occupancy(tf, lut[:, 3].contiguous())
+            floor = float(corrected_opacity(np.array(st.min_opacity), step_vox)) if st.min_opacity > 0 else 0.0
+            occ = grid.opacity_occupancy(tf, lut[:, 3].contiguous(), floor)
             stats.extra["occupied_cells"] = float(occ.mean())
             if not bool(occ.any()):
                 return bg.expand(n, 3).clone()
@@ -342,16 +275,21 @@ class FieldRenderer:
             if occ is not None:
                 need = need & (grid.lookup(occ, pts) > 0.5)
             stats.samples_marched += int(valid.sum())
-            rows, cols = torch.nonzero(need, as_tuple=True)
-            stats.samples_queried += int(rows.numel())
-            rgba = self._lookup(lut, tf, self._query(pts[rows, cols], st.query_chunk))
-            alpha = torch.zeros(need.shape, device=self.device)
-            alpha[rows, cols] = rgba[:, 3]
-            through = torch.cumprod(1.0 - alpha, dim=1)
-            before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], dim=1)
-            wgt = trans[active][rows] * before[rows, cols] * rgba[:, 3]
-            acc.index_add_(0, active[rows], wgt[:, None] * rgba[:, :3])
-            trans[active] = trans[active] * through[:, -1]
+            # composite only the rays with something to composite in this chunk
+            busy = torch.nonzero(need.any(dim=1)).squeeze(1)
+            if busy.numel():
+                sub = need[busy]
+                rows, cols = torch.nonzero(sub, as_tuple=True)
+                stats.samples_queried += int(rows.numel())
+                rgba = self._lookup(lut, tf, self._query(pts[busy[rows], cols], st.query_chunk))
+                alpha = torch.zeros(sub.shape, device=self.device)
+                alpha[rows, cols] = rgba[:, 3]
+                through = torch.cumprod(1.0 - alpha, dim=1)
+                before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], dim=1)
+                ids = active[busy]
+                wgt = trans[ids][rows] * before[rows, cols] * rgba[:, 3]
+                acc.index_add_(0, ids[rows], wgt[:, None] * rgba[:, :3])
+                trans[ids] = trans[ids] * through[:, -1]
             k += K
             alive = (ray.t0[active] + k * ray.step < ray.tfar[active]) & (trans[active] > stop)
             active = active[alive]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -129,6 +130,21 @@ class TransferFunction:
         return [{"Name": self.name, "ColorSpace": "RGB", "RGBPoints": [float(v) for v in self.color_points.ravel()],
                  "Points": opacity}]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (for session files)."""
+        return {"name": self.name, "value_range": list(self.value_range),
+                "color_points": self.color_points.tolist(), "opacity_points": self.opacity_points.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TransferFunction:
+        """Inverse of ``to_dict``."""
+        try:
+            return cls(np.asarray(data["color_points"], dtype=np.float64),
+                       np.asarray(data["opacity_points"], dtype=np.float64),
+                       tuple(data["value_range"]), name=str(data.get("name", "custom")))
+        except (KeyError, TypeError) as exc:
+            raise TransferFunctionError(f"not a transfer-function dict ({exc})") from exc
+
     def evolve(self, **changes: Any) -> TransferFunction:
         """A copy with some fields replaced (``value_range``, ``opacity_points``, ...)."""
         return replace(self, **changes)
@@ -183,13 +199,10 @@ def corrected_opacity(alpha, step_in_voxels: float):
     """Opacity of a step of ``step_in_voxels`` voxel lengths given the per-voxel opacity (numpy or torch)."""
     if step_in_voxels == 1.0:
         return alpha
-    try:
-        import torch
-
-        if isinstance(alpha, torch.Tensor):
-            return 1.0 - torch.pow(torch.clamp(1.0 - alpha, min=0.0), step_in_voxels)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    # look torch up only if it is already loaded: the GL path must not pay for importing it
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(alpha, torch.Tensor):
+        return 1.0 - torch.pow(torch.clamp(1.0 - alpha, min=0.0), step_in_voxels)
     return 1.0 - np.power(np.clip(1.0 - np.asarray(alpha), 0.0, None), step_in_voxels)
 
 

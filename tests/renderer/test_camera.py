@@ -79,3 +79,13 @@ def test_interaction_helpers():
     assert cam.zoomed(0.5).distance == pytest.approx(cam.distance / 2)
     moved = OrbitCamera(azimuth=0, polar=90).panned(1.0, 0.0)
     assert moved.target[0] > 0 and abs(moved.target[1]) < 1e-12 and abs(moved.target[2]) < 1e-12
+
+
+def test_texture_fit_decisions():
+    from renderer.gl_caps import GLCaps, fit_to_texture
+
+    assert not fit_to_texture((64, 64, 64)).downsampled
+    by_size = fit_to_texture((600, 100, 100), GLCaps(max_3d_texture_size=256))
+    assert by_size.factor == 3 and by_size.shape == (200, 33, 33) and "GL_MAX_3D_TEXTURE_SIZE 256" in by_size.notice()
+    by_budget = fit_to_texture((128, 128, 128), budget_bytes=2 * 1024**2)
+    assert by_budget.factor == 2 and "texture budget 2 MiB" in by_budget.notice()

@@ -80,3 +80,17 @@ def test_cli_missing_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["render", str(tmp_path / "missing.npy"), "-o", str(tmp_path / "m.png")]) == 2
     err = capsys.readouterr().err
     assert "missing.npy" in err and "no such file" in err
+
+
+def test_cli_renders_a_real_npy_file(tmp_path):
+    data = smoke_plume(20, seed=9)
+    src = tmp_path / "plume.npy"
+    np.save(src, data)
+    out = tmp_path / "plume.png"
+    rc = main(["render", str(src), "-o", str(out), "--size", "32", "24", "--spp", "48", "--method", "mip",
+               "--azi", "15", "--polar", "75", "--dist", "4.5", "--device", "cpu"])
+    assert rc == 0
+    expected = render_offline(Volume.from_array(data), OrbitCamera(azimuth=15, polar=75, distance=4.5),
+                              TransferFunction.preset("viridis", (float(data.min()), float(data.max()))),
+                              (32, 24), method="mip", spp=48, device="cpu")
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)

@@ -131,3 +131,27 @@ def test_bad_settings_are_user_errors():
         MarchSettings(spp=1)
     with pytest.raises(VolsightError, match="expected a Volume or a field"):
         FieldRenderer(object())
+
+
+def test_camera_inside_the_box_and_rays_that_miss(plume):
+    r = FieldRenderer(plume, device="cpu")
+    tf = TransferFunction.preset("viridis", plume.value_range())
+    inside = r.render(OrbitCamera(distance=0.3, fov=90), tf, (24, 24), MarchSettings(method="mip", spp=64))
+    assert inside[..., :3].max() > 50  # rays start at the eye, not behind it
+    away = OrbitCamera(distance=5.0, target=(10.0, 0.0, 0.0))  # the box is out of view
+    empty = r.render(away, tf, (24, 24), MarchSettings(method="mip", spp=64, background=(0.0, 1.0, 0.0)))
+    assert np.all(empty[..., :3] == [0, 255, 0])
+    assert r.last_stats.samples_queried == 0
+
+
+def test_min_opacity_trades_a_bounded_error_for_speed(plume):
+    # a 0 → 1 ramp: every nonzero value is a little opaque, so exact skipping has little to skip
+    tf = TransferFunction.preset("coolwarm", plume.value_range()).with_opacity([[0.0, 0.0], [1.0, 1.0]])
+    r = FieldRenderer(plume, device="cpu")
+    cam = OrbitCamera(azimuth=20, polar=80)
+    exact = r.render(cam, tf, (48, 48), MarchSettings(spp=128))
+    n_exact = r.last_stats.samples_queried
+    approx = r.render(cam, tf, (48, 48), MarchSettings(spp=128, grid_margin=0.0, min_opacity=1e-3))
+    assert r.last_stats.samples_queried < n_exact
+    # skipped samples carry at most 0.001 opacity per voxel; a ray crosses < 60 voxels here
+    assert np.abs(exact[..., :3].astype(int) - approx[..., :3].astype(int)).max() <= 0.06 * 255

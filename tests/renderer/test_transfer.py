@@ -88,3 +88,13 @@ def test_constant_range_is_widened_and_opacity_correction():
     a = np.array([0.0, 0.5, 1.0])
     np.testing.assert_allclose(corrected_opacity(a, 2.0), [0.0, 0.75, 1.0])
     np.testing.assert_allclose(corrected_opacity(corrected_opacity(a, 0.5), 2.0), a)
+
+
+def test_dict_round_trip_through_json():
+    tf = TransferFunction.preset("plume", (-1.5, 2.5)).with_opacity([[0, 0], [0.4, 0.3], [1, 0.9]])
+    back = TransferFunction.from_dict(json.loads(json.dumps(tf.to_dict())))
+    assert back.name == tf.name and back.value_range == tf.value_range
+    np.testing.assert_array_equal(back.color_points, tf.color_points)
+    np.testing.assert_array_equal(back.opacity_points, tf.opacity_points)
+    with pytest.raises(TransferFunctionError):
+        TransferFunction.from_dict({"name": "x"})
