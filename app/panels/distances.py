@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -80,11 +80,9 @@ class DistancePanel(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.itemSelectionChanged.connect(self._on_selection)
-        self.copy_action = QAction("Copy", self.table)
-        self.copy_action.setShortcut(QKeySequence.StandardKey.Copy)
-        self.copy_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.copy_action.triggered.connect(self.copy_selection)
-        self.table.addAction(self.copy_action)
+        # Ctrl+C: the table view would copy only the current cell's display text; copy whole rows in
+        # full precision instead
+        self.table.installEventFilter(self)
 
         self.bars = pg.PlotWidget()
         self.bars.setObjectName("contributions_plot")
@@ -116,6 +114,15 @@ class DistancePanel(QWidget):
         session.comparison_changed.connect(lambda _r: self.refresh())
         session.comparison_started.connect(self._on_started)
         session.scale_selected.connect(self.highlight_scale)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if obj is self.table and event.type() in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) \
+                and event.matches(QKeySequence.StandardKey.Copy):
+            if event.type() == QEvent.Type.KeyPress:
+                self.copy_selection()
+            event.accept()
+            return True
+        return super().eventFilter(obj, event)
 
     # ------------------------------------------------------------------ metric chooser
     def set_catalog(self, catalog: list[dict[str, Any]]) -> None:

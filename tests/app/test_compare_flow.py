@@ -91,9 +91,18 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     text = panel.copy_selection()
     rows = {line.split("\t")[0]: line.split("\t")[1] for line in text.splitlines()[1:]}
     assert float(rows["MSE"]) == shown["mse"]
+    from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
 
     assert QGuiApplication.clipboard().text() == text
+    # Ctrl+C on the table copies the selected row
+    QGuiApplication.clipboard().clear()
+    window.activateWindow()
+    panel.table.setFocus()
+    panel.table.selectRow(1)
+    qtbot.keyClick(panel.table, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    copied = QGuiApplication.clipboard().text().splitlines()
+    assert len(copied) == 2 and copied[1].startswith("PSNR\t") and float(copied[1].split("\t")[1]) == shown["psnr"]
     out = window.controller.export("json", str(Path(a).parent / "cmp.json"))
     exported = json.loads(Path(out).read_text())["distances"]
     assert exported["volsim"]["value"] == pytest.approx(shown["volsim"], rel=1e-12)
