@@ -225,6 +225,8 @@ class MainWindow(QMainWindow):
 
     def _on_item_changed(self, slot: str) -> None:
         self.slot_views[slot].set_item(self.session.item(slot))
+        names = [it.name for it in (self.session.item(s) for s in SLOTS) if it is not None]
+        self.setWindowTitle("volsight — " + " vs ".join(names) if names else "volsight")
 
     def _on_slot_drop(self, slot: str, paths: list[str]) -> None:
         self.open_paths(paths, slot if len(paths) == 1 else None)

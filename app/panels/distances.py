@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QKeySequence
+from PySide6.QtGui import QFont, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -261,7 +261,11 @@ class DistancePanel(QWidget):
         brushes = [BAR_HIGHLIGHT if self._highlight == (metric, k) else BAR_BRUSH for k in self.bar_names]
         self.bar_item = pg.BarGraphItem(x=x, height=h, width=0.7, brushes=brushes)
         self.bars.addItem(self.bar_item)
-        self.bars.getAxis("bottom").setTicks([[(i, k) for i, k in enumerate(self.bar_names)]])
+        axis = self.bars.getAxis("bottom")
+        axis.setTicks([[(i, k) for i, k in enumerate(self.bar_names)]])
+        font = QFont()
+        font.setPointSizeF(9.0 if len(self.bar_names) <= 6 else 6.5)  # many scales: smaller names, no overlap
+        axis.setStyle(tickFont=font)
         label = self.catalog.get(metric, {}).get("label") or metric
         self.bars.setTitle(f"{label} per scale (sum {format_value(float(h.sum()))})", size="9pt")
 
