@@ -40,6 +40,7 @@ class WindowController(QObject):
         self.w = window
         self.session = window.session
         self._syncing_camera = False
+        self.resample_mismatched = True  # compare volumes of different shapes on A's grid
         self._compare_timer = QTimer(self)
         self._compare_timer.setSingleShot(True)
         self._compare_timer.setInterval(30)
@@ -133,6 +134,16 @@ class WindowController(QObject):
         if self.session.has_pair() and self.w.catalog:
             self._compare_timer.start()
 
+    def resample_grid(self) -> tuple[int, int, int] | None:
+        """A's grid when A and B differ in shape and resampling is on (Compare menu), else None."""
+        if not self.resample_mismatched or not self.session.has_pair():
+            return None
+        return comparing.common_grid(self.session.item("A").volume, self.session.item("B").volume)
+
+    def set_resample_mismatched(self, on: bool) -> None:
+        self.resample_mismatched = bool(on)
+        self.schedule_comparison()
+
     def features_metric(self) -> str:
         """The learned metric whose feature maps are requested with the distances."""
         fm = self.session.feature_metric
@@ -148,9 +159,11 @@ class WindowController(QObject):
         a, b = self.session.item("A").volume, self.session.item("B").volume
         metrics = self.session.metrics
         feat = self.features_metric()
+        grid = self.resample_grid()
 
         def work(progress):
-            return comparing.compute_distances(a, b, metrics, features_for=[feat] if feat else [], progress=progress)
+            return comparing.compute_distances(a, b, metrics, features_for=[feat] if feat else [], progress=progress,
+                                               resample=grid)
 
         task = Task("compare", work, label=f"comparing {a.name} and {b.name}")
         pair = (self.session.item("A"), self.session.item("B"))
@@ -273,7 +286,8 @@ class WindowController(QObject):
             return None
         a, b = self.session.item("A").volume, self.session.item("B").volume
         pair = (self.session.item("A"), self.session.item("B"))
-        task = Task("features", lambda progress: comparing.distance_of(a, b, metric, features=True),
+        grid = self.resample_grid()
+        task = Task("features", lambda progress: comparing.distance_of(a, b, metric, features=True, resample=grid),
                     label=f"{metric} feature maps")
 
         def finished(d: Any) -> None:
@@ -379,6 +393,9 @@ def _view_actions(window: MainWindow, ctl: WindowController) -> None:
     window._action(cm, "&Cancel", lambda: window.tasks.cancel("compare"))
     window.diff_menu = cm.addMenu("&Difference shows")
     cm.addSeparator()
+    window.resample_action = window._action(
+        cm, "Resample &B onto A's grid when shapes differ", ctl.set_resample_mismatched, checkable=True,
+        checked=ctl.resample_mismatched, tip="metrics need one grid; trilinear resampling (core.metrics.preprocess)")
     window._action(cm, "Learned-metric &weights…", ctl.ask_metric_weights,
                    tip="choose a weights file for VolSiM, LSiM, ... (e.g. the official checkpoints)")
     cm.addSeparator()

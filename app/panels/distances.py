@@ -160,7 +160,10 @@ class DistancePanel(QWidget):
         results = self.session.comparison or {}
         a, b = self.session.item("A"), self.session.item("B")
         if a is not None and b is not None:
-            self.pair_label.setText(f"A: {a.name}   B: {b.name}")
+            text = f"A: {a.name}   B: {b.name}"
+            if a.shape != b.shape:
+                text += f"  (shapes differ: {a.shape_text()} vs {b.shape_text()})"
+            self.pair_label.setText(text)
         else:
             self.pair_label.setText("load volumes into A and B to compare them")
         self.table.setRowCount(0)

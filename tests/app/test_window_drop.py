@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.app.conftest import drop_files, smooth_volume, wait_for, write_netcdf
 
@@ -104,3 +105,26 @@ def test_a_comparison_can_be_cancelled_from_the_status_bar(window, qtbot):
     assert window.session.comparison is None
     assert "cancelled" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not window.cancel_button.isVisible(), timeout=10000)
+
+
+def test_volumes_of_different_shapes_are_compared_on_a_common_grid(window, qtbot, tmp_path, rng):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse", "ssim"])
+    a = write_netcdf(tmp_path / "fine.nc", smooth_volume(rng, 16))
+    b = write_netcdf(tmp_path / "coarse.nc", smooth_volume(rng, 20)[:, :18, :].copy())
+    drop_files(window, [a, b])
+    wait_for(window, qtbot, lambda: window.session.comparison is not None, timeout=60000)
+    from core.compare import compare
+    from core.io import read_volume
+
+    va, vb = read_volume(a), read_volume(b)
+    ref = compare(va, vb, ["mse", "ssim"], resample=va.shape)
+    shown = window.panels["distances"].values()
+    assert shown["mse"] == pytest.approx(ref.value("mse"), rel=1e-9)
+    assert shown["ssim"] == pytest.approx(ref.value("ssim"), rel=1e-9)
+    assert "shapes differ" in window.panels["distances"].pair_label.text()
+    # without resampling, each metric says why it cannot compare them
+    window.resample_action.setChecked(False)
+    wait_for(window, qtbot, lambda: window.session.comparison is not None
+             and isinstance(window.session.comparison.get("mse"), Exception), timeout=60000)
+    assert "shape" in str(window.session.comparison["mse"])
