@@ -220,8 +220,11 @@ class MainWindow(QMainWindow):
 
     def _restore_titles(self, slots: list[str]) -> None:
         for s in slots:
-            self.slot_views[s].set_item(self.session.item(s)) if self.session.item(s) is None else \
-                self.slot_views[s].set_message(self.session.item(s).summary())
+            item = self.session.item(s)
+            if item is None:
+                self.slot_views[s].set_item(None)
+            else:  # the title only: the view keeps what it shows
+                self.slot_views[s].set_message(item.summary())
 
     def _on_item_changed(self, slot: str) -> None:
         self.slot_views[slot].set_item(self.session.item(slot))
