@@ -142,9 +142,12 @@ class SlotView(QFrame):
                 self.time_box.setVisible(item.frames > 1)
         finally:
             self._updating = False
-        self.set_volume(None if item is None else item.volume)
+        notice = ""
+        if item is not None and item.kind == "field":
+            notice = f"neural field, baked at {item.shape_text()} for display and metrics"
+        self.set_volume(None if item is None else item.volume, notice)
 
-    def set_volume(self, volume: Any) -> None:
+    def set_volume(self, volume: Any, notice: str = "") -> None:
         """Show ``volume`` in the 3D view (or the placeholder when there is none or no renderer)."""
         if volume is not None:
             self.ensure_view()
@@ -155,7 +158,10 @@ class SlotView(QFrame):
             if self.view is not None:
                 self.view.setVisible(False)
             return
-        self.view.set_volume(volume)
+        if notice:
+            self.view.set_volume(volume, notice=notice)
+        else:
+            self.view.set_volume(volume)
         self.placeholder.setVisible(False)
         self.view.setVisible(True)
 
