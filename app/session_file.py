@@ -76,9 +76,16 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
 
 
 def save_session(window: MainWindow, path: str | Path) -> Path:
-    """Write the session as JSON (atomically)."""
+    """Write the session as JSON (atomically); a field fitted in the window is saved beside it first."""
     p = Path(path)
-    write_bytes_atomic(p, json.dumps(session_dict(window), indent=2).encode("utf-8"))
+    doc = session_dict(window)
+    for slot, entry in doc["slots"].items():
+        item = window.session.item(slot)
+        if entry is not None and item is not None and item.kind == "field" and not item.path:
+            field_path = p.with_name(f"{p.stem}-{slot}.vsf")
+            item.neural_field.save(field_path)  # models.store writes atomically
+            entry["path"] = str(field_path)
+    write_bytes_atomic(p, json.dumps(doc, indent=2).encode("utf-8"))
     return p
 
 

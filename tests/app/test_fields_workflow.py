@@ -51,6 +51,21 @@ def test_fit_a_field_to_a_then_compare_it_in_b(demo_window, qtbot, tmp_path):
     # baked values are what the field gives at the grid points
     np.testing.assert_allclose(b.volume.data, b.neural_field.bake(shape=a.shape).data, rtol=1e-5, atol=1e-6)
 
+    # a session with the fitted field saves the field beside it and restores it
+    session_path = window.save_session(str(tmp_path / "fitted.json"))
+    assert (tmp_path / "fitted-B.vsf").is_file()
+    from app.main_window import build_main_window
+
+    w2 = build_main_window()
+    qtbot.addWidget(w2)
+    with qtbot.waitSignal(w2.session_restored, timeout=60000):
+        w2.restore_session(str(session_path))
+    restored = w2.session.item("B")
+    assert restored.kind == "field" and restored.path == str(tmp_path / "fitted-B.vsf")
+    np.testing.assert_allclose(restored.volume.data, b.volume.data, rtol=1e-5, atol=1e-6)
+    w2.tasks.wait_all(30000)
+    w2.close()
+
     # save it, drop the file on A: it is loaded as a field, baked, and rendered
     path = tmp_path / "plume.vsf"
     b.neural_field.save(path)
