@@ -30,10 +30,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="interpolation for --resample (default linear; cubic = official VolSiM, slow)")
     parser.add_argument("--data-range", type=float,
                         help="data range R of PSNR/SSIM/LCC (default: the pair's joint range)")
+    add_slice_arguments(parser)
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
     parser.add_argument("-o", "--output", help="write the JSON/CSV/table to this file instead of stdout")
+
+
+def add_slice_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--axis``/``--stride``: how 2D metrics (lsim, watson-*) slice 3D volumes."""
+    parser.add_argument("--axis", choices=("0", "1", "2", "z", "y", "x", "all"),
+                        help="2D metrics on volumes: slices perpendicular to this axis, or all three "
+                        "(required for 2D metrics; mean over slices)")
+    parser.add_argument("--stride", type=int, help="2D metrics: use every N-th slice (default 1)")
+
+
+def slice_options(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Per-metric slicing options for the 2D metrics among ``names``."""
+    from core.metrics.registry import metric_class
+
+    opts = {k: v for k, v in (("axis", args.axis), ("stride", args.stride)) if v is not None}
+    if not opts:
+        return {}
+    out = {n: dict(opts) for n in names if 2 in metric_class(n).dims and 3 not in metric_class(n).dims}
+    if not out:
+        from core.errors import MetricError
+
+        raise MetricError("--axis/--stride apply to 2D metrics (lsim, watson-dct, watson-fft) only")
+    return out
 
 
 def parse_weights(items: list[str] | None):
@@ -79,10 +103,12 @@ def emit(text: str, output: str | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.compare import compare
 
-    names = [n for n in args.metric.split(",") if n.strip()]
-    per = {}
+    names = [n.strip().lower() for n in args.metric.split(",") if n.strip()]
+    per = slice_options(names, args)
     if args.data_range is not None:
-        per = {n: {"data_range": args.data_range} for n in names if n.strip().lower() in ("psnr", "ssim", "lcc")}
+        for n in names:
+            if n in ("psnr", "ssim", "lcc"):
+                per.setdefault(n, {})["data_range"] = args.data_range
     result = compare(args.a, args.b, names, weights=parse_weights(args.weights), metric_options=per,
                      normalize=args.normalize, resample=args.resample, interpolation=args.interpolation)
     if args.json:

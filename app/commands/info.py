@@ -25,7 +25,7 @@ def _field_info(path: Path) -> dict[str, Any] | None:
     """The neural-field description when models.store recognises the file, else None."""
     try:
         from models import store  # optional room: absent until neural fields land
-    except ImportError:
+    except Exception:  # noqa: BLE001 - a missing or broken models room must not stop volume files being described
         return None
     is_field = getattr(store, "is_field_file", None)
     describe = getattr(store, "field_info", None)

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="min-max the whole set jointly to [-1, 1] first")
     norm.add_argument("--no-normalize", dest="normalize", action="store_false", help="use raw values")
     parser.add_argument("--resample", type=int, metavar="N", help="resample every volume to N^3 (trilinear)")
+    from app.commands.compare import add_slice_arguments
+
+    add_slice_arguments(parser)
     parser.add_argument("-o", "--output", help="CSV file to write (atomically)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
@@ -46,12 +49,16 @@ def run(args: argparse.Namespace) -> int:
     if len(args.files) < 2:
         raise MetricError("a matrix needs at least two files")
     volumes = [read_volume(f) for f in args.files]
+    from app.commands.compare import slice_options
+
+    name = args.metric.strip().lower()
     options = {k: v for k, v in (("normalize", args.normalize), ("resample", args.resample)) if v is not None}
+    options.update(slice_options([name], args).get(name, {}))
 
     def progress(done: int, total: int) -> None:
         if not args.quiet:
             print(f"\r{done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    m = distance_matrix(volumes, args.metric.strip().lower(), weights=args.weights, progress=progress, **options)
+    m = distance_matrix(volumes, name, weights=args.weights, progress=progress, **options)
     emit(matrix_csv([v.name for v in volumes], m), args.output)
     return 0

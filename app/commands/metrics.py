@@ -24,11 +24,11 @@ def run(args: argparse.Namespace) -> int:
         dims = "/".join(f"{x}D" for x in d["dims"])
         chans = "/".join(map(str, d["channels"]))
         learned = "learned" if d["learned"] else "classical"
-        print(f"{d['name']:<10} {d['kind']:<10} {dims:<5} ch {chans:<5} {learned:<9} {props}")
+        print(f"{d['name']:<13} {d['kind']:<10} {dims:<5} ch {chans:<5} {learned:<9} {props}")
         if d.get("doc"):
-            print(f"{'':<10} {d['doc']}")
-        print(f"{'':<10} preprocessing: {d['preprocessing']}")
+            print(f"{'':<13} {d['doc']}")
+        print(f"{'':<13} preprocessing: {d['preprocessing']}")
         if d["learned"] and "weights" in d:
             state = "installed" if d.get("weights_installed") else "not installed (use --weights PATH)"
-            print(f"{'':<10} weights: {d['weights']} ({state})")
+            print(f"{'':<13} weights: {d['weights']} ({state})")
     return 0

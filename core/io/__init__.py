@@ -4,11 +4,14 @@ from core.io.registry import (
     FileInfo,
     VariableInfo,
     VolumeReader,
+    VolumeWriter,
     file_info,
+    frame_count,
     read_sequence,
     read_volume,
     reader_for,
     register_reader,
+    register_writer,
     write_volume,
 )
 
@@ -16,10 +19,13 @@ __all__ = [
     "FileInfo",
     "VariableInfo",
     "VolumeReader",
+    "VolumeWriter",
     "file_info",
+    "frame_count",
     "read_volume",
     "read_sequence",
     "reader_for",
     "register_reader",
+    "register_writer",
     "write_volume",
 ]

@@ -3,7 +3,9 @@
 Reading:
 
 * ``variable`` by name; by default the first numeric variable with at least 3 dimensions that is
-  not a coordinate variable (a 1D variable named after its dimension).
+  not a coordinate variable (a 1D variable named after its dimension). Three names (``"u,v,w"``
+  or a list) stack three scalar variables on the same dims into one vector field (AMGSRN stores
+  vectors that way: one variable per channel).
 * CF packing and missing values are honoured (netCDF4's auto mask-and-scale: ``scale_factor``,
   ``add_offset``, ``_FillValue``, ``missing_value``, ``valid_min/max/range``). Masked values
   become NaN and then ``nan_policy`` decides: the default ``"raise"`` refuses them with a message
@@ -19,27 +21,23 @@ Reading:
   uniform increasing 1D coordinate variables of the spatial dims.
 * Only the requested frame is read, slab by slab, into float32.
 
-Writing: one float32 variable with dims ``(z, y, x)`` (``(component, z, y, x)`` for vectors), no
-coordinate variables (AMGSRN's loader turns every variable into a channel), spacing and origin as
-variable attributes, the Volume's metadata as a JSON global attribute.
+Writing: see :mod:`core.io.netcdf_writer`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.errors import ReaderError, WriterError
-from core.io.atomic import atomic_path
+from core.errors import ReaderError
 from core.io.layout import (
-    check_layout,
     frame_count,
-    infer_layout,
     json_safe,
     make_volume,
     resolve_index,
@@ -49,15 +47,20 @@ from core.io.layout import (
 )
 from core.io.memory import check_fits, float32_bytes
 from core.io.netcdf_header import check_classic_header
-from core.io.registry import FileInfo, VariableInfo, VolumeReader, VolumeWriter, register_reader, register_writer
+from core.io.netcdf_probe import probe_enabled, probe_open
+from core.io.netcdf_variables import (
+    check_components,
+    component_names,
+    is_coordinate,
+    is_numeric,
+    layout_of,
+    pick_variable,
+)
+from core.io.registry import FileInfo, VariableInfo, VolumeReader, register_reader
 from core.volume import Volume
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 CLASSIC_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
-TIME_NAMES = {"time", "t", "times", "frame", "frames", "step", "steps", "timestep", "timesteps", "time_step",
-              "record", "records", "snapshot", "snapshots", "nt"}
-CHANNEL_NAMES = {"c", "channel", "channels", "component", "components", "comp", "vector", "vec", "xyz", "uvw",
-                 "ncomp", "dim3"}
 SLAB_BYTES = 64 << 20  # read at most this much per netCDF call to bound transient memory
 STATS_LIMIT = 1 << 30  # info(): skip value statistics of variables larger than this (stored float32 bytes)
 
@@ -68,112 +71,51 @@ def _netcdf4():
     return netCDF4
 
 
-def _open(path: Path):
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:4] in CLASSIC_MAGICS:
-        # netcdf-c trusts classic headers and can crash on corrupt ones: check them in Python first
-        check_classic_header(path)
-    elif head[:8] != HDF5_MAGIC and not head.startswith(b"CDF"):
-        # HDF5 files may also carry their superblock at 512/1024/...; let netCDF4 decide then
-        pass
-    try:
-        ds = _netcdf4().Dataset(str(path), "r")
-    except OSError as exc:
-        raise ReaderError(path, f"not a readable NetCDF file ({exc.strerror or exc}); it may be truncated, "
-                                "corrupt or of another format") from exc
-    ds.set_auto_maskandscale(True)
-    return ds
+# (st_dev, st_ino) of files whose open failed in this process. On some corrupt HDF5 files netcdf-c/HDF5
+# leak the open file; HDF5 then shares that stale handle with every later open of the same inode, so a
+# file repaired in place would read as its old self. Such files are opened from memory instead.
+_FAILED_OPENS: set[tuple[int, int]] = set()
 
 
-def _is_numeric(var) -> bool:
-    dt = var.dtype
-    return isinstance(dt, np.dtype) and dt.kind in "fiub"
-
-
-def _is_coordinate(var) -> bool:
-    return len(var.dimensions) == 1 and var.dimensions[0] == var.name
-
-
-def _is_time_dim(ds, dim_name: str) -> bool:
-    if dim_name.lower() in TIME_NAMES:
-        return True
-    dim = ds.dimensions.get(dim_name)
-    if dim is not None and dim.isunlimited():
-        return True
-    coord = ds.variables.get(dim_name)
-    if coord is not None and _is_coordinate(coord):
-        attrs = {k.lower(): str(coord.getncattr(k)).lower() for k in coord.ncattrs()}
-        if attrs.get("axis") == "t" or attrs.get("standard_name") == "time" or " since " in attrs.get("units", ""):
+def _has_hdf5_signature(f, size: int) -> bool:
+    """HDF5 looks for its superblock at byte 0, 512, 1024, 2048, ... (the user block sizes)."""
+    offset = 0
+    while offset + 8 <= size:
+        f.seek(offset)
+        if f.read(8) == HDF5_MAGIC:
             return True
+        offset = 512 if offset == 0 else offset * 2
     return False
 
 
-def _layout_of(ds, var, path: Path, given: str | None = None) -> str:
-    """Axis letters for a variable: from the caller, else from dim names, else from the shape rule."""
-    shape = tuple(int(n) for n in var.shape)
-    dims = tuple(var.dimensions)
-    what = f"variable {var.name!r} {dims}"
-    if given:
-        return check_layout(given, shape, path, what)
-    nd = len(shape)
-    if nd == 3:
-        return "DHW"
-    if nd not in (4, 5):
-        return infer_layout(shape, path, what)  # raises with the accepted layouts
-    letters = [""] * nd
-    if _is_time_dim(ds, dims[0]):
-        letters[0] = "T"
-    for i, d in enumerate(dims):
-        if not letters[i] and d.lower() in CHANNEL_NAMES and shape[i] in (1, 3):
-            letters[i] = "C"
-            break
-    named = sum(1 for x in letters if x)
-    if nd - named == 3:
-        spatial = iter("DHW")
-        return "".join(x or next(spatial) for x in letters)
-    if letters[0] == "T" and nd == 4:
-        return "TDHW"
-    if letters[0] == "T":  # 5D with a named time axis: channel by the 4D rule on the rest
-        rest = infer_layout(shape[1:], path, what)
-        if "T" in rest:
-            raise ReaderError(path, f"{what} shape {shape}: after the time axis no axis of size 1 or 3 can be "
-                                    "the channel axis")
-        return "T" + rest
-    return infer_layout(shape, path, what)
-
-
-def _usable(ds) -> list[str]:
-    out = []
-    for name, var in ds.variables.items():
-        if _is_numeric(var) and len(var.dimensions) >= 3 and not _is_coordinate(var):
-            out.append(name)
-    return out
-
-
-def _usable_text(ds) -> str:
-    names = _usable(ds)
-    if not names:
-        return "the file has no numeric variable with 3 or more dimensions"
-    return f"usable variables: {', '.join(names)}"
-
-
-def _pick_variable(ds, path: Path, variable: str | None):
-    if variable is None:
-        names = _usable(ds)
-        if not names:
-            listing = ", ".join(f"{n}{tuple(v.dimensions)}" for n, v in ds.variables.items()) or "none"
-            raise ReaderError(path, f"no numeric variable with at least 3 dimensions (variables: {listing})")
-        return ds.variables[names[0]]
-    var = ds.variables.get(variable)
-    if var is None:
-        raise ReaderError(path, f"variable {variable!r} not found; {_usable_text(ds)}")
-    if not _is_numeric(var):
-        raise ReaderError(path, f"variable {variable!r} is not numeric (type {var.dtype}); {_usable_text(ds)}")
-    if len(var.dimensions) < 3:
-        raise ReaderError(path, f"variable {variable!r} has {len(var.dimensions)} dimension(s) "
-                                f"{tuple(var.dimensions)}, a volume needs 3; {_usable_text(ds)}")
-    return var
+def _open(path: Path):
+    with open(path, "rb") as f:
+        head = f.read(8)
+        st = os.fstat(f.fileno())
+        hdf5 = head[:4] not in CLASSIC_MAGICS and _has_hdf5_signature(f, st.st_size)
+    if head[:4] in CLASSIC_MAGICS:
+        # netcdf-c trusts classic headers and can crash on corrupt ones: check them in Python first
+        check_classic_header(path)
+    elif not hdf5:
+        raise ReaderError(path, "not a NetCDF file: neither the NetCDF classic signature (CDF) nor an HDF5 "
+                                "signature was found; it may be truncated, corrupt or of another format")
+    elif probe_enabled():
+        probe_open(path)  # HDF5 metadata is too rich to check here: let a child process try it first
+    key = (st.st_dev, st.st_ino)
+    nc4 = _netcdf4()
+    try:
+        if key in _FAILED_OPENS:
+            check_fits(path, (max(1, st.st_size // 4),), "file (read whole after an earlier failed open)")
+            ds = nc4.Dataset(str(path), "r", memory=path.read_bytes())
+        else:
+            ds = nc4.Dataset(str(path), "r")
+    except Exception as exc:  # noqa: BLE001 - netCDF4 raises OSError, but also AttributeError etc. on corrupt files
+        _FAILED_OPENS.add(key)
+        reason = getattr(exc, "strerror", None) or exc
+        raise ReaderError(path, f"not a readable NetCDF file ({reason}); it may be truncated, corrupt or of "
+                                "another format") from exc
+    ds.set_auto_maskandscale(True)
+    return ds
 
 
 def _attrs(obj) -> dict[str, Any]:
@@ -211,7 +153,7 @@ def _geometry(ds, var, layout: str) -> tuple[Any, Any]:
     for axis, letter in enumerate("DHW"):
         dim = var.dimensions[layout.index(letter)]
         coord = ds.variables.get(dim)
-        if coord is None or not _is_coordinate(coord) or not _is_numeric(coord) or coord.size < 2:
+        if coord is None or not is_coordinate(coord) or not is_numeric(coord) or coord.size < 2:
             continue
         try:
             c = np.asarray(np.ma.filled(coord[:].astype(np.float64), np.nan))
@@ -245,12 +187,12 @@ def _read_array(var, index: int | None, layout: str) -> tuple[np.ndarray, int]:
     masked = 0
     for sl in _slabs(shape, 0):
         block = var[lead + sl]
-        if np.ma.isMaskedArray(block):
-            m = np.ma.getmaskarray(block)
-            masked += int(np.count_nonzero(m))
-            out[sl] = np.ma.filled(block.astype(np.float32), np.nan)
-        else:
-            out[sl] = block
+        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: refused later
+            if np.ma.isMaskedArray(block):
+                masked += int(np.count_nonzero(np.ma.getmaskarray(block)))
+                out[sl] = np.ma.filled(block.astype(np.float32), np.nan)
+            else:
+                out[sl] = block
     return out, masked
 
 
@@ -270,8 +212,8 @@ class NetCDFReader(VolumeReader):
     def frame_count(self, path: Path, variable: str | None = None, layout: str | None = None, **_: Any) -> int:
         ds = _open(path)
         try:
-            var = _pick_variable(ds, path, variable)
-            return frame_count(var.shape, _layout_of(ds, var, path, layout))
+            var = pick_variable(ds, path, variable)
+            return frame_count(var.shape, layout_of(ds, var, path, layout))
         finally:
             ds.close()
 
@@ -279,22 +221,34 @@ class NetCDFReader(VolumeReader):
              nan_policy: str = "raise", layout: str | None = None, max_bytes: int | None = None,
              **options: Any) -> Volume:
         _reject_options(path, options)
+        components = component_names(variable)
         ds = _open(path)
         try:
-            var = _pick_variable(ds, path, variable)
-            lay = _layout_of(ds, var, path, layout)
+            if components:
+                parts = [pick_variable(ds, path, n) for n in components]
+                var = parts[0]
+                check_components(ds, path, parts, layout)
+            else:
+                var = pick_variable(ds, path, variable)
+                parts = [var]
+            label = ",".join(v.name for v in parts)
+            lay = layout_of(ds, var, path, layout)
             shape = tuple(int(n) for n in var.shape)
             frames = frame_count(shape, lay)
-            idx = resolve_index(index, frames, path, f"variable {var.name!r}")
-            vshape = volume_shape(shape, lay)
-            check_fits(path, vshape, f"variable {var.name!r}" + (" (one frame)" if frames > 1 else ""),
+            idx = resolve_index(index, frames, path, f"variable {label!r}")
+            vshape = (len(parts), *volume_shape(shape, lay)[1:]) if components else volume_shape(shape, lay)
+            check_fits(path, vshape, f"variable {label!r}" + (" (one frame)" if frames > 1 else ""),
                        max_bytes=max_bytes)
-            stored, masked = _read_array(var, idx, lay)
-            data = to_float32(take_frame(stored, lay.replace("T", ""), None))
+            channels, masked = [], 0
+            for part in parts:
+                stored, m = _read_array(part, idx, lay)
+                channels.append(take_frame(stored, lay.replace("T", ""), None))
+                masked += m
+            data = to_float32(channels[0] if len(channels) == 1 else np.concatenate(channels, axis=0))
             spacing, origin = _geometry(ds, var, lay)
             meta = {
                 "format": f"NetCDF ({ds.data_model})",
-                "variable": var.name,
+                "variable": label,
                 "dims": list(var.dimensions),
                 "layout": lay,
                 "attributes": _attrs(var),
@@ -311,7 +265,7 @@ class NetCDFReader(VolumeReader):
                 meta["index"] = idx
                 tdim = var.dimensions[0]
                 tvar = ds.variables.get(tdim)
-                if tvar is not None and _is_coordinate(tvar) and _is_numeric(tvar):
+                if tvar is not None and is_coordinate(tvar) and is_numeric(tvar):
                     try:
                         meta["time"] = json_safe(np.ma.filled(tvar[idx], np.nan))
                         if "units" in tvar.ncattrs():
@@ -321,7 +275,9 @@ class NetCDFReader(VolumeReader):
             if masked:
                 meta["masked_count"] = masked
             hint = f"{masked} masked by _FillValue/missing_value/valid range" if masked else ""
-            return make_volume(path, data, name=_name(path, var.name, idx, frames), variable=var.name,
+            if components:
+                meta["components"] = [v.name for v in parts]
+            return make_volume(path, data, name=_name(path, label, idx, frames), variable=label,
                                nan_policy=nan_policy, spacing=spacing, origin=origin, metadata=meta,
                                missing_hint=hint)
         finally:
@@ -346,9 +302,9 @@ def _variable_info(ds, var, path: Path, stats: bool, stats_limit: int) -> Variab
     dims = tuple(var.dimensions)
     dtype = str(var.dtype) if isinstance(var.dtype, np.dtype) else getattr(var.dtype, "__name__", str(var.dtype))
     base = {"name": var.name, "shape": shape, "dtype": dtype, "dims": dims}
-    if not _is_numeric(var):
+    if not is_numeric(var):
         return VariableInfo(**base, is_volume=False, note="not numeric")
-    if _is_coordinate(var):
+    if is_coordinate(var):
         note = "coordinate"
     elif len(shape) < 3:
         note = f"{len(shape)} dimension(s), a volume needs 3"
@@ -357,7 +313,7 @@ def _variable_info(ds, var, path: Path, stats: bool, stats_limit: int) -> Variab
     layout, frames, channels = "", 1, 1
     if not note:
         try:
-            layout = _layout_of(ds, var, path)
+            layout = layout_of(ds, var, path)
             frames = frame_count(shape, layout)
             channels = volume_shape(shape, layout)[0]
         except ReaderError as exc:
@@ -389,44 +345,4 @@ def _reject_options(path: Path, options: dict[str, Any]) -> None:
                                 "(accepted: variable, index, nan_policy, layout, max_bytes)")
 
 
-class NetCDFWriter(VolumeWriter):
-    """Write a Volume as NetCDF-4: float32 (z, y, x) or (component, z, y, x), geometry as attributes."""
-
-    name = "netcdf"
-    extensions = (".nc", ".nc4")
-
-    def write(self, volume: Volume, path: Path, variable: str | None = None, compress: bool = False,
-              **options: Any) -> None:
-        if options:
-            raise WriterError(path, f"unknown writer option(s) for NetCDF: {', '.join(sorted(options))}")
-        var_name = variable or str(volume.metadata.get("variable") or "data")
-        if not var_name.replace("_", "a").isalnum() or var_name[0].isdigit():
-            var_name = "data"
-        nc4 = _netcdf4()
-        try:
-            with atomic_path(path) as tmp:
-                ds = nc4.Dataset(str(tmp), "w", format="NETCDF4")
-                try:
-                    dims: tuple[str, ...] = ("z", "y", "x")
-                    if volume.channels > 1:
-                        ds.createDimension("component", volume.channels)
-                        dims = ("component", *dims)
-                    for d, n in zip(("z", "y", "x"), volume.shape):
-                        ds.createDimension(d, n)
-                    v = ds.createVariable(var_name, "f4", dims, zlib=bool(compress), fill_value=False)
-                    v.set_auto_maskandscale(False)
-                    v[:] = volume.data if volume.channels > 1 else volume.data[0]
-                    v.spacing = np.asarray(volume.spacing, dtype=np.float64)
-                    v.origin = np.asarray(volume.origin, dtype=np.float64)
-                    v.long_name = volume.name
-                    ds.Conventions = "CF-1.8"
-                    ds.source = "volsight"
-                    ds.volsight_metadata = json.dumps(json_safe(dict(volume.metadata)))
-                finally:
-                    ds.close()
-        except OSError as exc:
-            raise WriterError(path, f"cannot write NetCDF ({exc.strerror or exc})") from exc
-
-
 register_reader(NetCDFReader())
-register_writer(NetCDFWriter())

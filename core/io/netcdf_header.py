@@ -103,8 +103,12 @@ def check_classic_header(path: str | os.PathLike) -> dict:
     ndims = _list_header(c, NC_DIMENSION, "dimension list", 8)
     dims: list[int] = []
     record_dim = None
+    dim_names: set[str] = set()
     for i in range(ndims):
-        c.name("dimension")
+        dname = c.name("dimension")
+        if dname in dim_names:
+            raise c.fail(f"dimension name {dname!r} repeated")
+        dim_names.add(dname)
         length = c.count("dimension length")
         if length == 0:
             if record_dim is not None:
@@ -116,8 +120,12 @@ def check_classic_header(path: str | os.PathLike) -> dict:
 
     nvars = _list_header(c, NC_VARIABLE, "variable list", 16)
     variables = []
+    var_names: set[str] = set()
     for _ in range(nvars):
         vname = c.name("variable")
+        if vname in var_names:
+            raise c.fail(f"variable name {vname!r} repeated")
+        var_names.add(vname)
         nd = c.count("variable rank")
         if nd > MAX_VAR_DIMS:
             raise c.fail(f"variable {vname!r} has {nd} dimensions")

@@ -167,6 +167,13 @@ def read_sequence(path: str | os.PathLike, variable: str | None = None, **option
     return _guard(p, r.read_sequence, p, variable, **options)
 
 
+def frame_count(path: str | os.PathLike, variable: str | None = None, **options: Any) -> int:
+    """Number of frames along the time / sequence axis (1 for a single volume), without reading data."""
+    p = Path(path)
+    r = reader_for(p)
+    return int(_guard(p, r.frame_count, p, variable, **options))
+
+
 def write_volume(volume: Volume, path: str | os.PathLike, **options: Any) -> Path:
     """Write atomically (temporary file in the same folder, then rename)."""
     _load_builtin_readers()
@@ -190,7 +197,7 @@ def _load_builtin_readers() -> None:
     _LOADED = True
     import importlib
 
-    for mod in ("core.io.netcdf", "core.io.numpy_files", "core.io.raw"):
+    for mod in ("core.io.netcdf", "core.io.netcdf_writer", "core.io.numpy_files", "core.io.raw"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

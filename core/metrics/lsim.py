@@ -288,16 +288,15 @@ def prepare_images(
     if ta.shape != tb.shape or ta.ndim != 4:
         raise MetricError(f"lsim: expected two image batches [N, C, H, W] of one shape, got {tuple(ta.shape)} "
                           f"and {tuple(tb.shape)}")
-    if ta.shape[1] == 1:
-        ta, tb = ta.expand(-1, 3, -1, -1), tb.expand(-1, 3, -1, -1)
-    elif ta.shape[1] != 3:
+    if ta.shape[1] not in (1, 3):
         raise MetricError(f"lsim: accepts 1 or 3 channels, got {ta.shape[1]}")
+    # a gray image is repeated to 3 identical channels; resizing and per-channel normalisation act on
+    # each channel alike, so they run on the single channel and the repetition comes last (same values)
     h, w = ta.shape[2:]
     if size is not None and (h, w) != (size, size):
         rows = torch.from_numpy(zoom_nearest_indices(h, size))
         cols = torch.from_numpy(zoom_nearest_indices(w, size))
-        ta = ta.index_select(2, rows).index_select(3, cols)
-        tb = tb.index_select(2, rows).index_select(3, cols)
+        ta, tb = ta[:, :, rows[:, None], cols[None, :]], tb[:, :, rows[:, None], cols[None, :]]
     elif min(h, w) < MIN_SIZE:
         raise MetricError(f"lsim: images of {h}x{w} are too small for the network without resizing (min {MIN_SIZE})")
     if normalize:
@@ -305,10 +304,14 @@ def prepare_images(
         hi = torch.maximum(ta.amax(dim=(2, 3)), tb.amax(dim=(2, 3)))[:, :, None, None]
         span = hi - lo
         constant = span == 0
-        # the official float32 formula 255 * ((x - lo) / (hi - lo)); a constant channel becomes x - lo = 0
-        safe = torch.where(constant, torch.ones_like(span), span)
-        ta = torch.where(constant, ta - lo, 255.0 * ((ta - lo) / safe))
-        tb = torch.where(constant, tb - lo, 255.0 * ((tb - lo) / safe))
+        if bool(constant.any()):
+            # the official code maps a constant channel to x - lo = 0
+            span = torch.where(constant, torch.full_like(span, float("inf")), span)
+        # the official float32 formula 255 * ((x - lo) / (hi - lo))
+        ta = 255.0 * ((ta - lo) / span)
+        tb = 255.0 * ((tb - lo) / span)
+    if ta.shape[1] == 1:
+        ta, tb = ta.expand(-1, 3, -1, -1), tb.expand(-1, 3, -1, -1)
     return ta.contiguous(), tb.contiguous()
 
 
@@ -402,8 +405,8 @@ class LSiM(Metric):
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         """Slice-wise LSiM of two volumes: ``axis`` (0|1|2|'all', required) and ``stride`` (default 1)."""
         axis, stride = slice_options(self.name, options, _OPTIONS)
-        data_a, data_b = pair_data(self, a, b, options)
         axes = parse_axes(axis, self.name)
+        data_a, data_b = pair_data(self, a, b, options)
         opts = self._options(options)
 
         def evaluate(sa: np.ndarray, sb: np.ndarray):

@@ -4,10 +4,15 @@ Learned metrics that offer ``embed(volumes, ...)`` / ``compare_embeddings(a, b)`
 **one forward pass per volume** and compare cached embeddings for every pair; all other metrics
 fall back to one ``distance`` call per pair (half the pairs when the metric is symmetric).
 
+Pairs are compared on the cached embeddings through per-channel Gram products in float64
+(``pairwise_distances``: ``|a|^2 + |b|^2 - 2 a.b``; equal to the pair results to
+~1e-7 relative), accumulated over column chunks, so no pair difference is ever materialised.
+
 Memory: the embedding cache of a 64³ volume is ~7.4 MB in float32 for the 3-scale VolSiM
-(1.85 M values); when ``N`` embeddings would exceed ``max_cache_bytes`` (default 2 GiB) they are
-stored in float16 (measured: distances differ by ~2e-5 relative) and pairs are compared in
-blocks of ``block`` rows, so temporary memory stays at ``block`` embeddings.
+(1.85 M values). When ``N`` embeddings would exceed ``max_cache_bytes`` (default 2 GiB) they are
+stored in float16 (measured: distances differ by ~2e-5 relative); when even that does not fit,
+the set is split into groups of which two are held at a time (each group pair re-embeds its
+column group: more forward passes, bounded memory).
 
 With ``normalize=True`` (the learned default) a set is normalised with **one** affine map from
 its joint min/max, so every volume's features can be reused; entries then equal
@@ -53,12 +58,33 @@ def _check(cancelled: CancelHook | None) -> None:
         raise Cancelled("distance computation cancelled")
 
 
-def _cache_dtype(metric: Metric, volumes: Sequence[Volume], max_cache_bytes: int):
+def _plan(metric: Metric, volumes: Sequence[Volume], max_cache_bytes: int):
+    """(cache dtype, group size): float32 if all embeddings fit, else float16, else groups of float16."""
     import torch
 
     per_volume = getattr(metric, "embedding_values", None)
     n_values = per_volume(volumes[0].shape) if callable(per_volume) else 4 * int(np.prod(volumes[0].shape))
-    return torch.float32 if len(volumes) * n_values * 4 <= max_cache_bytes else torch.float16
+    n = len(volumes)
+    if n * n_values * 4 <= max_cache_bytes:
+        return torch.float32, n
+    if n * n_values * 2 <= max_cache_bytes:
+        return torch.float16, n
+    return torch.float16, max(1, max_cache_bytes // (2 * n_values * 2))  # two groups in memory at once
+
+
+def _cross(m: Metric, rows: list[Any], cols: list[Any] | None, cancelled: CancelHook | None, block: int) -> np.ndarray:
+    """Distances between two embedded groups (``cols=None``: a group with itself)."""
+    if callable(getattr(m, "pairwise_distances", None)):
+        return np.asarray(m.pairwise_distances(rows, cols, cancelled=cancelled))
+    other = rows if cols is None else cols
+    n_r, n_k = rows[0].shape[0], other[0].shape[0]
+    out = np.zeros((n_r, n_k))
+    for i in range(n_r):
+        for j0 in range(0, n_k, block):
+            _check(cancelled)
+            j1 = min(n_k, j0 + block)
+            out[i, j0:j1] = m.compare_embeddings([e[i : i + 1] for e in rows], [e[j0:j1] for e in other])
+    return out
 
 
 def distance_matrix(
@@ -78,28 +104,7 @@ def distance_matrix(
     if n == 0:
         return np.zeros((0, 0))
     if _embeddable(m):
-        dtype = _cache_dtype(m, volumes, max_cache_bytes)
-        pairs = n * (n - 1) // 2
-        total = n + pairs
-
-        def embed_progress(done: int, _n: int) -> None:
-            if progress is not None:
-                progress(done, total)
-
-        emb = m.embed(volumes, dtype=dtype, progress=embed_progress, cancelled=cancelled, **options)
-        out = np.zeros((n, n))
-        done = n
-        for i in range(n - 1):
-            for j0 in range(i + 1, n, block):
-                _check(cancelled)
-                j1 = min(n, j0 + block)
-                d = m.compare_embeddings([e[i : i + 1] for e in emb], [e[j0:j1] for e in emb])
-                out[i, j0:j1] = d
-                out[j0:j1, i] = d
-                done += j1 - j0
-                if progress is not None:
-                    progress(done, total)
-        return out
+        return _embedded_matrix(m, volumes, progress, cancelled, max_cache_bytes, block, options)
     symmetric = bool(getattr(m, "symmetric", True))
     idx = [(i, j) for i in range(n) for j in range(n) if (j >= i if symmetric else True)]
     out = np.zeros((n, n))
@@ -111,6 +116,57 @@ def distance_matrix(
             out[j, i] = value
         if progress is not None:
             progress(k + 1, len(idx))
+    return out
+
+
+def _embedded_matrix(m: Metric, volumes: Sequence[Volume], progress: Progress | None, cancelled: CancelHook | None,
+                     max_cache_bytes: int, block: int, options: dict[str, Any]) -> np.ndarray:
+    n = len(volumes)
+    dtype, group = _plan(m, volumes, max_cache_bytes)
+    starts = list(range(0, n, group))
+    if len(starts) > 1 and options.get("normalize", True):
+        from core.metrics.volsim import set_bounds
+
+        options = {**options, "bounds": set_bounds(volumes)}  # one affine map for every group
+    embeddings = n if len(starts) == 1 else len(starts) + len(starts) * (len(starts) - 1) // 2
+    total = embeddings + len(starts) * (len(starts) + 1) // 2
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    def embed(i0: int) -> list[Any]:
+        nonlocal done
+        part = volumes[i0 : i0 + group]
+        if len(starts) > 1:
+            emb = m.embed(part, dtype=dtype, cancelled=cancelled, **options)
+            step()
+            return emb
+        report = None if progress is None else (lambda k, _n: progress(k, total))
+        emb = m.embed(part, dtype=dtype, progress=report, cancelled=cancelled, **options)
+        done = n
+        return emb
+
+    out = np.zeros((n, n))
+    for gi, i0 in enumerate(starts):
+        rows = embed(i0)
+        i1 = min(n, i0 + group)
+        out[i0:i1, i0:i1] = _cross(m, rows, None, cancelled, block)
+        step()
+        for j0 in starts[gi + 1 :]:
+            _check(cancelled)
+            cols = embed(j0)
+            j1 = min(n, j0 + group)
+            d = _cross(m, rows, cols, cancelled, block)
+            out[i0:i1, j0:j1] = d
+            out[j0:j1, i0:i1] = d.T
+            step()
+            del cols
+        del rows
+    np.fill_diagonal(out, 0.0)
     return out
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from core.errors import MetricError, WeightsError
 from core.metrics.base import Distance, Metric, shares
-from core.metrics.preprocess import Preprocessing, prepare_pair, prepare_volume, working_size
+from core.metrics.preprocess import Preprocessing, prepare_batch, prepare_volume, working_size
 from core.metrics.registry import register
 from core.volume import Volume
 
@@ -56,7 +57,10 @@ class VolSiM(Metric):
     symmetric = True
     is_metric = False  # pseudo-metric only with normalize=False (see module docstring)
     has_voxel_map = False
-    preprocessing: ClassVar[str] = Preprocessing().describe() + "; optional resampling (trilinear, or cubic spline)"
+    preprocessing: ClassVar[str] = (
+        Preprocessing().describe() + " (folded into the first convolutions: same result, less work); "
+        "optional resampling (trilinear, or cubic spline)"
+    )
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str | None = None):
         from core.device import select_device
@@ -76,8 +80,10 @@ class VolSiM(Metric):
         self.net.comparison.to(self.device).eval()
         for p in list(self.net.encoder.parameters()) + list(self.net.comparison.parameters()):
             p.requires_grad_(False)
-        self.preprocess = Preprocessing()
+        # 1-channel data is not repeated here: the encoder folds the repetition into its weights
+        self.preprocess = Preprocessing(channels=None)
         self.layer_names = self.net.arch.layer_names
+        self.channels_last = False  # channels-last 3D layout for CPU convolutions (see the benchmark)
 
     # -- preparation
     def _options(self, options: dict[str, Any]) -> Preprocessing:
@@ -86,7 +92,7 @@ class VolSiM(Metric):
             raise MetricError(f"volsim: unknown option(s) {', '.join(sorted(unknown))}")
         prep = self.preprocess.with_options(**options)
         if prep.resample is not None:
-            prep = Preprocessing(**{**prep.__dict__, "resample": working_size(prep.resample, 3)})
+            prep = replace(prep, resample=working_size(prep.resample, 3))
         return prep
 
     def _check(self, a: Volume, b: Volume, prep: Preprocessing) -> None:
@@ -102,12 +108,9 @@ class VolSiM(Metric):
                 f"(every axis a multiple of {m} and >= {2 * m}; stable range 32-128); use resample=64"
             )
 
-    def _pair_tensor(self, a: Volume, b: Volume, prep: Preprocessing):
-        return prepare_pair(a.data, b.data, prep)
-
     # -- the network
     def features(self, x):
-        """All compared feature maps for a batch ``[N, 3, D, H, W]`` (no autograd)."""
+        """All compared feature maps for a prepared batch ``[N, 1 or 3, D, H, W]`` (no autograd)."""
         import torch
 
         with torch.inference_mode():
@@ -125,24 +128,29 @@ class VolSiM(Metric):
         if not pairs:
             return []
         prep = self._options(options)
-        xs_a, xs_b = [], []
         for a, b in pairs:
             self._check(a, b, prep)
-            ta, tb = self._pair_tensor(a, b, prep)
-            xs_a.append(ta)
-            xs_b.append(tb)
-        shapes = {tuple(t.shape) for t in xs_a}
-        if len(shapes) > 1:  # different sizes cannot share one batch: run groups separately
+        if len({(a.shape, a.channels, b.shape) for a, b in pairs}) > 1:  # one batch needs one shape
             return [self.distance(a, b, features=features, **options) for a, b in pairs]
         n = len(pairs)
-        x = torch.stack(xs_a + xs_b)
+        x = prepare_batch([(a.data, b.data) for a, b in pairs], prep).to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+        comparison = self.net.comparison
         with torch.inference_mode():
-            feats = self.net.encoder(x.to(self.device))
-            fa = [f[:n] for f in feats]
-            fb = [f[n:] for f in feats]
-            terms = self.net.comparison.terms(fa, fb).double().cpu().numpy()
-            maps = [self.net.comparison.feature_maps(fa, fb, i) for i in range(n)] if features else [None] * n
-        return [self._result(terms[i], maps[i], prep, tuple(xs_a[i].shape[1:])) for i in range(n)]
+            if features:
+                feats = self.net.encoder(x)
+                fa, fb = [f[:n] for f in feats], [f[n:] for f in feats]
+                terms_t = comparison.terms(fa, fb)
+                maps = [comparison.feature_maps(fa, fb, i) for i in range(n)]
+                del feats, fa, fb
+            else:  # layer by layer: no feature map outlives the next layer
+                cols = [comparison.layer_term(i, f[:n], f[n:]) for i, f in enumerate(self.net.encoder.iter_layers(x))]
+                terms_t = torch.stack(cols, dim=-1)
+                maps = [None] * n
+            terms = terms_t.double().cpu().numpy()
+        size = tuple(x.shape[2:])
+        return [self._result(terms[i], maps[i], prep, size) for i in range(n)]
 
     def _result(self, terms: np.ndarray, maps, prep: Preprocessing, size: tuple[int, ...]) -> Distance:
         value = float(np.sqrt(max(terms.sum(), 0.0)))
@@ -196,13 +204,15 @@ class VolSiM(Metric):
             group = volumes[start : start + batch_size]
             for v in group:
                 self._check(v, v, prep)
-            x = torch.stack([prepare_volume(v.data, prep, bounds=bounds) for v in group])
-            with torch.inference_mode():
-                emb = self.net.comparison.embed(self.net.encoder(x.to(self.device)), dtype=dtype)
-            if not out:
-                out = [torch.empty((len(volumes), *e.shape[1:]), dtype=dtype, device=e.device) for e in emb]
-            for store, e in zip(out, emb, strict=True):
-                store[start : start + len(group)] = e
+            items = [prepare_volume(v.data, prep, bounds=bounds) for v in group]
+            if len({t.shape[0] for t in items}) > 1:
+                items = [t.expand(3, *t.shape[1:]) for t in items]
+            x = torch.stack(items).to(self.device)
+            with torch.inference_mode():  # layer by layer into the cache: no second copy of the features
+                for layer, f in enumerate(self.net.encoder.iter_layers(x)):
+                    if len(out) <= layer:
+                        out.append(torch.empty((len(volumes), *f.shape[1:]), dtype=dtype, device=f.device))
+                    out[layer][start : start + len(group)] = self.net.comparison.scaled(layer, f)
             done += len(group)
             if progress is not None:
                 progress(done, len(volumes))
@@ -222,6 +232,18 @@ class VolSiM(Metric):
         with torch.inference_mode():
             terms = self.net.comparison.compare_embeddings(emb_a, emb_b)
         return torch.sqrt(terms.double().sum(dim=-1).clamp(min=0)).cpu().numpy()
+
+    def pairwise_distances(self, rows: Sequence[Any], cols: Sequence[Any] | None = None,
+                           cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+        """``[R, K]`` distances between cached embeddings (Gram products per layer, float64)."""
+        import torch
+
+        with torch.inference_mode():
+            terms = self.net.comparison.pairwise_terms(rows, cols, cancelled=cancelled)
+        d = torch.sqrt(terms.sum(dim=-1)).cpu().numpy()
+        if cols is None:
+            np.fill_diagonal(d, 0.0)
+        return d
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

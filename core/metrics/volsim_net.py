@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,16 +91,36 @@ class MultiScaleEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats: list[torch.Tensor] = []
+        """All feature maps of ``x`` (see :meth:`iter_layers`)."""
+        return list(self.iter_layers(x))
+
+    def iter_layers(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Feature maps of ``x`` ``[N, C, D, H, W]`` one layer at a time; C = ``in_channels``, or 1 for scalar data.
+
+        Consuming them one by one keeps only two layers in memory (what a distance needs).
+
+        A single-channel input stands for that channel repeated ``in_channels`` times (the official
+        preprocessing). Instead of repeating it, the weights that see the repeated channels are summed
+        (first conv, and the pooled-input part of every skip conv): the same result up to float
+        rounding, with a third of the first layer's work.
+        """
+        folded = x.shape[1] == 1 and self.arch.in_channels != 1
+        if not folded and x.shape[1] != self.arch.in_channels:
+            raise ValueError(f"expected {self.arch.in_channels} or 1 input channels, got {x.shape[1]}")
+        inplace = not torch.is_grad_enabled()
         h = x
         for s, block in enumerate(self.blocks):
             if s > 0:
                 pooled = F.avg_pool3d(x, 2**s)
                 h = torch.cat((pooled, h), dim=1) if self.arch.skip else pooled
-            for conv in block:
-                h = F.relu(conv(h))
-                feats.append(h)
-        return feats
+            for i, conv in enumerate(block):
+                if folded and i == 0:
+                    k = self.arch.in_channels
+                    w = torch.cat((conv.weight[:, :k].sum(dim=1, keepdim=True), conv.weight[:, k:]), dim=1)
+                    h = F.relu(F.conv3d(h, w, conv.bias, stride=conv.stride, padding=conv.padding), inplace=inplace)
+                else:
+                    h = F.relu(conv(h), inplace=inplace)
+                yield h
 
 
 @dataclass

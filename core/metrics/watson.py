@@ -426,8 +426,8 @@ class _WatsonMetric(Metric):
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         """Slice-wise Watson distance of ``b`` against reference ``a``: ``axis`` (required), ``stride``."""
         axis, stride = slice_options(self.name, options, _OPTIONS)
-        data_a, data_b = pair_data(self, a, b, options)
         axes = parse_axes(axis, self.name)
+        data_a, data_b = pair_data(self, a, b, options)
         normalize = self._normalize_option(options)
         result = sliced_distance(
             lambda sa, sb: self._evaluate(sa, sb, normalize), data_a, data_b, axes, stride, self.batch_size, self.name

@@ -14,6 +14,13 @@ from core.io import memory as io_memory
 from core.volume import Volume
 
 
+@pytest.fixture(autouse=True)
+def _no_probe(request, monkeypatch):
+    """Most tests read healthy files: skip the child-process probe there (it is tested on its own below)."""
+    if "probe" not in request.node.name and "hang" not in request.node.name:
+        monkeypatch.setenv("VOLSIGHT_NETCDF_PROBE", "0")
+
+
 def _write(path, variables, dims, fmt="NETCDF4", unlimited=(), attrs=None):
     """variables: name -> (dims tuple, array, dtype, attrs)."""
     ds = netCDF4.Dataset(path, "w", format=fmt)
@@ -130,9 +137,9 @@ def test_time_axis_gives_lazy_sequence(tmp_path, rng, monkeypatch):
         "time": (("time",), t, "f8", {"units": "seconds since 2000-01-01"}),
         "density": (("time", "z", "y", "x"), frames, "f4", {}),
     }, {"time": 5, "z": 3, "y": 4, "x": 6}, unlimited=("time",))
-    from core.io.registry import reader_for
+    from core.io import frame_count
 
-    assert reader_for(path).frame_count(path) == 5
+    assert frame_count(path) == 5 and frame_count(path, variable="density") == 5
     vol = read_volume(path, index=3)
     np.testing.assert_array_equal(vol.data[0], frames[3])
     assert vol.name == "series:density[3]" and vol.metadata["time"] == 10800.0
@@ -238,7 +245,7 @@ def test_truncated_and_corrupt_files(tmp_path, rng):
                 read_volume(bad)
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"this is not netcdf at all" * 20)
-    with pytest.raises(ReaderError, match=r"junk\.nc: not a readable NetCDF"):
+    with pytest.raises(ReaderError, match=r"junk\.nc: not a NetCDF file: neither .* signature"):
         read_volume(junk)
 
 
@@ -267,3 +274,102 @@ def test_unknown_option_is_an_error(tmp_path, rng):
     write_volume(Volume(rng.random((3, 3, 3), dtype=np.float32)), path)
     with pytest.raises(VolsightError, match=r"o\.nc: unknown reader option\(s\) for NetCDF: colour"):
         read_volume(path, colour="red")
+
+
+def _probe_sleeps(path):
+    import time
+
+    time.sleep(60)
+
+
+def _probe_crashes(path):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _probe_fails(path):
+    raise OSError(-101, "NetCDF: HDF error")
+
+
+def test_probe_turns_hangs_crashes_and_failures_into_reader_errors(tmp_path, rng, monkeypatch):
+    from core.io import netcdf_probe
+
+    path = tmp_path / "probe.nc"
+    write_volume(Volume(rng.random((3, 4, 5), dtype=np.float32)), path)
+    cases = [
+        (_probe_sleeps, 2, r"probe\.nc: the NetCDF/HDF5 library did not finish opening the file within 2 s"),
+        (_probe_crashes, 60, r"probe\.nc: the NetCDF/HDF5 library crashed on this file \(signal 11\)"),
+        (_probe_fails, 60, r"probe\.nc: not a readable NetCDF file \(NetCDF: HDF error\)"),
+    ]
+    for target, timeout, message in cases:
+        monkeypatch.setattr(netcdf_probe, "_RESULTS", {})
+        monkeypatch.setattr(netcdf_probe, "DEFAULT_TARGET", f"{__name__}:{target.__name__}")
+        # a generous limit where the child must start and fail (the machine may be busy), short for the hang
+        monkeypatch.setenv(netcdf_probe.ENV_TIMEOUT, str(timeout))
+        with pytest.raises(ReaderError, match=message):
+            read_volume(path)
+    monkeypatch.setenv(netcdf_probe.ENV_PROBE, "0")  # probing off: the file opens in-process as it is
+    assert read_volume(path).shape == (3, 4, 5)
+
+
+def test_probe_result_is_cached_per_file_version(tmp_path, rng, monkeypatch):
+    from core.io import netcdf_probe
+
+    path = tmp_path / "cache.nc"
+    write_volume(Volume(rng.random((3, 4, 5), dtype=np.float32)), path)
+    calls = []
+    real = netcdf_probe._ask
+    monkeypatch.setattr(netcdf_probe, "_ask", lambda *a: calls.append(a) or real(*a))
+    read_volume(path)
+    file_info(path)
+    assert len(calls) == 1
+    write_volume(Volume(rng.random((3, 4, 6), dtype=np.float32)), path)  # a new version: probed again
+    assert read_volume(path).shape == (3, 4, 6) and len(calls) == 2
+
+
+def test_corrupt_hdf5_that_hangs_the_library_is_refused(tmp_path, monkeypatch):
+    """A file found by fuzzing: 7 bit flips of a volsight-written file make HDF5 loop forever on open."""
+    import hashlib
+
+    from core.io import netcdf_probe
+
+    path = tmp_path / "looping.nc"
+    write_volume(Volume(np.random.default_rng(0).random((1, 4, 5, 6), dtype=np.float32)), path)
+    raw = bytearray(path.read_bytes())
+    same_library_output = hashlib.sha256(raw).hexdigest()[:16] == _HANG_BASE_SHA
+    for pos, value in _HANG_FLIPS:
+        if pos < len(raw):
+            raw[pos] = value
+    path.write_bytes(bytes(raw))
+    monkeypatch.setenv(netcdf_probe.ENV_TIMEOUT, "5")
+    try:
+        read_volume(path)
+    except ReaderError as exc:
+        if same_library_output:
+            assert "did not finish opening the file within 5 s" in str(exc)
+    else:
+        assert not same_library_output, "the looping file was read"
+
+
+_HANG_FLIPS = [(3375, 2), (4168, 12), (4926, 128), (5847, 8), (7598, 8), (7902, 2), (8265, 70)]
+_HANG_BASE_SHA = "1331cb4f8b854b5d"  # sha256 prefix of the unflipped file with netCDF4 1.7.5 (HDF5 2.2.0)
+
+
+def test_three_component_variables_form_a_vector_field(tmp_path, rng):
+    u, v, w = (rng.standard_normal((4, 5, 6)).astype(np.float32) for _ in range(3))
+    path = _write(tmp_path / "uvw.nc", {
+        "u": (("z", "y", "x"), u, "f4", {}), "v": (("z", "y", "x"), v, "f4", {}), "w": (("z", "y", "x"), w, "f4", {}),
+        "p": (("y", "x", "z"), rng.random((5, 6, 4)), "f4", {}),
+    }, {"z": 4, "y": 5, "x": 6})
+    for variable in ("u,v,w", ["u", "v", "w"]):
+        vol = read_volume(path, variable=variable)
+        assert vol.channels == 3 and vol.name == "uvw:u,v,w" and vol.metadata["components"] == ["u", "v", "w"]
+        np.testing.assert_array_equal(vol.data, np.stack([u, v, w]))
+    with pytest.raises(ReaderError, match=r"uvw\.nc: a vector field needs 3 component variables, got 2"):
+        read_volume(path, variable="u,v")
+    with pytest.raises(ReaderError, match=r"uvw\.nc: component variables must share their dimensions"):
+        read_volume(path, variable="u,v,p")
+    with pytest.raises(ReaderError, match=r"uvw\.nc: variable 'q' not found"):
+        read_volume(path, variable="u,v,q")

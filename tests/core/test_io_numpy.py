@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from core.errors import ReaderError, VolumeTooLargeError
-from core.io import file_info, read_sequence, read_volume, write_volume
+from core.io import file_info, frame_count, read_sequence, read_volume, write_volume
 from core.io import memory as io_memory
-from core.io.registry import reader_for
 from core.volume import Volume
 
 
@@ -59,7 +58,7 @@ def test_volsim_sequence_npy_npz_and_named_keys(tmp_path, rng):
     np.savez_compressed(tmp_path / "s.npz", seq)
     np.savez(tmp_path / "named.npz", velocity=seq, density=scal, params=np.arange(4.0))
     for path in (tmp_path / "s.npy", tmp_path / "s.npz"):
-        assert reader_for(path).frame_count(path) == 11
+        assert frame_count(path) == 11
         v = read_volume(path, index=7)
         assert v.channels == 3 and v.shape == (6, 7, 8) and v.metadata["layout"] == "TDHWC"
         np.testing.assert_array_equal(v.data, np.moveaxis(seq[7], -1, 0))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import ReaderError, VolumeTooLargeError
-from core.io import file_info, read_sequence, read_volume, write_volume
+from core.io import file_info, frame_count, read_sequence, read_volume, write_volume
 from core.io import memory as io_memory
 from core.volume import Volume
 
@@ -49,7 +49,7 @@ def test_sequence_layout(tmp_path, rng):
     seq = read_sequence(path)
     assert len(seq) == 4 and seq[2].name == "vol[2]"
     np.testing.assert_array_equal(seq[2].data, np.moveaxis(arr[2], -1, 0))
-    assert file_info(path).variables[0].frames == 4
+    assert file_info(path).variables[0].frames == 4 and frame_count(path) == 4
 
 
 @pytest.mark.parametrize("spec, message", [

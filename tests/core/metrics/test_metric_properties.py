@@ -51,7 +51,8 @@ def test_mse_breaks_the_triangle_inequality():
 
 
 def test_volsim_without_normalisation_is_a_pseudo_metric(volsim):
-    for x, y, z in _triplets(2, 6, shape=(32, 32, 32)):
+    # small volumes keep this fast; the property is structural (weighted L2 between fixed embeddings)
+    for x, y, z in _triplets(2, 8, shape=(16, 16, 16)):
         _check_properties(lambda a, b: volsim.distance(a, b, normalize=False).value, x, y, z)
 
 

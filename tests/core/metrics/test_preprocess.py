@@ -90,7 +90,10 @@ def test_prepare_pair_and_volume_agree_with_joint_bounds(rng):
     torch.testing.assert_close(prepare_volume(a, opts, bounds), pa)
     torch.testing.assert_close(prepare_volume(b, opts, bounds), pb)
     with pytest.raises(MetricError):
-        prepare_pair(a, b[:, :4], opts)
+        prepare_pair(a, b[:, :4], Preprocessing())
+    # with a working size, differently shaped inputs are allowed: both end up there
+    pa, pb = prepare_pair(a, b[:, :4], opts)
+    assert pa.shape == pb.shape == (3, 16, 16, 16)
 
 
 def test_options_override_and_describe():

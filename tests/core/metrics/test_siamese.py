@@ -32,6 +32,14 @@ def test_fast_terms_equal_literal_formula(spatial):
     assert fast.shape == (2, 2) and torch.all(fast >= 0)
     emb_a, emb_b = comp.embed(fa), comp.embed(fb)
     torch.testing.assert_close(comp.compare_embeddings(emb_a, emb_b), ref, rtol=1e-5, atol=0)
+    # all pairs at once from Gram products: square (a set with itself) and rectangular (rows x cols)
+    both = [torch.cat([ea, eb]) for ea, eb in zip(emb_a, emb_b)]
+    square = comp.pairwise_terms(both, chunk=7)
+    rect = comp.pairwise_terms(emb_a, emb_b, chunk=7)
+    for i in range(2):
+        torch.testing.assert_close(square[i, 2 + i].float(), ref[i], rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(rect[i, i].float(), ref[i], rtol=1e-5, atol=1e-9)
+    assert torch.all(square.diagonal(dim1=0, dim2=1) == 0)
 
 
 def test_negative_weights_are_clamped():
@@ -73,3 +81,21 @@ def test_feature_maps_reproduce_terms():
 def test_single_channel_layer_is_rejected():
     with pytest.raises(ValueError):
         FeatureComparison([1], [torch.zeros(2, 2)], [torch.ones(2, 2)], [3])
+
+
+def test_calibration_accumulates_channel_averaged_statistics():
+    comp, sizes = _comparison((6, 6, 6))
+    comp.reset_statistics()
+    g = torch.Generator().manual_seed(5)
+    batches = [[torch.randn(3, c, *s, generator=g) * 2 + 1 for c, s in zip(comp.channels, sizes)] for _ in range(4)]
+    for b in batches:
+        comp.accumulate(b)
+    for layer in range(2):
+        everything = torch.cat([b[layer] for b in batches])  # [12, C, *S]
+        # the batched Welford update gives exactly the channel-averaged sample mean
+        torch.testing.assert_close(comp.mean_map(layer), everything.mean(dim=(0, 1)), rtol=1e-5, atol=1e-5)
+        assert comp.counts[layer] == 12
+        std = torch.sqrt(comp.m2_map(layer) / (comp.counts[layer] - 1))
+        assert float(std.mean()) == pytest.approx(2.0, rel=0.1)  # the data's standard deviation
+    with pytest.raises(ValueError):
+        comp.accumulate([torch.zeros(1, 4, 5, 5, 5), torch.zeros(1, 9, 3, 3, 3)])

@@ -1,0 +1,138 @@
+"""``volsight compare / matrix / metrics`` end to end, with .npy files in the reference [X, Y, Z, C] layout."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from app.cli import main
+
+
+@pytest.fixture(scope="module")
+def reference(shared_dir):
+    spec = importlib.util.spec_from_file_location("make_inputs", shared_dir / "reference" / "make_inputs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    records = json.loads((shared_dir / "reference" / "reference_distances.json").read_text())
+    return mod, records
+
+
+@pytest.fixture(scope="module")
+def weights(shared_dir):
+    return str(shared_dir / "weights" / "VOLSIM" / "MS_3scales.pth")
+
+
+def _record(records, group, index=0):
+    return [r for r in records if r["group"] == group][index]
+
+
+def _save_pair(tmp_path, mod, rec):
+    a, b = mod.make_pair(rec["input"]["recipe"])  # channel-last [X, Y, Z, C]
+    pa, pb = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(pa, a)
+    np.save(pb, b)
+    return str(pa), str(pb)
+
+
+@pytest.mark.parametrize("group", ["volsim_vol64_c1_noise_individual_norm", "volsim_vol64_c3_blend_individual_norm",
+                                   "volsim_vol64_c1_noise_individual_nonorm"])
+def test_compare_reproduces_reference_from_channel_last_npy(tmp_path, capsys, reference, weights, group):
+    mod, records = reference
+    rec = _record(records, group, 1)
+    pa, pb = _save_pair(tmp_path, mod, rec)
+    flag = "--normalize" if "normalize=True" in rec["call"] else "--no-normalize"
+    assert main(["compare", pa, pb, "--metric", "volsim,mse", "--weights", weights, flag, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["distances"]["volsim"]["value"] == pytest.approx(rec["distance"], rel=1e-5)
+    assert data["a"]["shape"] == [64, 64, 64]
+    assert data["a"]["channels"] == rec["input"]["recipe"]["channels"]
+
+
+def test_compare_table_csv_and_output_file(tmp_path, capsys, reference):
+    mod, records = reference
+    pa, pb = _save_pair(tmp_path, mod, _record(records, "volsim_vol64_c1_noise_individual_norm"))
+    assert main(["compare", pa, pb]) == 0
+    out = capsys.readouterr().out
+    assert "ssim" in out and "similarity" in out
+    target = tmp_path / "out" / "result.csv"
+    assert main(["compare", pa, pb, "--metric", "mse,psnr", "--data-range", "2", "--csv", "-o", str(target)]) == 0
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [r["metric"] for r in rows] == ["mse", "psnr"]
+
+
+def test_compare_errors_exit_non_zero(tmp_path, capsys, reference, shared_dir, monkeypatch):
+    mod, records = reference
+    pa, pb = _save_pair(tmp_path, mod, _record(records, "volsim_vol64_c1_noise_individual_norm"))
+    small = tmp_path / "small.npy"
+    np.save(small, np.zeros((32, 32, 32, 1), np.float32))
+    assert main(["compare", pa, str(small), "--metric", "mse"]) == 2
+    assert "shapes differ" in capsys.readouterr().err
+    assert main(["compare", pa, str(small), "--metric", "mse", "--resample", "32"]) == 0
+    capsys.readouterr()
+
+    monkeypatch.setenv("VOLSIGHT_VOLSIM_WEIGHTS", str(tmp_path / "absent.safetensors"))
+    assert main(["compare", pa, pb, "--metric", "volsim"]) == 2
+    err = capsys.readouterr().err
+    assert "no VolSiM weights are installed" in err and "--weights PATH" in err
+
+    lsim = str(shared_dir / "weights" / "LSIM" / "LSiM.pth")
+    assert main(["compare", pa, pb, "--metric", "volsim", "--weights", lsim]) == 2
+    assert "not a VolSiM checkpoint" in capsys.readouterr().err
+
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"stateDict": _Payload()}, f, protocol=2)
+    assert main(["compare", pa, pb, "--metric", "volsim", "--weights", str(evil)]) == 2
+    assert "evil.pth" in capsys.readouterr().err
+
+    assert main(["compare", pa, pb, "--metric", "watson-dct"]) == 2  # a 2D metric needs a slicing choice
+    assert "axis" in capsys.readouterr().err
+    assert main(["compare", pa, pb, "--metric", "watson-dct", "--axis", "z", "--stride", "16"]) == 0
+    assert "watson-dct" in capsys.readouterr().out
+    assert main(["compare", pa, pb, "--metric", "mse", "--axis", "z"]) == 2
+    assert "2D metrics" in capsys.readouterr().err
+    assert main(["compare", pa, pb, "--metric", "nosuch"]) == 2
+    assert "unknown metric" in capsys.readouterr().err
+    assert main(["compare", pa, str(tmp_path / "missing.npy")]) == 2
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("never runs",))
+
+
+def test_matrix_command(tmp_path, capsys, weights):
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(32, 32, 32)).astype(np.float32)
+    files = []
+    for k in range(3):
+        p = tmp_path / f"v{k}.npy"
+        np.save(p, base + 0.2 * k * rng.normal(size=base.shape).astype(np.float32))
+        files.append(str(p))
+    out = tmp_path / "m.csv"
+    assert main(["matrix", *files, "--metric", "volsim", "--weights", weights, "-o", str(out), "-q"]) == 0
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert rows[0] == ["", "v0", "v1", "v2"]
+    m = np.array([[float(x) for x in r[1:]] for r in rows[1:]])
+    assert np.allclose(m, m.T) and np.all(np.diag(m) == 0) and m[0, 2] > m[0, 1] > 0
+    assert main(["matrix", *files, "--metric", "rmse"]) == 0
+    assert "v2" in capsys.readouterr().out
+    assert main(["matrix", files[0], "--metric", "rmse"]) == 2
+
+
+def test_metrics_command(capsys):
+    assert main(["metrics"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mse", "rmse", "psnr", "ssim", "ncc", "lcc", "volsim"):
+        assert name in out
+    assert "preprocessing" in out
+    assert main(["metrics", "--json"]) == 0
+    items = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
+    assert items["volsim"]["learned"] and items["volsim"]["dims"] == [3]
+    assert items["rmse"]["metric_properties"] is True
