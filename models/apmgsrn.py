@@ -1,0 +1,139 @@
+"""APMGSRN: adaptively placed multi-grid scene representation network (Wurster et al., VIS 2023).
+
+N feature grids ``[F, D, H, W]``, each with a free 4x4 global-to-local transform (its top 3x4 block
+is learned: scale, rotation, shear and translation), are sampled trilinearly (zero outside a grid's
+[-1, 1]^3 box), their features concatenated grid-major and decoded by a bias-free ReLU MLP. The
+reconstruction loss trains grids and decoder only (coordinates are detached, as in the paper's code);
+the transforms move by the density-based grid-fitting loss (:meth:`APMGSRN.grid_fitting_loss`),
+see ``models/fit.py`` for the schedule. Own implementation from the facts in notes/amgsrn.md (G1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from models.field import NeuralField
+from models.trilinear import fold_grids, folded_coordinates_affine, sample_folded
+
+# size presets; "medium" is the train.json model of the APMGSRN repository (1,055,040 parameters)
+APMGSRN_SIZES: dict[str, dict[str, Any]] = {
+    "small": {"n_grids": 16, "n_features": 1, "grid_shape": [16, 16, 16]},
+    "medium": {"n_grids": 16, "n_features": 2, "grid_shape": [32, 32, 32]},
+    "large": {"n_grids": 32, "n_features": 1, "grid_shape": [80, 80, 80]},
+}
+
+_DENSITY_NORM = (2.0 * math.pi) ** 1.5
+
+
+class APMGSRN(NeuralField):
+    """Adaptive multi-grid field with learnable per-grid affine transforms and an MLP decoder."""
+
+    kind: ClassVar[str] = "apmgsrn"
+    default_config: ClassVar[dict[str, Any]] = {
+        "n_grids": 16,
+        "n_features": 2,
+        "grid_shape": [32, 32, 32],  # (D, H, W) of every grid
+        "n_layers": 2,  # hidden layers of the decoder
+        "width": 64,
+        "grid_init": "default",  # default | small | large (initial grid extent)
+        "init_seed": 0,
+        "use_tcnn": True,  # use tinycudann for the decoder on CUDA when it imports
+    }
+
+    def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        c = self.config
+        g, f = int(c["n_grids"]), int(c["n_features"])
+        d, h, w = (int(s) for s in c["grid_shape"])
+        gen = torch.Generator().manual_seed(int(c["init_seed"]))
+        self.feature_grids = nn.Parameter(torch.rand(g, f, d, h, w, generator=gen) * 2e-4 - 1e-4)
+        self.transformation_matrices = nn.Parameter(_initial_transforms(g, str(c["grid_init"]), gen))
+        from models.tcnn_compat import make_decoder
+
+        # set by the training loop to share one folded copy of the grids between point chunks
+        self.folded_grids: torch.Tensor | None = None
+        self.decoder = make_decoder(g * f, int(c["width"]), int(c["n_layers"]), self.channels, gen,
+                                    use_tcnn=bool(c["use_tcnn"]))
+
+    def local_coordinates(self, points: torch.Tensor) -> torch.Tensor:
+        """Each grid's local coordinates ``[G, 3, N]`` of global ``points [N, 3]``."""
+        m = self.transformation_matrices[:, :3, :]  # [G, 3, 4]
+        g, n = m.shape[0], points.shape[0]
+        return torch.addmm(m[:, :, 3].reshape(-1, 1), m[:, :, :3].reshape(-1, 3), points.t()).view(g, 3, n)
+
+    def features(self, points: torch.Tensor) -> torch.Tensor:
+        """Concatenated grid features in planar layout ``[G * F, N]`` (grid-major)."""
+        # the reconstruction loss does not move the grids' transforms (coordinates carry no gradient)
+        coords, fz = folded_coordinates_affine(self.transformation_matrices[:, :3, :], points,
+                                               tuple(self.feature_grids.shape[2:]))
+        image = self.folded_grids if self.folded_grids is not None else fold_grids(self.feature_grids)
+        feats = sample_folded(image, coords, fz)  # [G, F, N]
+        return feats.reshape(-1, feats.shape[-1])
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """Normalised prediction ``[N, C]``."""
+        return self.decoder.forward_planar(self.features(points))
+
+    def feature_density(self, points: torch.Tensor) -> torch.Tensor:
+        """Sum over grids of a box-like super-Gaussian of each grid's extent, ``[N]`` (differentiable)."""
+        local = self.local_coordinates(points)  # [G, 3, N]
+        det = torch.linalg.det(self.transformation_matrices[:, :3, :3])  # [G]
+        shape = torch.exp(-0.5 * local.pow(20).sum(dim=1))  # [G, N]
+        return (det[:, None] * shape).sum(dim=0) / _DENSITY_NORM
+
+    def grid_fitting_loss(self, points: torch.Tensor, point_errors: torch.Tensor) -> torch.Tensor:
+        """KL divergence between the normalised feature density and an error-weighted target.
+
+        ``point_errors [N]`` (detached reconstruction errors at ``points``) raise the target density
+        where the model is worse than average: target = density^(mean error / error), normalised.
+        """
+        density = self.feature_density(points)
+        density = density / density.sum().clamp_min(1e-30)
+        log_density = torch.log(density.clamp_min(1e-30))
+        with torch.no_grad():
+            err = point_errors.clamp_min(1e-16)
+            log_target = log_density.detach() * (err.mean() / err)
+            log_target = log_target - torch.logsumexp(log_target, dim=0)
+        # KL(target || density) averaged over points (F.kl_div(..., log_target=True) with 'mean')
+        return (log_target.exp() * (log_target - log_density)).mean()
+
+    def transform_parameters(self) -> list[nn.Parameter]:
+        """Parameters moved only by the grid-fitting loss."""
+        return [self.transformation_matrices]
+
+    def reconstruction_parameters(self) -> list[nn.Parameter]:
+        """Parameters moved by the reconstruction loss."""
+        return [self.feature_grids, *self.decoder.parameters()]
+
+    def decoder_layers(self) -> list[torch.Tensor]:
+        """Decoder weights ``[out, in]``."""
+        return self.decoder.layers()
+
+    def grid_boxes(self) -> torch.Tensor:
+        """World-space corners ``[G, 8, 3]`` (x, y, z) of every grid's box (for drawing/inspection)."""
+        with torch.no_grad():
+            inv = torch.linalg.inv(self.transformation_matrices.double())
+            corners = torch.tensor([[x, y, z, 1.0] for z in (-1, 1) for y in (-1, 1) for x in (-1, 1)],
+                                   dtype=torch.float64, device=inv.device)
+            world = torch.einsum("gij,kj->gki", inv, corners)
+            return world[..., :3].float()
+
+
+def _initial_transforms(n_grids: int, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """Global-to-local matrices [G, 4, 4]: identity-like plus N(0, 0.05) noise on the top 3 rows."""
+    scale = {"default": 1.0, "small": 8.0, "large": 0.8}
+    if mode not in scale:
+        from core.errors import VolsightError
+
+        raise VolsightError(f"apmgsrn: grid_init must be one of {sorted(scale)}, got {mode!r}")
+    m = torch.eye(4).repeat(n_grids, 1, 1)
+    m[:, :3, :3] *= scale[mode]
+    m[:, :3, :] += torch.randn(n_grids, 3, 4, generator=gen) * 0.05
+    if mode == "small":  # small grids scattered over the domain
+        m[:, :3, 3] += (torch.rand(n_grids, 3, generator=gen) * 2 - 1) * scale[mode]
+    m[:, 3, :] = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    return m

@@ -1,0 +1,24 @@
+"""Model types by name and their size presets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import VolsightError
+from models.apmgsrn import APMGSRN, APMGSRN_SIZES
+from models.baselines import FVSRN, FVSRN_SIZES, HASHGRID_SIZES, HashGridField
+
+MODEL_CLASSES: dict[str, type] = {"apmgsrn": APMGSRN, "fvsrn": FVSRN, "hashgrid": HashGridField}
+MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "apmgsrn": APMGSRN_SIZES, "fvsrn": FVSRN_SIZES, "hashgrid": HASHGRID_SIZES,
+}
+
+
+def model_config(model: str, size: str = "medium", **overrides: Any) -> dict[str, Any]:
+    """The configuration of ``model`` at ``size`` (small | medium | large) with ``overrides`` applied."""
+    if model not in MODEL_CLASSES:
+        raise VolsightError(f"unknown model {model!r}; choose one of {sorted(MODEL_CLASSES)}")
+    sizes = MODEL_SIZES[model]
+    if size not in sizes:
+        raise VolsightError(f"unknown size {size!r} for {model}; choose one of {list(sizes)}")
+    return {**MODEL_CLASSES[model].default_config, **sizes[size], **overrides}

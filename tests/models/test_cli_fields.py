@@ -1,0 +1,67 @@
+"""``volsight fit`` / ``volsight bake`` / ``volsight info`` on a field, end to end through app.cli."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from app.cli import main
+from app.commands.fit import ProgressBar
+from core.io.registry import read_volume, write_volume
+from models.store import load_field
+
+from .conftest import analytic_volume
+
+
+def test_fit_bake_info_cli(tmp_path, capsys):
+    src = tmp_path / "vol.npy"
+    write_volume(analytic_volume(12), src)
+    field_path = tmp_path / "f.vsf"
+    rc = main(["fit", str(src), "--model", "apmgsrn", "--size", "small", "--iterations", "30", "--points", "2048",
+               "--seed", "2", "-o", str(field_path)])
+    assert rc == 0
+    out = capsys.readouterr()
+    assert "final PSNR over the full 12x12x12 grid" in out.out
+    assert "it 30/30" in out.err and "\r" not in out.err  # not a terminal: plain lines
+    field = load_field(field_path)
+    assert field.summary["iterations"] == 30 and field.source_shape == (12, 12, 12)
+
+    baked = tmp_path / "baked.nc"
+    assert main(["bake", str(field_path), "--shape", "6", "7", "8", "-o", str(baked)]) == 0
+    vol = read_volume(baked)
+    assert vol.shape == (6, 7, 8)
+    np.testing.assert_allclose(vol.data, field.bake((6, 7, 8)).data, rtol=1e-6, atol=1e-6)
+
+    assert main(["info", str(field_path)]) == 0
+    text = capsys.readouterr().out
+    assert "neural field" in text and "apmgsrn" in text
+
+
+def test_fit_cli_errors(tmp_path, capsys):
+    assert main(["bake", str(tmp_path / "missing.vsf"), "-o", str(tmp_path / "x.nc")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.vsf"
+    bad.write_bytes(b"\x00" * 3)
+    assert main(["bake", str(bad), "-o", str(tmp_path / "x.nc")]) == 2
+    assert "too short" in capsys.readouterr().err
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_in_place_on_a_terminal():
+    tty = _Tty()
+    bar = ProgressBar(100, stream=tty, width=10)
+    for i in range(1, 101):
+        bar.update(i, 1e-3, 30.0, 0.1 * i)
+    text = tty.getvalue()
+    assert text.count("\r") == 100 and text.endswith("\n") and text.count("\n") == 1
+    assert "[##########] 100.0% it 100/100" in text
+    lines = io.StringIO()
+    bar = ProgressBar(100, stream=lines, lines=4)
+    for i in range(1, 101):
+        bar.update(i, 1e-3, 30.0, 0.1 * i)
+    assert len(lines.getvalue().splitlines()) == 5  # 0%.. in four steps plus the final line
