@@ -82,21 +82,29 @@ def metric_options(name: str) -> dict[str, Any]:
     return {}
 
 
-def distance_of(a: Volume, b: Volume, metric: str, features: bool = False) -> Any:
-    """One metric on one pair, the way ``volsight compare`` computes it."""
+def distance_of(a: Volume, b: Volume, metric: str, features: bool = False,
+                resample: tuple[int, ...] | int | None = None) -> Any:
+    """One metric on one pair, the way ``volsight compare`` computes it (``resample``: a common grid size)."""
+    shared = {"resample": resample} if resample else {}
     compare_mod = _optional("core.compare")
     if compare_mod is not None:
         result = compare_mod.compare(a, b, metrics={metric: built_metric(metric)}, features=features,
-                                     metric_options={metric: metric_options(metric)})
+                                     metric_options={metric: metric_options(metric)}, **shared)
         distances = result.distances
         if metric not in distances:
             raise MetricError(f"{metric}: the comparison returned no value")
         return distances[metric]
-    return built_metric(metric).distance(a, b, features=features, **metric_options(metric))
+    return built_metric(metric).distance(a, b, features=features, **metric_options(metric), **shared)
+
+
+def common_grid(a: Volume, b: Volume) -> tuple[int, int, int] | None:
+    """The grid both volumes are resampled to when their shapes differ (A's), else None."""
+    return None if a.shape == b.shape else a.shape
 
 
 def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: Iterable[str] = (),
-                      progress: ProgressFn | None = None) -> dict[str, Any]:
+                      progress: ProgressFn | None = None, resample: tuple[int, ...] | None = None
+                      ) -> dict[str, Any]:
     """Each metric's Distance, or the exception it raised (shown in its table row)."""
     from core.metrics.registry import metric_names
 
@@ -110,7 +118,7 @@ def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: It
             out[name] = MetricError(f"{name}: not available (the metric is not installed)")
             continue
         try:
-            out[name] = distance_of(a, b, name, features=name in wanted_features)
+            out[name] = distance_of(a, b, name, features=name in wanted_features, resample=resample)
         except MetricError as exc:
             out[name] = exc
         except Exception as exc:  # noqa: BLE001 - one metric's failure must not hide the others

@@ -40,6 +40,7 @@ class WindowController(QObject):
         self.w = window
         self.session = window.session
         self._syncing_camera = False
+        self.resample_mismatched = True  # compare volumes of different shapes on A's grid
         self._compare_timer = QTimer(self)
         self._compare_timer.setSingleShot(True)
         self._compare_timer.setInterval(30)
@@ -51,17 +52,22 @@ class WindowController(QObject):
         self.session.method_changed.connect(self._on_method)
         self.session.transfer_changed.connect(self._on_transfer)
         self.session.link_cameras_changed.connect(self._on_link)
-        for s, view in window.slot_views.items():
-            if view.view is not None and hasattr(view.view, "camera_changed"):
-                view.view.camera_changed.connect(lambda cam, s=s: self._on_camera(s, cam))
-        window.diff_view.view_created.connect(self._on_diff_view_created)
+        for v in (*window.slot_views.values(), window.diff_view):
+            if v.view is not None:
+                self._on_view_created(v.slot, v.view)
+            v.view_created.connect(lambda view, s=v.slot: self._on_view_created(s, view))
 
-    def _on_diff_view_created(self, view: Any) -> None:
-        view.camera_changed.connect(lambda cam: self._on_camera("diff", cam))
+    def _on_view_created(self, slot: str, view: Any) -> None:
+        """Bind a new GL view to the session: camera links, rendering method, transfer function."""
+        view.camera_changed.connect(lambda cam: self._on_camera(slot, cam))
         view.set_method(self.session.method)
-        a = self.w.slot_views["A"].view
-        if self.session.link_cameras and a is not None:
-            view.camera = a.camera
+        tf = self.session.transfer(slot)
+        if tf is not None:
+            view.set_transfer_function(tf)
+        others = [v.view for v in (*self.w.slot_views.values(), self.w.diff_view)
+                  if v.slot != slot and v.view is not None and v.view is not view]
+        if self.session.link_cameras and others:
+            view.camera = others[0].camera
 
     # ------------------------------------------------------------------ metrics
     def set_metric_weights(self, metric: str, path: str | None, remember: bool = True) -> None:
@@ -128,6 +134,16 @@ class WindowController(QObject):
         if self.session.has_pair() and self.w.catalog:
             self._compare_timer.start()
 
+    def resample_grid(self) -> tuple[int, int, int] | None:
+        """A's grid when A and B differ in shape and resampling is on (Compare menu), else None."""
+        if not self.resample_mismatched or not self.session.has_pair():
+            return None
+        return comparing.common_grid(self.session.item("A").volume, self.session.item("B").volume)
+
+    def set_resample_mismatched(self, on: bool) -> None:
+        self.resample_mismatched = bool(on)
+        self.schedule_comparison()
+
     def features_metric(self) -> str:
         """The learned metric whose feature maps are requested with the distances."""
         fm = self.session.feature_metric
@@ -143,9 +159,11 @@ class WindowController(QObject):
         a, b = self.session.item("A").volume, self.session.item("B").volume
         metrics = self.session.metrics
         feat = self.features_metric()
+        grid = self.resample_grid()
 
         def work(progress):
-            return comparing.compute_distances(a, b, metrics, features_for=[feat] if feat else [], progress=progress)
+            return comparing.compute_distances(a, b, metrics, features_for=[feat] if feat else [], progress=progress,
+                                               resample=grid)
 
         task = Task("compare", work, label=f"comparing {a.name} and {b.name}")
         pair = (self.session.item("A"), self.session.item("B"))
@@ -163,12 +181,26 @@ class WindowController(QObject):
     def _on_comparison(self, results: Any) -> None:
         if results is None:
             return
+        self._fallback_feature_metric(results)
         self.update_difference()
         if not self.session.diff_metric:
             with_map = [m for m in self.session.metrics if getattr(self.session.distance(m), "voxel_map", None)
                         is not None]
             if with_map:
                 self.session.set_diff_metric(with_map[0])
+
+    def _fallback_feature_metric(self, results: dict[str, Any]) -> None:
+        """If the feature-map metric failed (e.g. no weights), show another learned metric's maps."""
+        fm = self.features_metric()
+        if not fm or not isinstance(results.get(fm), BaseException):
+            return
+        ok = [m for m in self.session.metrics if self.w.catalog.get(m, {}).get("learned")
+              and results.get(m) is not None and not isinstance(results.get(m), BaseException)]
+        if not ok:
+            return
+        self.session.set_feature_metric(ok[0])
+        if not results[ok[0]].features:
+            self.compute_features(ok[0])
 
     # ------------------------------------------------------------------ difference and slices
     def difference(self) -> tuple[np.ndarray | None, str]:
@@ -254,7 +286,8 @@ class WindowController(QObject):
             return None
         a, b = self.session.item("A").volume, self.session.item("B").volume
         pair = (self.session.item("A"), self.session.item("B"))
-        task = Task("features", lambda progress: comparing.distance_of(a, b, metric, features=True),
+        grid = self.resample_grid()
+        task = Task("features", lambda progress: comparing.distance_of(a, b, metric, features=True, resample=grid),
                     label=f"{metric} feature maps")
 
         def finished(d: Any) -> None:
@@ -325,7 +358,6 @@ def install_panels(window: MainWindow) -> WindowController:
     slices.raise_()
 
     _view_actions(window, ctl)
-    ctl.load_catalog()
     return ctl
 
 
@@ -340,6 +372,8 @@ def _view_actions(window: MainWindow, ctl: WindowController) -> None:
 
     def show_diff(on: bool) -> None:
         window.diff_view.setVisible(on)
+        n = 3 if on else 2
+        window.views_splitter.setSizes([window.views_splitter.width() // n] * n + ([] if on else [0]))
         ctl.update_difference()
 
     window.diff_action = window._action(vm, "&Difference view", show_diff, checkable=True, checked=False,
@@ -359,6 +393,9 @@ def _view_actions(window: MainWindow, ctl: WindowController) -> None:
     window._action(cm, "&Cancel", lambda: window.tasks.cancel("compare"))
     window.diff_menu = cm.addMenu("&Difference shows")
     cm.addSeparator()
+    window.resample_action = window._action(
+        cm, "Resample &B onto A's grid when shapes differ", ctl.set_resample_mismatched, checkable=True,
+        checked=ctl.resample_mismatched, tip="metrics need one grid; trilinear resampling (core.metrics.preprocess)")
     window._action(cm, "Learned-metric &weights…", ctl.ask_metric_weights,
                    tip="choose a weights file for VolSiM, LSiM, ... (e.g. the official checkpoints)")
     cm.addSeparator()

@@ -43,7 +43,10 @@ class MainWindow(QMainWindow):
     session_restored = Signal(str)
     catalog_ready = Signal()  # the installed metrics are known (window.catalog)
 
-    def __init__(self, preferences: Preferences | None = None, parent: QWidget | None = None):
+    setup_done = Signal()  # docks, views and metric engine start are in place (see complete_setup)
+
+    def __init__(self, preferences: Preferences | None = None, deferred: bool = False,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("volsight")
         icon = RESOURCES / "icons" / "volsight.svg"
@@ -60,7 +63,8 @@ class MainWindow(QMainWindow):
         self.catalog: dict[str, dict[str, Any]] = {}
         self.controller: Any = None
 
-        self.slot_views: dict[str, SlotView] = {s: SlotView(s) for s in SLOTS}
+        self.ready = False
+        self.slot_views: dict[str, SlotView] = {s: SlotView(s, lazy_view=deferred) for s in SLOTS}
         self.diff_view = SlotView("diff", title="A−B", accept_drops=False, lazy_view=True)
         self.diff_view.setVisible(False)
         self.views_splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -216,11 +220,16 @@ class MainWindow(QMainWindow):
 
     def _restore_titles(self, slots: list[str]) -> None:
         for s in slots:
-            self.slot_views[s].set_item(self.session.item(s)) if self.session.item(s) is None else \
-                self.slot_views[s].set_message(self.session.item(s).summary())
+            item = self.session.item(s)
+            if item is None:
+                self.slot_views[s].set_item(None)
+            else:  # the title only: the view keeps what it shows
+                self.slot_views[s].set_message(item.summary())
 
     def _on_item_changed(self, slot: str) -> None:
         self.slot_views[slot].set_item(self.session.item(slot))
+        names = [it.name for it in (self.session.item(s) for s in SLOTS) if it is not None]
+        self.setWindowTitle("volsight — " + " vs ".join(names) if names else "volsight")
 
     def _on_slot_drop(self, slot: str, paths: list[str]) -> None:
         self.open_paths(paths, slot if len(paths) == 1 else None)
@@ -235,6 +244,7 @@ class MainWindow(QMainWindow):
         dlg = QFileDialog(self, "Open volumes or fields" if slot is None else f"Open into {slot}",
                           self.prefs.last_dir(), FILE_FILTER)
         dlg.setFileMode(QFileDialog.FileMode.ExistingFile if slot else QFileDialog.FileMode.ExistingFiles)
+        dlg.setObjectName("open_dialog")
         dlg.filesSelected.connect(lambda files: self.open_paths(files, slot))
         dlg.open()
 
@@ -315,8 +325,50 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
         state = self.prefs.window_state()
-        if state is not None:
-            self.restoreState(state, LAYOUT_VERSION)
+        if state is None or not self.restoreState(state, LAYOUT_VERSION):
+            self._default_layout = True
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self.ready:
+            # the window is on screen first; docks and GL views follow right after its first paint
+            QTimer.singleShot(30, self, self.complete_setup)
+        elif getattr(self, "_default_layout", False):
+            self._default_layout = False
+            QTimer.singleShot(0, self, self.apply_default_layout)
+
+    def complete_setup(self) -> None:
+        """Build the docks and GL views, restore the saved layout, start loading the metric engine."""
+        if self.ready:
+            return
+        from app.docks import install_panels
+
+        install_panels(self)
+        for v in self.slot_views.values():
+            v.ensure_view()
+        self.restore_layout()
+        self.controller.load_catalog()  # imports torch: in the background, after the views exist
+        self.ready = True
+        if self.isVisible() and getattr(self, "_default_layout", False):
+            self._default_layout = False
+            QTimer.singleShot(0, self, self.apply_default_layout)
+        self.setup_done.emit()
+
+    def when_ready(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` once the setup is complete (at once if it is)."""
+        if self.ready:
+            fn()
+        else:
+            self.setup_done.connect(lambda: fn())
+
+    def apply_default_layout(self) -> None:
+        """First-run proportions: the views get most of the window, the docks a third of it."""
+        d = self.docks
+        if "distances" in d and "features" in d:
+            self.resizeDocks([d["distances"]], [max(360, int(self.width() * 0.34))], Qt.Orientation.Horizontal)
+            self.resizeDocks([d["distances"], d["features"]], [3, 2], Qt.Orientation.Vertical)
+        if "slices" in d:
+            self.resizeDocks([d["slices"]], [max(200, int(self.height() * 0.3))], Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.prefs.save_window(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
@@ -366,30 +418,9 @@ class MainWindow(QMainWindow):
         return self.tasks.start(task)
 
     def _ask_save(self, what: str) -> None:
-        titles = {"session": ("Save session", "session.json", "Session (*.json)"),
-                  "window": ("Save window image", "volsight.png", "PNG image (*.png)")}
-        if what == "views":
-            folder = QFileDialog.getExistingDirectory(self, "Folder for the view images", self.prefs.last_dir())
-            if folder:
-                from app.session_file import save_view_images
+        from app.session_file import ask_save
 
-                files = save_view_images(self, folder)
-                self.statusBar().showMessage(f"saved {', '.join(p.name for p in files)} in {folder}", 8000)
-            return
-        title, name, flt = titles[what]
-        path, _ = QFileDialog.getSaveFileName(self, title, str(Path(self.prefs.last_dir()) / name), flt)
-        if not path:
-            return
-        try:
-            if what == "session":
-                self.save_session(path)
-            else:
-                from app.session_file import save_window_image
-
-                save_window_image(self, path)
-                self.statusBar().showMessage(f"window image saved to {path}", 8000)
-        except Exception as exc:  # noqa: BLE001 - a failed save is reported, the window carries on
-            self.report_error(str(exc), title="Cannot save")
+        ask_save(self, what)
 
     def _ask_open_session(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", self.prefs.last_dir(), "Session (*.json)")
@@ -407,11 +438,16 @@ class MainWindow(QMainWindow):
         return self.tasks.start(task)
 
 
-def build_main_window(preferences: Preferences | None = None) -> MainWindow:
-    """The main window with its panels, laid out as the user left it last time."""
-    from app.docks import install_panels
+def build_main_window(preferences: Preferences | None = None, deferred: bool = False) -> MainWindow:
+    """The main window with its panels, laid out as the user left it last time.
 
-    window = MainWindow(preferences)
-    install_panels(window)
-    window.restore_layout()
+    ``deferred``: build only the frame now and the docks and GL views right after the window is
+    first shown (the launch path: the window appears sooner); otherwise everything is built here.
+    """
+    window = MainWindow(preferences, deferred=deferred)
+    geo = window.prefs.window_geometry()
+    if geo is not None:
+        window.restoreGeometry(geo)
+    if not deferred:
+        window.complete_setup()
     return window

@@ -40,7 +40,7 @@ class Session(QObject):
         super().__init__(parent)
         self._items: dict[str, LoadedItem | None] = {s: None for s in SLOTS}
         self._metrics: list[str] = []
-        self._method = "mip"
+        self._method = "translucent"  # with the transfer function's opacity ramp, empty space stays clear
         self._link_cameras = True
         self._shared_tf = True
         self._transfer: dict[str, Any] = {}

@@ -29,6 +29,20 @@ def _to_plain(obj: Any) -> Any:
     return to_dict() if callable(to_dict) else None
 
 
+def transfer_to_json(tf: Any) -> dict[str, Any] | None:
+    """A TransferFunction as its ParaView colormap form plus the value range."""
+    if tf is None:
+        return None
+    return {"name": tf.name, "value_range": [float(v) for v in tf.value_range], "paraview": tf.to_paraview_json()}
+
+
+def transfer_from_json(doc: dict[str, Any]) -> Any:
+    from renderer.transfer import TransferFunction
+
+    tf = TransferFunction.from_paraview_json(doc["paraview"], value_range=tuple(doc["value_range"]))
+    return tf.evolve(name=doc.get("name", tf.name))
+
+
 def session_dict(window: MainWindow) -> dict[str, Any]:
     """Files, cameras, transfer functions, metrics and view settings of the window."""
     s = window.session
@@ -50,7 +64,7 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
         "volsight_session": SESSION_VERSION,
         "slots": slots,
         "cameras": cameras,
-        "transfer_functions": {k: _to_plain(s.transfer(k)) for k in ("A", "B")},
+        "transfer_functions": {k: transfer_to_json(s.transfer(k)) for k in ("A", "B")},
         "metrics": s.metrics,
         "method": s.method,
         "link_cameras": s.link_cameras,
@@ -62,9 +76,16 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
 
 
 def save_session(window: MainWindow, path: str | Path) -> Path:
-    """Write the session as JSON (atomically)."""
+    """Write the session as JSON (atomically); a field fitted in the window is saved beside it first."""
     p = Path(path)
-    write_bytes_atomic(p, json.dumps(session_dict(window), indent=2).encode("utf-8"))
+    doc = session_dict(window)
+    for slot, entry in doc["slots"].items():
+        item = window.session.item(slot)
+        if entry is not None and item is not None and item.kind == "field" and not item.path:
+            field_path = p.with_name(f"{p.stem}-{slot}.vsf")
+            item.neural_field.save(field_path)  # models.store writes atomically
+            entry["path"] = str(field_path)
+    write_bytes_atomic(p, json.dumps(doc, indent=2).encode("utf-8"))
     return p
 
 
@@ -123,12 +144,15 @@ def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
     tfs = doc.get("transfer_functions") or {}
     if any(tfs.values()):
         try:
-            from renderer.transfer import TransferFunction
+            import renderer.transfer  # noqa: F401 - only to know the renderer is installed
         except ModuleNotFoundError:
             return
+        shared = s.shared_tf
+        s.set_shared_tf(False)  # restore each slot's own function, then the sharing choice
         for slot, tf in tfs.items():
-            if tf and hasattr(TransferFunction, "from_dict"):
-                s.set_transfer(slot, TransferFunction.from_dict(tf))
+            if tf and slot in ("A", "B"):
+                s.set_transfer(slot, transfer_from_json(tf))
+        s.set_shared_tf(shared)
 
 
 def save_window_image(window: MainWindow, path: str | Path) -> Path:
@@ -165,3 +189,32 @@ def save_view_images(window: MainWindow, folder: str | Path, stem: str = "view")
             Image.fromarray(arr).save(tmp, format="PNG")
         out.append(p)
     return out
+
+
+def ask_save(window: MainWindow, what: str) -> None:
+    """File menu: ask where, then save the session ("session"), the window ("window") or the views ("views")."""
+    from PySide6.QtWidgets import QFileDialog
+
+    if what == "views":
+        folder = QFileDialog.getExistingDirectory(window, "Folder for the view images", window.prefs.last_dir())
+        if folder:
+            try:
+                files = save_view_images(window, folder)
+            except Exception as exc:  # noqa: BLE001 - a failed save is reported, the window carries on
+                window.report_error(str(exc), title="Cannot save")
+                return
+            window.statusBar().showMessage(f"saved {', '.join(p.name for p in files)} in {folder}", 8000)
+        return
+    title, name, flt = {"session": ("Save session", "session.json", "Session (*.json)"),
+                        "window": ("Save window image", "volsight.png", "PNG image (*.png)")}[what]
+    path, _ = QFileDialog.getSaveFileName(window, title, str(Path(window.prefs.last_dir()) / name), flt)
+    if not path:
+        return
+    try:
+        if what == "session":
+            window.save_session(path)
+        else:
+            save_window_image(window, path)
+            window.statusBar().showMessage(f"window image saved to {path}", 8000)
+    except Exception as exc:  # noqa: BLE001 - a failed save is reported, the window carries on
+        window.report_error(str(exc), title="Cannot save")

@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Open the window and run the Qt event loop until it closes."""
-    start = time.perf_counter()
+def open_main_window(args: argparse.Namespace, start: float | None = None):
+    """Show the window (frame first, docks right after) and queue what ``args`` ask to load."""
+    start = time.perf_counter() if start is None else start
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -32,20 +32,33 @@ def run(args: argparse.Namespace) -> int:
     app.setApplicationName("volsight")
     app.setApplicationDisplayName("volsight")
     app.setDesktopFileName("volsight")
-    window = build_main_window()
+    window = build_main_window(deferred=True)
     window.show()
+    if args.session:
+        window.when_ready(lambda: window.restore_session(args.session))
+    elif args.files:
+        window.when_ready(lambda: window.open_paths(args.files))
+    elif not args.no_demo:
+        window.when_ready(lambda: window.load_demo(args.demo))
     if args.exit_when_shown:
-        def report() -> None:
-            print(f"window shown {time.perf_counter() - start:.3f} s after command start", flush=True)
+        QTimer.singleShot(0, lambda: print(f"window shown {time.perf_counter() - start:.3f} s after command start",
+                                           flush=True))
+
+        def complete() -> None:
+            print(f"window complete {time.perf_counter() - start:.3f} s after command start", flush=True)
             window.close()
             app.quit()
 
-        QTimer.singleShot(0, report)
-        return int(app.exec())
-    if args.session:
-        window.call_later(lambda: window.restore_session(args.session))
-    elif args.files:
-        window.call_later(lambda: window.open_paths(args.files))
-    elif not args.no_demo:
-        window.call_later(lambda: window.load_demo(args.demo))
-    return int(app.exec())
+        window.when_ready(lambda: QTimer.singleShot(0, complete))
+    return window
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the window and run the Qt event loop until it closes."""
+    start = time.perf_counter()
+    window = open_main_window(args, start)
+    from PySide6.QtWidgets import QApplication
+
+    code = int(QApplication.instance().exec())
+    del window
+    return code

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QFont, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -44,6 +44,7 @@ class DistancePanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.catalog: dict[str, dict[str, Any]] = {}
+        self.catalog_known = False  # until the metric engine has been imported (in the background)
         self._highlight: tuple[str, str] | None = None
         self._bar_metric = ""
 
@@ -79,19 +80,16 @@ class DistancePanel(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.itemSelectionChanged.connect(self._on_selection)
-        self.copy_action = QAction("Copy", self.table)
-        self.copy_action.setShortcut(QKeySequence.StandardKey.Copy)
-        self.copy_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.copy_action.triggered.connect(self.copy_selection)
-        self.table.addAction(self.copy_action)
+        # Ctrl+C: the table view would copy only the current cell's display text; copy whole rows in
+        # full precision instead
+        self.table.installEventFilter(self)
 
         self.bars = pg.PlotWidget()
         self.bars.setObjectName("contributions_plot")
-        self.bars.setMinimumHeight(120)
+        self.bars.setMinimumHeight(70)
         self.bars.setMenuEnabled(False)
         self.bars.setMouseEnabled(x=False, y=False)
-        self.bars.setLabel("left", "share of distance")
-        self.bars.setTitle("per-scale contributions")
+        self.bars.setTitle("per-scale contributions", size="9pt")
         self.bar_item: pg.BarGraphItem | None = None
         self.bar_names: list[str] = []
 
@@ -103,7 +101,9 @@ class DistancePanel(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         split.addWidget(self.bars)
-        split.setSizes([200, 140])
+        split.setSizes([260, 110])
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
@@ -115,10 +115,20 @@ class DistancePanel(QWidget):
         session.comparison_started.connect(self._on_started)
         session.scale_selected.connect(self.highlight_scale)
 
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if obj is self.table and event.type() in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) \
+                and event.matches(QKeySequence.StandardKey.Copy):
+            if event.type() == QEvent.Type.KeyPress:
+                self.copy_selection()
+            event.accept()
+            return True
+        return super().eventFilter(obj, event)
+
     # ------------------------------------------------------------------ metric chooser
     def set_catalog(self, catalog: list[dict[str, Any]]) -> None:
         """Fill the metric chooser with every installed metric (classical and learned)."""
         self.catalog = {m["name"]: m for m in catalog}
+        self.catalog_known = True
         self.metrics_menu.clear()
         for group, learned in (("classical", False), ("learned", True)):
             names = [n for n, m in self.catalog.items() if bool(m.get("learned")) == learned]
@@ -150,13 +160,17 @@ class DistancePanel(QWidget):
         results = self.session.comparison or {}
         a, b = self.session.item("A"), self.session.item("B")
         if a is not None and b is not None:
-            self.pair_label.setText(f"A: {a.name}   B: {b.name}")
+            text = f"A: {a.name}   B: {b.name}"
+            if a.shape != b.shape:
+                text += f"  (shapes differ: {a.shape_text()} vs {b.shape_text()})"
+            self.pair_label.setText(text)
         else:
             self.pair_label.setText("load volumes into A and B to compare them")
         self.table.setRowCount(0)
         if not self.session.metrics:
             self.table.insertRow(0)
-            why = "no metric chosen (Metrics menu)" if self.catalog else "no metrics installed"
+            why = ("loading the metric engine…" if not self.catalog_known else
+                   "no metric chosen (Metrics menu)" if self.catalog else "no metrics installed")
             for c, text in enumerate(("—", "", "", why)):
                 self.table.setItem(0, c, QTableWidgetItem(text))
             self.table.item(0, 0).setData(Qt.ItemDataRole.UserRole, "")
@@ -171,7 +185,7 @@ class DistancePanel(QWidget):
             if d is None:
                 value, note = "", ("waiting for a pair" if a is None or b is None else "not computed")
             elif isinstance(d, BaseException):
-                value, note = "—", str(d)
+                value, note = "—", getattr(d, "reason", None) or str(d)  # the file is in the tooltip
             else:
                 value, note = format_value(d.value), ("learned" if info.get("learned") else "")
                 if d.contributions:
@@ -183,7 +197,7 @@ class DistancePanel(QWidget):
                 v.setToolTip(repr(float(d.value)))
             kind = QTableWidgetItem(info.get("kind", "") if not hasattr(d, "kind") else d.kind)
             n = QTableWidgetItem(note)
-            n.setToolTip(note)
+            n.setToolTip(str(d) if isinstance(d, BaseException) else note)
             for c, it in enumerate((label, v, kind, n)):
                 self.table.setItem(r, c, it)
         if self._bar_metric not in (self.session.metrics or []):
@@ -241,7 +255,7 @@ class DistancePanel(QWidget):
         contrib = self._contributions(metric) if metric else {}
         self._bar_metric = metric if contrib else ""
         if not contrib:
-            self.bars.setTitle("per-scale contributions (a learned metric's, once computed)")
+            self.bars.setTitle("per-scale contributions of a learned metric", size="9pt")
             self.bar_names = []
             return
         self.bar_names = list(contrib)
@@ -250,9 +264,13 @@ class DistancePanel(QWidget):
         brushes = [BAR_HIGHLIGHT if self._highlight == (metric, k) else BAR_BRUSH for k in self.bar_names]
         self.bar_item = pg.BarGraphItem(x=x, height=h, width=0.7, brushes=brushes)
         self.bars.addItem(self.bar_item)
-        self.bars.getAxis("bottom").setTicks([[(i, k) for i, k in enumerate(self.bar_names)]])
+        axis = self.bars.getAxis("bottom")
+        axis.setTicks([[(i, k) for i, k in enumerate(self.bar_names)]])
+        font = QFont()
+        font.setPointSizeF(9.0 if len(self.bar_names) <= 6 else 6.5)  # many scales: smaller names, no overlap
+        axis.setStyle(tickFont=font)
         label = self.catalog.get(metric, {}).get("label") or metric
-        self.bars.setTitle(f"{label}: per-scale contributions (sum = {format_value(float(h.sum()))})")
+        self.bars.setTitle(f"{label} per scale (sum {format_value(float(h.sum()))})", size="9pt")
 
     def highlight_scale(self, metric: str, scale: str) -> None:
         """Mark one scale's bar (the feature-map panel's current scale)."""

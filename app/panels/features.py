@@ -42,6 +42,7 @@ class FeaturePanel(QWidget):
         self.catalog = catalog
         self._updating = False
         self.metric_box = QComboBox()
+        self.metric_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.metric_box.setToolTip("learned metric whose feature maps are shown")
         self.scale_box = QComboBox()
         self.scale_box.setToolTip("scale (layer) of the network")
@@ -60,27 +61,24 @@ class FeaturePanel(QWidget):
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setObjectName("feature_canvas")
-        self.canvas.setMinimumHeight(150)
+        self.canvas.setMinimumHeight(90)
         self.images: dict[str, pg.ImageItem] = {}
         self.boxes: dict[str, pg.ViewBox] = {}
         cmap = pg.colormap.get("viridis")
-        first = None
         for key, title in PANES:
             vb = self.canvas.addViewBox(row=1, col=len(self.images))
-            self.canvas.addLabel(title, row=0, col=len(self.images))
+            label = self.canvas.addLabel(title, row=0, col=len(self.images))
+            label.setMaximumHeight(20)
             vb.setAspectLocked(True)
             vb.setMenuEnabled(False)
             img = pg.ImageItem()
             img.setColorMap(pg.colormap.get("inferno") if key == "diff" else cmap)
             vb.addItem(img)
-            if first is None:
-                first = vb
-            else:
-                vb.setXLink(first)
-                vb.setYLink(first)
             self.images[key] = img
             self.boxes[key] = vb
 
+        self.canvas.ci.layout.setRowStretchFactor(1, 10)  # the images get the height, not the titles
+        self.canvas.ci.setContentsMargins(2, 2, 2, 2)
         row1 = QHBoxLayout()
         for w in (QLabel("metric"), self.metric_box, QLabel("scale"), self.scale_box, self.channel_box):
             row1.addWidget(w)
@@ -103,6 +101,7 @@ class FeaturePanel(QWidget):
         self.axis_box.currentIndexChanged.connect(self._on_axis)
         self.slider.valueChanged.connect(lambda _v: self.update_images())
         session.metrics_changed.connect(lambda _m: self.fill_metrics())
+        session.feature_metric_changed.connect(self._on_session_metric)
         session.comparison_changed.connect(lambda _r: self.refresh())
         self.fill_metrics()
 
@@ -122,6 +121,11 @@ class FeaturePanel(QWidget):
         if self.metric_box.count() == 0:
             self.info.setText("no learned metric chosen (or installed): feature maps come from learned metrics")
         self._on_metric()
+
+    def _on_session_metric(self, name: str) -> None:
+        i = self.metric_box.findData(name)
+        if i >= 0 and i != self.metric_box.currentIndex():
+            self.metric_box.setCurrentIndex(i)
 
     def _on_metric(self, *_args) -> None:
         if self._updating:
@@ -209,7 +213,8 @@ class FeaturePanel(QWidget):
         shape = "×".join(str(n) for n in sf.a.shape[1:])
         self.info.setText(f"scale {self.scale_box.currentText()}: {sf.a.shape[0]} channels of {shape}; "
                           f"channel {c} weight {w:.4g}")
-        self.boxes["a"].autoRange()
+        for vb in self.boxes.values():
+            vb.enableAutoRange()  # refit when the plane's shape changes (scale, axis)
 
     def shown(self, key: str) -> np.ndarray | None:
         """The image shown in pane ``key`` ("a", "b", "diff")."""

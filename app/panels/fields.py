@@ -13,7 +13,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -63,11 +63,10 @@ def fit_to_item(volume: Any, config: dict[str, Any], progress, seed: int = 0):
     field, summary = fit(volume, config, callback=callback, cancel=stop, seed=seed)
     if summary.get("cancelled") or progress.cancelled:
         raise Cancelled()
-    if not getattr(field, "name", None) or field.name == volume.name:
-        try:
-            field.name = f"{volume.name}-{config.get('model', 'field')}"
-        except AttributeError:  # a read-only name: keep the model's own
-            pass
+    try:  # name the field after what it compresses, so B's header says what it is
+        field.name = f"{volume.name}-{config.get('model', 'field')}"
+    except AttributeError:  # a read-only name: keep the model's own
+        pass
     item = item_from_field(field, None, progress, shape=volume.shape)
     return item, summary
 
@@ -108,13 +107,13 @@ class FieldPanel(QWidget):
 
         self.plot = pg.PlotWidget(title="fitting")
         self.plot.setObjectName("fit_plot")
-        self.plot.setMinimumHeight(120)
+        self.plot.setMinimumHeight(80)
         self.plot.setMenuEnabled(False)
         self.plot.setLabel("bottom", "iteration")
         self.plot.setLabel("left", "PSNR (dB)")
         self.psnr_curve = self.plot.plot([], [], pen=pg.mkPen("#f5a742", width=2), name="PSNR")
         # the loss on a log scale on the right-hand axis
-        self.loss_box = pg.ViewBox()
+        self.loss_box = pg.ViewBox(enableMenu=False)
         self.plot.showAxis("right")
         self.plot.scene().addItem(self.loss_box)
         self.plot.getAxis("right").linkToView(self.loss_box)
@@ -125,19 +124,23 @@ class FieldPanel(QWidget):
         self.plot.getPlotItem().vb.sigResized.connect(
             lambda: self.loss_box.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect()))
 
-        form = QFormLayout()
-        form.addRow("model", self.model_box)
-        form.addRow("size", self.size_box)
-        form.addRow("iterations", self.iter_box)
-        form.addRow("points / iteration", self.points_box)
+        form = QGridLayout()
+        for i, (label, w) in enumerate((("model", self.model_box), ("size", self.size_box),
+                                        ("iterations", self.iter_box), ("points / iteration", self.points_box))):
+            form.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            form.addWidget(w, i // 2, 2 * (i % 2) + 1)
         buttons = QHBoxLayout()
         for b in (self.fit_button, self.cancel_button, self.save_button):
             buttons.addWidget(b)
-        lay = QVBoxLayout(self)
+        buttons.addStretch(1)
+        controls = QVBoxLayout()
+        controls.addLayout(form)
+        controls.addLayout(buttons)
+        controls.addWidget(self.status)
+        controls.addStretch(1)
+        lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addLayout(form)
-        lay.addLayout(buttons)
-        lay.addWidget(self.status)
+        lay.addLayout(controls)
         lay.addWidget(self.plot, 1)
         if not fitting_available():
             self.fit_button.setEnabled(False)
@@ -153,6 +156,9 @@ class FieldPanel(QWidget):
     def start_fit(self, model_options: dict[str, Any] | None = None, **overrides: Any) -> Task | None:
         """Fit a field to A in the background (options from the panel, ``overrides`` win)."""
         item = self.w.session.item("A")
+        if not fitting_available():
+            self.w.report_error("fitting needs the neural-field package (models), which is not installed")
+            return None
         if item is None:
             self.w.report_error("load a volume into A first: the field is fitted to A")
             return None

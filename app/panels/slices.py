@@ -24,6 +24,10 @@ def _image_view() -> pg.ImageView:
     view.ui.menuBtn.hide()
     # A and B share their levels (set by the panel); three histogram editors would crowd the dock
     view.ui.histogram.hide()
+    # no context menus: pyqtgraph keeps menus of named views in a global registry that trips over
+    # views deleted with their window
+    view.ui.histogram.vb.setMenuEnabled(False)
+    view.ui.roiPlot.setMenuEnabled(False)
     view.getView().setMenuEnabled(False)
     return view
 

@@ -142,16 +142,15 @@ class SlotView(QFrame):
                 self.time_box.setVisible(item.frames > 1)
         finally:
             self._updating = False
-        self.set_volume(None if item is None else item.volume)
+        notice = ""
+        if item is not None and item.kind == "field":
+            notice = f"neural field, baked at {item.shape_text()} for display and metrics"
+        self.set_volume(None if item is None else item.volume, notice)
 
-    def set_volume(self, volume: Any) -> None:
+    def set_volume(self, volume: Any, notice: str = "") -> None:
         """Show ``volume`` in the 3D view (or the placeholder when there is none or no renderer)."""
-        if self.view is None and self._lazy and volume is not None:
-            self._lazy = False
-            self.view = make_volume_view(self)
-            if self.view is not None:
-                self._add_view()
-                self.view_created.emit(self.view)
+        if volume is not None:
+            self.ensure_view()
         if self.view is None or volume is None:
             self.placeholder.setText(self._placeholder_text() if volume is None else
                                      f"{volume.describe()}\n(3D view unavailable: renderer not installed)")
@@ -159,9 +158,23 @@ class SlotView(QFrame):
             if self.view is not None:
                 self.view.setVisible(False)
             return
-        self.view.set_volume(volume)
+        if notice:
+            self.view.set_volume(volume, notice=notice)
+        else:
+            self.view.set_volume(volume)
         self.placeholder.setVisible(False)
         self.view.setVisible(True)
+
+    def ensure_view(self) -> Any:
+        """Make the GL view of a lazy slot now (it is made at construction otherwise)."""
+        if self.view is None and self._lazy:
+            self._lazy = False
+            self.view = make_volume_view(self)
+            if self.view is not None:
+                self._add_view()
+                self.view_created.emit(self.view)
+            self.placeholder.setText(self._placeholder_text())
+        return self.view
 
     def set_message(self, text: str) -> None:
         """A transient line in the header (loading, failed, ...)."""

@@ -136,7 +136,7 @@ class TransferEditor(QWidget):
 
         self.plot = pg.PlotWidget()
         self.plot.setObjectName("transfer_plot")
-        self.plot.setMinimumHeight(140)
+        self.plot.setMinimumHeight(90)
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()

@@ -91,9 +91,18 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     text = panel.copy_selection()
     rows = {line.split("\t")[0]: line.split("\t")[1] for line in text.splitlines()[1:]}
     assert float(rows["MSE"]) == shown["mse"]
+    from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
 
     assert QGuiApplication.clipboard().text() == text
+    # Ctrl+C on the table copies the selected row
+    QGuiApplication.clipboard().clear()
+    window.activateWindow()
+    panel.table.setFocus()
+    panel.table.selectRow(1)
+    qtbot.keyClick(panel.table, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    copied = QGuiApplication.clipboard().text().splitlines()
+    assert len(copied) == 2 and copied[1].startswith("PSNR\t") and float(copied[1].split("\t")[1]) == shown["psnr"]
     out = window.controller.export("json", str(Path(a).parent / "cmp.json"))
     exported = json.loads(Path(out).read_text())["distances"]
     assert exported["volsim"]["value"] == pytest.approx(shown["volsim"], rel=1e-12)
@@ -145,3 +154,28 @@ def test_difference_view_and_slices(compared, qtbot):
     view = window.diff_view.view
     assert view is not None and view.isVisible()
     qtbot.waitUntil(lambda: _non_background_fraction(view.grab_image()) > 0.01, timeout=20000)
+
+
+def test_main_window_screenshot(compared, qtbot, artifacts_dir):
+    """Saves test-artifacts/main_window.png: the window with a compared pair, difference view and VolSiM bars."""
+    window, _a, _b = compared
+    window.resize(1400, 900)
+    window.diff_action.setChecked(True)
+    window.session.set_diff_metric("mse")
+    window.panels["distances"].show_contributions("volsim")
+    feats = window.panels["features"]
+    feats.metric_box.setCurrentIndex(feats.metric_box.findData("volsim"))
+    qtbot.wait(300)
+    from app.session_file import save_view_images, save_window_image
+
+    path = save_window_image(window, artifacts_dir / "main_window.png")
+    from PIL import Image
+
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape[0] >= 600 and img.shape[1] >= 1000
+    assert img.std() > 20  # not a blank grab
+    views = save_view_images(window, artifacts_dir, stem="main_window_view")
+    assert [p.name for p in views] == ["main_window_view_A.png", "main_window_view_B.png",
+                                       "main_window_view_diff.png"]
+    for p in views:
+        assert _non_background_fraction(np.asarray(Image.open(p).convert("RGBA"))) > 0.01, p.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.app.conftest import drop_files, smooth_volume, wait_for, write_netcdf
 
@@ -65,3 +66,65 @@ def test_two_files_dropped_anywhere_fill_a_and_b(window, qtbot, tmp_path, rng):
     wait_for(window, qtbot, window.session.has_pair)
     assert window.session.item("A").path == str(a)
     assert window.session.item("B").path == str(b)
+
+
+def test_every_reader_format_drops_into_a_slot(window, qtbot, tmp_path, rng):
+    """.npy, .npz, raw with its JSON sidecar, and NetCDF all load through the same drop."""
+    import json
+
+    data = smooth_volume(rng, 12)[:, :10, :8].copy()
+    npy = tmp_path / "cube.npy"
+    np.save(npy, data)
+    npz = tmp_path / "cube.npz"
+    np.savez(npz, density=data)
+    raw = tmp_path / "cube.raw"
+    data.astype("<f4").tofile(raw)
+    (tmp_path / "cube.raw.json").write_text(json.dumps({"dtype": "float32", "shape": list(data.shape)}))
+    nc = write_netcdf(tmp_path / "cube.nc", data)
+    for path in (npy, npz, raw, nc):
+        drop_files(window.slot_views["B"], [path])
+        wait_for(window, qtbot, lambda p=path: window.session.item("B") is not None
+                 and window.session.item("B").path == str(p))
+        item = window.session.item("B")
+        assert item.shape == (12, 10, 8), path.name
+        np.testing.assert_allclose(item.volume.data[0], data, rtol=1e-6, err_msg=path.name)
+        assert "12×10×8" in window.slot_views["B"].title.text()
+
+
+def test_a_comparison_can_be_cancelled_from_the_status_bar(window, qtbot):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["ssim", "lcc", "mse"])
+    window.load_demo("turbulence", 48)
+    qtbot.waitUntil(lambda: window.tasks.current("compare") is not None, timeout=60000)
+    task = window.tasks.current("compare")
+    assert window.cancel_button.isVisible() and window.progress.isVisible()
+    with qtbot.waitSignal(task.signals.done, timeout=60000):
+        window.cancel_button.click()
+    # the metric already running finishes in its thread; the result is dropped and the rest are skipped
+    assert task.state == "cancelled"
+    assert window.session.comparison is None
+    assert "cancelled" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not window.cancel_button.isVisible(), timeout=10000)
+
+
+def test_volumes_of_different_shapes_are_compared_on_a_common_grid(window, qtbot, tmp_path, rng):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse", "ssim"])
+    a = write_netcdf(tmp_path / "fine.nc", smooth_volume(rng, 16))
+    b = write_netcdf(tmp_path / "coarse.nc", smooth_volume(rng, 20)[:, :18, :].copy())
+    drop_files(window, [a, b])
+    wait_for(window, qtbot, lambda: window.session.comparison is not None, timeout=60000)
+    from core.compare import compare
+    from core.io import read_volume
+
+    va, vb = read_volume(a), read_volume(b)
+    ref = compare(va, vb, ["mse", "ssim"], resample=va.shape)
+    shown = window.panels["distances"].values()
+    assert shown["mse"] == pytest.approx(ref.value("mse"), rel=1e-9)
+    assert shown["ssim"] == pytest.approx(ref.value("ssim"), rel=1e-9)
+    assert "shapes differ" in window.panels["distances"].pair_label.text()
+    # without resampling, each metric says why it cannot compare them
+    window.resample_action.setChecked(False)
+    wait_for(window, qtbot, lambda: window.session.comparison is not None
+             and isinstance(window.session.comparison.get("mse"), Exception), timeout=60000)
+    assert "shape" in str(window.session.comparison["mse"])

@@ -1,0 +1,94 @@
+"""Neural-field workflow: fit a field to A (live loss/PSNR, cancel), the field goes to B and is compared;
+a saved field file dropped on a slot is baked and rendered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import drop_files, wait_for
+
+TINY = {"n_grids": 4, "grid_shape": [8, 8, 8]}
+
+
+@pytest.fixture
+def demo_window(window, qtbot):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse", "psnr"])
+    window.load_demo("plume", 16)
+    wait_for(window, qtbot, lambda: window.session.has_pair() and window.session.comparison is not None,
+             timeout=60000)
+    return window
+
+
+def test_fit_a_field_to_a_then_compare_it_in_b(demo_window, qtbot, tmp_path):
+    window = demo_window
+    panel = window.panels["fields"]
+    a = window.session.item("A")
+    got = []
+    panel.fit_finished.connect(got.append)
+    task = panel.start_fit(model_options=TINY, model="apmgsrn", size="small", iterations=60, points=4096)
+    assert task is not None
+    wait_for(window, qtbot, lambda: bool(got), timeout=180000)
+    summary = got[0]
+    assert summary["iterations"] == 60 and not summary["cancelled"]
+    b = window.session.item("B")
+    assert b.kind == "field" and b.neural_field is not None
+    assert b.shape == a.shape and window.session.item("A") is a
+    # the live plot got the reports
+    assert len(panel.history) >= 3
+    xs, ys = panel.psnr_curve.getData()
+    assert len(xs) == len(panel.history) and np.isfinite(ys).all()
+    # and the pair (A, field) was compared with the numbers compare() gives for the baked field
+    wait_for(window, qtbot, lambda: window.session.comparison is not None
+             and window.session.comparison_pair == (a.name, b.name), timeout=60000)
+    from core.compare import compare
+
+    ref = compare(a.volume, b.volume, ["mse", "psnr"])
+    shown = window.panels["distances"].values()
+    assert shown["psnr"] == pytest.approx(ref.value("psnr"), rel=1e-9)
+    assert shown["mse"] == pytest.approx(ref.value("mse"), rel=1e-9)
+    # baked values are what the field gives at the grid points
+    np.testing.assert_allclose(b.volume.data, b.neural_field.bake(shape=a.shape).data, rtol=1e-5, atol=1e-6)
+
+    # a session with the fitted field saves the field beside it and restores it
+    session_path = window.save_session(str(tmp_path / "fitted.json"))
+    assert (tmp_path / "fitted-B.vsf").is_file()
+    from app.main_window import build_main_window
+
+    w2 = build_main_window()
+    qtbot.addWidget(w2)
+    with qtbot.waitSignal(w2.session_restored, timeout=60000):
+        w2.restore_session(str(session_path))
+    restored = w2.session.item("B")
+    assert restored.kind == "field" and restored.path == str(tmp_path / "fitted-B.vsf")
+    np.testing.assert_allclose(restored.volume.data, b.volume.data, rtol=1e-5, atol=1e-6)
+    w2.tasks.wait_all(30000)
+    w2.close()
+
+    # save it, drop the file on A: it is loaded as a field, baked, and rendered
+    path = tmp_path / "plume.vsf"
+    b.neural_field.save(path)
+    drop_files(window.slot_views["A"], [path])
+    wait_for(window, qtbot, lambda: window.session.item("A").kind == "field", timeout=60000)
+    item = window.session.item("A")
+    assert item.path == str(path) and item.shape == a.shape
+    np.testing.assert_allclose(item.volume.data, b.volume.data, rtol=1e-5, atol=1e-6)
+    assert "neural field" in window.slot_views["A"].title.text()
+    img = window.slot_views["A"].view.grab_image()
+    assert (np.abs(img[..., :3].astype(int) - img[0, 0, :3].astype(int)).sum(-1) > 12).mean() > 0.01
+
+
+def test_cancelling_a_fit_leaves_b_alone(demo_window, qtbot):
+    window = demo_window
+    panel = window.panels["fields"]
+    b_before = window.session.item("B")
+    task = panel.start_fit(model_options=TINY, model="apmgsrn", size="small", iterations=100000, points=4096)
+    assert task is not None
+    wait_for(window, qtbot, lambda: len(panel.history) >= 1, timeout=120000)
+    with qtbot.waitSignal(task.signals.cancelled, timeout=60000):
+        window.cancel_button.click()  # the status bar's Cancel
+    assert task.state == "cancelled"
+    assert window.session.item("B") is b_before
+    assert "cancelled" in panel.status.text()
+    assert panel.fit_button.isEnabled()

@@ -1,0 +1,132 @@
+"""Series of more than two volumes (matrix heatmap, distance-to-first, click a cell), a NetCDF time axis,
+and the launch paths: demo pair with no files, ``volsight open A B``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import drop_files, smooth_volume, wait_for, write_netcdf
+
+
+def _series_files(tmp_path, rng, n=4):
+    base = smooth_volume(rng, 16)
+    paths = []
+    for i in range(n):
+        noisy = np.clip(base + 0.04 * i * rng.standard_normal(base.shape), 0, None).astype(np.float32)
+        paths.append(write_netcdf(tmp_path / f"step{i}.nc", noisy))
+    return paths
+
+
+def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(window, qtbot, tmp_path, rng):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse"])
+    series = window.panels["series"]
+    series.metric_box.setCurrentIndex(series.metric_box.findData("mse"))
+    paths = _series_files(tmp_path, rng)
+    drop_files(window, paths)
+    wait_for(window, qtbot, lambda: series.matrix is not None, timeout=60000)
+    assert window.docks["series"].isVisible()
+    m = series.matrix
+    from core.io import read_volume
+    from core.metrics.matrix import distance_matrix
+
+    vols = [read_volume(p) for p in paths]
+    np.testing.assert_allclose(m, distance_matrix(vols, "mse"), rtol=1e-9, atol=1e-15)
+    assert np.all(np.diag(m) == 0) and np.all(np.diff(m[0]) > 0)  # more noise, farther from the first
+    xs, ys = series.curve_item.getData()
+    np.testing.assert_allclose(ys, m[0])
+    assert window.session.item("A").path == str(paths[0]) and window.session.item("B").path == str(paths[1])
+
+    # a click on cell (row 3, column 1) puts members 3 and 1 into A and B
+    class Click:
+        def __init__(self, x, y):
+            from PySide6.QtCore import QPointF
+
+            self._p = QPointF(x, y)
+            self.accepted = False
+
+        def pos(self):
+            return self._p
+
+        def accept(self):
+            self.accepted = True
+
+    ev = Click(1.5, 3.5)
+    series._on_heat_click(ev)
+    assert ev.accepted
+    assert window.session.item("A").path == str(paths[3]) and window.session.item("B").path == str(paths[1])
+    wait_for(window, qtbot, lambda: window.session.comparison is not None, timeout=60000)
+    assert window.panels["distances"].values()["mse"] == pytest.approx(m[3, 1], rel=1e-9)
+
+
+def test_netcdf_time_axis_gives_a_selector_and_a_series(window, qtbot, tmp_path, rng):
+    import netCDF4
+
+    path = tmp_path / "timeseries.nc"
+    frames = np.stack([smooth_volume(rng, 12) for _ in range(3)])
+    with netCDF4.Dataset(path, "w") as ds:
+        for dim, n in zip(("time", "z", "y", "x"), frames.shape):
+            ds.createDimension(dim, n)
+        ds.createVariable("density", "f4", ("time", "z", "y", "x"))[:] = frames
+        ds.createVariable("temperature", "f4", ("time", "z", "y", "x"))[:] = frames * 2 + 1
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse"])
+    drop_files(window.slot_views["A"], [path])
+    wait_for(window, qtbot, lambda: window.session.item("A") is not None)
+    view = window.slot_views["A"]
+    item = window.session.item("A")
+    assert item.frames == 3 and item.index == 0 and item.variable == "density"
+    np.testing.assert_allclose(item.volume.data[0], frames[0])
+    assert view.time_box.isVisibleTo(window) and view.variable_box.isVisibleTo(window)
+    view.time_box.setValue(2)
+    wait_for(window, qtbot, lambda: window.session.item("A").index == 2)
+    np.testing.assert_allclose(window.session.item("A").volume.data[0], frames[2])
+    view.variable_box.setCurrentText("temperature")
+    wait_for(window, qtbot, lambda: window.session.item("A").variable == "temperature")
+    np.testing.assert_allclose(window.session.item("A").volume.data[0], frames[0] * 2 + 1, rtol=1e-6)
+
+    series = window.panels["series"]
+    series.metric_box.setCurrentIndex(series.metric_box.findData("mse"))
+    series.series_from_time_axis()
+    wait_for(window, qtbot, lambda: series.matrix is not None and series.matrix.shape == (3, 3), timeout=60000)
+    expected = np.mean((frames[0] * 2 - frames[1] * 2) ** 2)
+    assert series.matrix[0, 1] == pytest.approx(expected, rel=1e-4)
+
+
+def _open(argv):
+    import argparse
+
+    from app.commands import open_window
+
+    parser = argparse.ArgumentParser()
+    open_window.add_arguments(parser)
+    return open_window.open_main_window(parser.parse_args(argv))
+
+
+def test_launch_with_no_files_loads_and_compares_the_demo_pair(qtbot):
+    w = _open([])
+    qtbot.addWidget(w)
+    assert w.isVisible()
+    qtbot.waitUntil(lambda: w.ready, timeout=30000)  # docks and views follow the first paint
+    assert set(w.docks) >= {"distances", "features", "slices", "transfer", "fields", "series"}
+    qtbot.waitUntil(lambda: w.session.comparison is not None, timeout=120000)
+    s = w.session
+    assert s.item("A").kind == "demo" and s.item("B").kind == "demo"
+    assert s.item("A").name != s.item("B").name
+    ok = {k: d for k, d in s.comparison.items() if not isinstance(d, BaseException)}
+    assert "mse" in ok and ok["mse"].value > 0
+    assert w.slot_views["A"].view is not None and w.slot_views["A"].view.isVisible()
+    w.close()
+
+
+def test_open_command_with_two_files(qtbot, tmp_path, rng):
+    a = write_netcdf(tmp_path / "a.nc", smooth_volume(rng, 12))
+    b = write_netcdf(tmp_path / "b.nc", smooth_volume(rng, 12))
+    w = _open([str(a), str(b)])
+    qtbot.addWidget(w)
+    qtbot.waitUntil(lambda: w.session.has_pair() or bool(w.errors), timeout=60000)
+    assert not w.errors
+    s = w.session
+    assert (s.item("A").path, s.item("B").path) == (str(a), str(b))
+    w.close()

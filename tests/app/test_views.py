@@ -1,0 +1,120 @@
+"""Views: linked cameras (toggle), rendering method, shared or separate transfer functions edited in
+the transfer-function editor, and session files that carry cameras and transfer functions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import wait_for
+
+
+def _fraction_lit(img: np.ndarray) -> float:
+    bg = img[0, 0, :3].astype(int)
+    return float(np.mean(np.abs(img[..., :3].astype(int) - bg).sum(axis=-1) > 12))
+
+
+@pytest.fixture
+def pair_window(window, qtbot):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse"])
+    window.load_demo("plume", 16)
+    wait_for(window, qtbot, window.session.has_pair)
+    return window
+
+
+def test_linked_cameras_follow_and_unlinked_do_not(pair_window, qtbot):
+    w = pair_window
+    va, vb = w.slot_views["A"].view, w.slot_views["B"].view
+    turned = va.camera.orbited(40.0, 10.0)
+    va.camera = turned
+    assert vb.camera == turned
+    w.link_action.setChecked(False)
+    assert not w.session.link_cameras
+    va.camera = turned.orbited(30.0, 0.0)
+    assert vb.camera == turned
+    vb.camera = turned.zoomed(1.5)
+    assert va.camera == turned.orbited(30.0, 0.0)
+    w.link_action.setChecked(True)  # linking again: B takes A's camera
+    assert vb.camera == va.camera
+
+
+def test_method_selector_reaches_the_views(pair_window):
+    w = pair_window
+    for m in ("iso", "translucent", "mip"):
+        w.session.set_method(m)
+        assert w.slot_views["A"].view.method == m and w.slot_views["B"].view.method == m
+
+
+def test_shared_and_separate_transfer_functions(pair_window, qtbot):
+    w = pair_window
+    ed = w.panels["transfer"]
+    va, vb = w.slot_views["A"].view, w.slot_views["B"].view
+    assert ed.target_box.currentText() == "A and B"
+    ed.preset_box.setCurrentText("inferno")
+    assert va.transfer_function.name == "inferno" and vb.transfer_function.name == "inferno"
+    # the histogram is of the loaded data over the value range
+    x, y = ed.hist.getData()
+    assert len(x) == len(y) + 1 and y.max() > 0
+    lo, hi = ed.lo_box.value(), ed.hi_box.value()
+    a, b = w.session.item("A").volume.data, w.session.item("B").volume.data
+    assert lo == pytest.approx(min(a.min(), b.min()), abs=1e-4) and hi == pytest.approx(max(a.max(), b.max()),
+                                                                                       abs=1e-4)
+    # an edited opacity curve arrives as it is
+    ed.points.set_points([[0.0, 0.0], [0.5, 0.3], [1.0, 0.9]])
+    ed.apply()
+    np.testing.assert_allclose(va.transfer_function.opacity_points, [[0.0, 0.0], [0.5, 0.3], [1.0, 0.9]])
+    np.testing.assert_allclose(vb.transfer_function.opacity_points, [[0.0, 0.0], [0.5, 0.3], [1.0, 0.9]])
+
+    # separate functions: B alone changes
+    w.shared_tf_action.setChecked(False)
+    assert [ed.target_box.itemText(i) for i in range(ed.target_box.count())] == ["A", "B"]
+    ed.target_box.setCurrentText("B")
+    ed.preset_box.setCurrentText("coolwarm")
+    assert vb.transfer_function.name == "coolwarm" and va.transfer_function.name == "inferno"
+
+    # zero opacity draws nothing in translucent mode; the edited curve draws the volume again
+    w.session.set_method("translucent")
+    ed.points.set_points([[0.0, 0.0], [1.0, 0.0]])
+    ed.apply()
+    assert _fraction_lit(vb.grab_image()) == 0.0
+    assert _fraction_lit(va.grab_image()) > 0.01
+    ed.points.set_points([[0.0, 0.0], [0.2, 0.05], [1.0, 0.9]])
+    ed.apply()
+    assert _fraction_lit(vb.grab_image()) > 0.01
+
+
+def test_session_file_carries_cameras_and_transfer_functions(pair_window, qtbot, tmp_path):
+    w = pair_window
+    ed = w.panels["transfer"]
+    w.shared_tf_action.setChecked(False)
+    ed.target_box.setCurrentText("A")
+    ed.preset_box.setCurrentText("grayscale")
+    ed.target_box.setCurrentText("B")
+    ed.preset_box.setCurrentText("plume")
+    w.link_action.setChecked(False)
+    cam_a = w.slot_views["A"].view.camera.orbited(55.0, -20.0)
+    w.slot_views["A"].view.camera = cam_a
+    path = w.save_session(str(tmp_path / "views.json"))
+    doc = json.loads(path.read_text())
+    assert doc["transfer_functions"]["A"]["name"] == "grayscale"
+    assert doc["transfer_functions"]["B"]["name"] == "plume"
+
+    from app.main_window import build_main_window
+
+    w2 = build_main_window()
+    qtbot.addWidget(w2)
+    w2.show()
+    with qtbot.waitSignal(w2.session_restored, timeout=60000):
+        w2.restore_session(str(path))
+    va, vb = w2.slot_views["A"].view, w2.slot_views["B"].view
+    assert va.camera == cam_a
+    assert va.transfer_function.name == "grayscale" and vb.transfer_function.name == "plume"
+    np.testing.assert_allclose(vb.transfer_function.opacity_points, w.slot_views["B"].view.transfer_function
+                               .opacity_points)
+    assert va.transfer_function.value_range == pytest.approx(w.slot_views["A"].view.transfer_function.value_range)
+    assert not w2.session.shared_tf and not w2.session.link_cameras
+    w2.tasks.wait_all(30000)
+    w2.close()
