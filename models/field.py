@@ -112,6 +112,10 @@ class NeuralField(nn.Module):
             raise VolsightError(f"query expects points shaped [N, 3] (x, y, z), got {tuple(points.shape)}")
         pts = points.to(device=self.device, dtype=torch.float32)
         n = pts.shape[0]
+        if n > QUERY_CHUNK:
+            from models.cpu_memory import keep_freed_memory
+
+            keep_freed_memory()  # the chunks reuse multi-megabyte buffers: no page faults for each
         if torch.is_grad_enabled() or n <= QUERY_CHUNK or self.device.type != "cpu":
             return self.denormalize(self.forward(pts))
         out = torch.empty(n, self.channels, dtype=torch.float32, device=self.device)
