@@ -1,4 +1,4 @@
-"""The decoder's bfloat16-backward path: float32 forward unchanged, gradients close to float32 autograd."""
+"""CPU fast paths: the decoder's bfloat16 backward (float32 forward unchanged) and the inference fold cache."""
 
 import torch
 
@@ -40,3 +40,21 @@ def test_bf16_backward_without_feature_gradient_and_inference_path():
     decoder.bf16_backward = False
     with torch.no_grad():
         assert torch.equal(fast, decoder.forward_planar(features))
+
+
+def test_inference_fold_cache_follows_grid_changes():
+    # query reuses the folded grids between chunks without autograd; an in-place change must refold
+    from models.apmgsrn import APMGSRN
+    from models.trilinear import sample_grids_reference
+
+    field = APMGSRN({"n_grids": 2, "n_features": 1, "grid_shape": [4, 5, 6], "width": 8}, channels=1,
+                    value_range=(0.0, 1.0), source_shape=(4, 5, 6), name="t").eval()
+    pts = torch.rand(300, 3, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    with torch.no_grad():
+        first = field.features(pts)
+        field.feature_grids.add_(torch.randn(field.feature_grids.shape, generator=torch.Generator().manual_seed(6)))
+        second = field.features(pts)
+        local = field.local_coordinates(pts)
+        expected = sample_grids_reference(field.feature_grids, local).reshape(2, -1)
+    assert not torch.allclose(first, second)
+    assert torch.allclose(second, expected, atol=1e-4)
