@@ -58,3 +58,19 @@ def test_inference_fold_cache_follows_grid_changes():
         expected = sample_grids_reference(field.feature_grids, local).reshape(2, -1)
     assert not torch.allclose(first, second)
     assert torch.allclose(second, expected, atol=1e-4)
+
+
+def test_chunked_inference_equals_one_pass(monkeypatch):
+    import models.field
+    from models.apmgsrn import APMGSRN
+
+    field = APMGSRN({"n_grids": 3, "n_features": 2, "grid_shape": [5, 6, 7], "width": 16}, channels=1,
+                    value_range=(-2.0, 3.0), source_shape=(5, 6, 7), name="t").eval()
+    with torch.no_grad():
+        field.feature_grids.normal_(generator=torch.Generator().manual_seed(7))
+    pts = torch.rand(1000, 3, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    whole = field.query(pts).detach()  # autograd on: one pass, no chunks, no fold cache
+    monkeypatch.setattr(models.field, "QUERY_CHUNK", 128)
+    with torch.no_grad():
+        chunked = field.query(pts)
+    assert torch.allclose(chunked, whole, atol=1e-5)
