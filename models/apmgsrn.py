@@ -56,6 +56,7 @@ class APMGSRN(NeuralField):
 
         # set by the training loop to share one folded copy of the grids between point chunks
         self.folded_grids: torch.Tensor | None = None
+        self._fold_cache: tuple[Any, torch.Tensor] | None = None  # see _folded
         self.decoder = make_decoder(g * f, int(c["width"]), int(c["n_layers"]), self.channels, gen,
                                     use_tcnn=bool(c["use_tcnn"]))
 
@@ -70,9 +71,19 @@ class APMGSRN(NeuralField):
         # the reconstruction loss does not move the grids' transforms (coordinates carry no gradient)
         coords, fz = folded_coordinates_affine(self.transformation_matrices[:, :3, :], points,
                                                tuple(self.feature_grids.shape[2:]))
-        image = self.folded_grids if self.folded_grids is not None else fold_grids(self.feature_grids)
+        image = self.folded_grids if self.folded_grids is not None else self._folded()
         feats = sample_folded(image, coords, fz)  # [G, F, N]
         return feats.reshape(-1, feats.shape[-1])
+
+    def _folded(self) -> torch.Tensor:
+        """The folded grids; without autograd, cached until the grids change (inference runs in chunks)."""
+        grids = self.feature_grids
+        if torch.is_grad_enabled():
+            return fold_grids(grids)
+        key = (grids.data_ptr(), grids.device, grids._version)
+        if self._fold_cache is None or self._fold_cache[0] != key:
+            self._fold_cache = (key, fold_grids(grids.detach()))
+        return self._fold_cache[1]
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """Normalised prediction ``[N, C]``."""

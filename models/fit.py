@@ -188,7 +188,10 @@ class _Fitter:
     """State of one fit; split out of :func:`fit` so checkpoints can capture and restore it."""
 
     def __init__(self, volume: Any, cfg: FitConfig, seed: int, device: torch.device):
+        from models.cpu_memory import keep_freed_memory
         from models.registry import MODEL_CLASSES, model_config
+
+        keep_freed_memory()  # the steps reuse multi-megabyte buffers: no page faults for them each step
 
         if volume.nan_count():
             raise VolumeError(f"{volume.name}: {volume.nan_count()} NaN/Inf values; a field can only be fitted to "
@@ -269,6 +272,9 @@ class _Fitter:
         # on the CPU, chunks keep the per-point intermediates in cache (the sum of the chunk losses is
         # the batch loss, so the gradient is the same up to float rounding)
         chunk = n if self.device.type != "cpu" or cfg.chunk <= 0 else cfg.chunk
+        # equal chunks, about ``chunk`` points each: a short remainder chunk would cost a full pass over
+        # the grids' gradient (grid_sample zero-fills it) for a few points
+        chunk = -(-n // max(1, round(n / chunk)))
         per_point = torch.empty(n, 1, dtype=torch.float32, device=self.device)
         # fold the grids once per step; chunks accumulate into the folded copy's gradient
         shared = chunk < n and hasattr(self.field, "folded_grids")

@@ -6,12 +6,67 @@ over planar features ``[features, N]``; the layers multiply them as the transpos
 ``[N, features] @ W.T`` with ``W.T`` made contiguous (a 64x64 copy): with MKL on this CPU that
 layout runs the forward and backward matmuls about 20-25 % faster than ``W @ [features, N]`` or a
 transposed-weight view (measured: 84 vs 104 ms CPU for a 2x64 MLP step on 100k points).
+
+On CPUs with native bfloat16 dot products (AVX512-BF16 or AMX) the *backward* pass of training runs
+its wide matmuls in bfloat16 with float32 accumulation (oneDNN), about 3x faster than float32 there
+(measured 3.2 vs 8.3 ms for the 64x64 weight gradient of 32k points). The forward pass, and so every
+prediction and the loss, stays float32; only the gradients carry bfloat16 rounding (relative 2^-9 per
+element, unbiased round-to-nearest), which Adam's normalisation absorbs - the same trade mixed
+precision training makes on GPUs. ``MLPDecoder.bf16_backward`` switches it off.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (else bfloat16 matmuls are emulated and slow)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class _BF16BackwardMLP(torch.autograd.Function):
+    """float32 forward of the bias-free ReLU MLP; backward matmuls of width >= 2 in bfloat16."""
+
+    @staticmethod
+    def forward(ctx, features_t: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+        h = features_t.t()
+        inputs = [h]
+        last = len(weights) - 1
+        for i, w in enumerate(weights):
+            h = h @ w.t().contiguous()
+            if i < last:
+                h = torch.relu_(h)
+                inputs.append(h)
+        ctx.save_for_backward(*inputs, *weights)
+        ctx.n_layers = len(weights)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        saved = ctx.saved_tensors
+        n = ctx.n_layers
+        inputs, weights = saved[:n], saved[n:]
+        grads_w: list[torch.Tensor | None] = [None] * n
+        bf16 = torch.bfloat16
+        g = grad_out.contiguous().to(bf16)
+        a = inputs[-1].to(bf16)  # each activation is converted once: weight gradient and ReLU mask
+        for i in range(n - 1, -1, -1):
+            grads_w[i] = (g.t() @ a).float()
+            if i == 0:
+                if not ctx.needs_input_grad[0]:
+                    break
+                # planar [in, N] directly (the encoders' layout), one contiguous result
+                return ((weights[0].t().to(bf16) @ g.t()).float(), *grads_w)
+            g = g @ weights[i].to(bf16)
+            # ReLU backward: the input of layer i is the ReLU output of layer i - 1
+            g = torch.ops.aten.threshold_backward(g, a, 0.0)
+            a = inputs[i - 1].to(bf16)  # layer 0: the transposed view of the planar features
+        return (None, *grads_w)
 
 
 class MLPDecoder(nn.Module):
@@ -27,12 +82,17 @@ class MLPDecoder(nn.Module):
             std = (2.0 / (fan_in + fan_out)) ** 0.5  # Xavier normal, gain 1
             w = torch.randn(fan_out, fan_in, generator=generator) * std
             self.weights.append(nn.Parameter(w))
+        self.bf16_backward = native_bf16_cpu()
 
     def forward_planar(self, features_t: torch.Tensor) -> torch.Tensor:
         """``[n_input, N]`` -> ``[N, n_output]``."""
+        weights = list(self.weights)
+        if (self.bf16_backward and features_t.device.type == "cpu" and features_t.dtype == torch.float32
+                and torch.is_grad_enabled() and (features_t.requires_grad or any(w.requires_grad for w in weights))):
+            return _BF16BackwardMLP.apply(features_t, *weights)
         h = features_t.t()
-        last = len(self.weights) - 1
-        for i, w in enumerate(self.weights):
+        last = len(weights) - 1
+        for i, w in enumerate(weights):
             h = h @ w.t().contiguous()
             if i < last:
                 h = torch.relu_(h)  # in place is safe: the matmul backward does not need its output

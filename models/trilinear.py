@@ -87,9 +87,29 @@ def sample_folded(image: torch.Tensor, coords: torch.Tensor, fz: torch.Tensor) -
     g, c = image.shape[:2]
     n = fz.shape[-1]
     both = F.grid_sample(image, coords, mode="bilinear", padding_mode="zeros", align_corners=True)
-    both = both.view(g, c, n)
-    half = c // 2
-    return torch.lerp(both[:, :half], both[:, half:], fz)
+    return _SliceLerp.apply(both.view(g, c, n), fz)
+
+
+class _SliceLerp(torch.autograd.Function):
+    """``lerp(both[:, :C/2], both[:, C/2:], fz)``; its backward writes the gradient of ``both`` in one go.
+
+    (Autograd's lerp-of-slices backward zero-fills a ``[G, C, N]`` gradient and adds each half into it.)
+    """
+
+    @staticmethod
+    def forward(ctx, both: torch.Tensor, fz: torch.Tensor) -> torch.Tensor:
+        half = both.shape[1] // 2
+        ctx.save_for_backward(fz)
+        return torch.lerp(both[:, :half], both[:, half:], fz)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (fz,) = ctx.saved_tensors
+        g, half, n = grad.shape
+        out = torch.empty(g, 2 * half, n, dtype=grad.dtype, device=grad.device)
+        upper = torch.mul(grad, fz, out=out[:, half:])
+        torch.sub(grad, upper, out=out[:, :half])
+        return out, None
 
 
 def sample_grids(grids: torch.Tensor, local: torch.Tensor) -> torch.Tensor:

@@ -209,6 +209,11 @@ def main() -> None:
                     help="only the interleaved naive-vs-volsight step and inference timing (robust to load)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    # volsight's fit and query keep freed memory mapped (models/cpu_memory.py); set it up front so the
+    # naive baseline in this process runs with the same allocator behaviour
+    from models.cpu_memory import keep_freed_memory
+
+    keep_freed_memory()
     print(f"bench_fields: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"start: {uptime()}", flush=True)
