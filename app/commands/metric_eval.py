@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--native", action="store_true",
                         help="also evaluate volsight's weights at the test size instead of their working size")
     parser.add_argument("--json", default=None, help="also write the table as JSON here")
+    parser.add_argument("--no-distance-cache", action="store_true",
+                        help="recompute every distance (default: reuse distances cached under CACHE/testSIZE/distances"
+                        " for the same metric, options and weights file)")
     parser.add_argument("--threads", type=int, default=None)
 
 
@@ -68,16 +71,18 @@ def run(args: argparse.Namespace) -> int:
 
     specs = []
     weights = Path(args.weights) if args.weights else default_weights_path()
-    if not weights.exists():
-        raise WeightsError(weights, "volsight VolSiM weights not found; train them (volsight metric-train) or "
-                           "pass --weights PATH")
-    work = working_size_of(weights)
-    options = {"resample": work} if work and work != args.size else {}
-    note = f"resampled to {work}^3 (its working size)" if options else ""
-    specs.append(registry_metric("volsim (volsight)", "volsim", weights=weights, options=options, note=note))
-    if args.native and options:
-        specs.append(registry_metric(f"volsim (volsight, {args.size}^3)", "volsim", weights=weights,
-                                     note="run at the test size, not its working size"))
+    if weights.exists():
+        work = working_size_of(weights)
+        options = {"resample": work} if work and work != args.size else {}
+        note = f"resampled to {work}^3 (its working size)" if options else ""
+        specs.append(registry_metric("volsim (volsight)", "volsim", weights=weights, options=options, note=note))
+        if args.native and options:
+            specs.append(registry_metric(f"volsim (volsight, {args.size}^3)", "volsim", weights=weights,
+                                         note="run at the test size, not its working size"))
+    elif args.weights:
+        raise WeightsError(weights, "no such weights file; train weights with volsight metric-train")
+    else:
+        say(f"no volsight VolSiM weights at {weights}; evaluating the other metrics only")
     if args.official:
         specs.append(registry_metric("volsim (official MS_3scales)", "volsim", weights=args.official))
     for name in [m for m in args.metrics.split(",") if m]:
@@ -92,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
             specs.append(registry_metric("lsim (slices)", "lsim", weights=args.lsim_weights,
                                          options={"axis": "all", "stride": args.lsim_stride},
                                          note=f"2D LSiM on every {args.lsim_stride}th slice along z, y and x, mean"))
-    table = evaluate(files, specs, held_out, progress=say)
+    if not specs:
+        raise VolsightError("nothing to evaluate: no weights and no metrics")
+    table = evaluate(files, specs, held_out, progress=say,
+                     distance_cache=None if args.no_distance_cache else folder / "distances")
     say("")
     say(table.format())
     table.write_csv(args.output)

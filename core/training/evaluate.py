@@ -45,7 +45,8 @@ def pooled_spearman(rows: np.ndarray, truth: np.ndarray) -> float:
     rows = np.asarray(rows, dtype=np.float64)
     if rows.size == 0 or not np.isfinite(rows).all():
         return float("nan")
-    scaled = rescale_rows(rows)
+    # rounding keeps values that are equal up to float noise tied, as they should be
+    scaled = np.round(rescale_rows(rows), 10)
     gt = np.broadcast_to(np.asarray(truth, dtype=np.float64), scaled.shape)
     return float(spearmanr(scaled.ravel(), gt.ravel()).statistic)
 
@@ -65,11 +66,38 @@ def mean_sequence_spearman(rows: np.ndarray, truth: np.ndarray) -> float:
 
 @dataclass
 class MetricSpec:
-    """A metric to evaluate: a label and how it turns a sequence into frame-0 distances."""
+    """A metric to evaluate: a label and how it turns a sequence into frame-0 distances.
+
+    ``key`` identifies the metric's exact configuration (name, options, weights file contents);
+    with a distance cache, distances already computed under that key are reused.
+    """
 
     label: str
     distances: SequenceDistances
     note: str = ""
+    key: str | None = None
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file (identifies weights in cache keys)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _config_key(name: str, options: dict[str, Any], kwargs: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    described = {k: (f"sha256:{file_digest(v)}" if k == "weights" and v is not None else str(v))
+                 for k, v in kwargs.items() if k != "device"}
+    text = json.dumps({"metric": name, "options": {k: str(v) for k, v in options.items()}, "kwargs": described},
+                      sort_keys=True)
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def registry_metric(label: str, name: str, *, options: dict[str, Any] | None = None,
@@ -89,7 +117,7 @@ def registry_metric(label: str, name: str, *, options: dict[str, Any] | None = N
         # a similarity of +inf (identical frames) is the smallest possible distance
         return np.where(np.isfinite(out), out, np.where(out > 0, np.finfo(np.float64).max / 1e3, -1e300))
 
-    return MetricSpec(label, run, note)
+    return MetricSpec(label, run, note, key=_config_key(name, opts, kwargs))
 
 
 @dataclass
@@ -157,9 +185,35 @@ class EvaluationTable:
         }
 
 
+def _load_distances(path: Path | None) -> dict[str, list[float]]:
+    import json
+
+    if path is None or not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # a damaged cache entry is recomputed, never trusted
+
+
+def _save_distances(path: Path | None, data: dict[str, list[float]]) -> None:
+    import json
+
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data))
+
+
 def evaluate(sequences: Sequence[CachedSequence | str | os.PathLike], metrics: Sequence[MetricSpec],
-             held_out: Sequence[str], progress: Callable[[str], None] | None = None) -> EvaluationTable:
-    """Spearman of every metric on every family of ``sequences`` (cache files or loaded sequences)."""
+             held_out: Sequence[str], progress: Callable[[str], None] | None = None,
+             distance_cache: str | os.PathLike | None = None) -> EvaluationTable:
+    """Spearman of every metric on every family of ``sequences`` (cache files or loaded sequences).
+
+    With ``distance_cache`` (a folder), each metric's frame-0 distances are stored per sequence
+    under the metric's configuration key and reused by later runs.
+    """
     seqs = [s if isinstance(s, CachedSequence) else load_cached(s) for s in sequences]
     if not seqs:
         raise ValueError("no test sequences to evaluate on")
@@ -171,10 +225,18 @@ def evaluate(sequences: Sequence[CachedSequence | str | os.PathLike], metrics: S
     for spec in metrics:
         t = time.perf_counter()
         rows: dict[str, list[np.ndarray]] = {f: [] for f in families}
+        store = Path(distance_cache) / f"{spec.key}.json" if distance_cache is not None and spec.key else None
+        known = _load_distances(store)
         for k, s in enumerate(seqs):
-            rows[s.family].append(spec.distances(s.frames.astype(np.float32)))
+            name = f"{s.family}_{s.seed}_{s.frames.shape[-1]}"
+            if name not in known:
+                known[name] = [float(v) for v in spec.distances(s.frames.astype(np.float32))]
+                if (k + 1) % 5 == 0:
+                    _save_distances(store, known)
+            rows[s.family].append(np.asarray(known[name], dtype=np.float64))
             if progress is not None and (k + 1) % 10 == 0:
                 progress(f"{spec.label}: {k + 1}/{len(seqs)} sequences")
+        _save_distances(store, known)
         pooled = {f: pooled_spearman(np.stack(rows[f]), truth) for f in families}
         per_seq = {f: mean_sequence_spearman(np.stack(rows[f]), truth) for f in families}
         for table_part, vals in ((pooled, pooled), (per_seq, per_seq)):
