@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recompute every distance (default: reuse distances cached under CACHE/testSIZE/distances"
                         " for the same metric, options and weights file)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--card", default=None,
+                        help="write the weights card (JSON: data, training, this evaluation) to this path")
+    parser.add_argument("--run", default=None, help="training output folder, for the card's history and wall time")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,6 +114,19 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(table.as_dict(), indent=1))
         say(f"wrote {args.json}")
+    if args.card:
+        from core.io.atomic import atomic_path
+        from core.training.evaluate import make_card
+
+        if not weights.exists():
+            raise WeightsError(weights, "a card describes volsight weights; none were evaluated")
+        test = {"test_grid": f"{args.size}^3", "test_sequences_per_family": args.per_family,
+                "test_seeds": f"{TEST_SEED0}..{TEST_SEED0 + args.per_family - 1}",
+                "command": "volsight metric-eval " + " ".join(sys.argv[2:])}
+        card = make_card(weights, table, run_dir=args.run, test=test)
+        with atomic_path(args.card) as tmp:
+            tmp.write_text(json.dumps(card, indent=1))
+        say(f"wrote {args.card}")
     return 0
 
 

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(scales=args.scales, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, max_minutes=args.max_minutes,
-                         checkpoint_minutes=args.checkpoint_minutes)
+                         checkpoint_minutes=args.checkpoint_minutes, extra={"git_commit": git_commit()})
     trainer = Trainer(config, train_files, val_files, out, device=device, log=say)
     if args.resume and trainer.load_checkpoint():
         say(f"resumed at epoch {trainer.epoch}, step {trainer.steps}")
@@ -95,6 +95,18 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(out / BEST, args.export)
         say(f"exported {args.export}")
     return 0
+
+
+def git_commit() -> str | None:
+    """The commit of the running code (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parents[2])
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -238,7 +238,11 @@ class Trainer:
             "epochs": self.epoch,
             "steps": self.steps,
             "seed": self.config.seed,
+            "wall_minutes": round(self.elapsed / 60, 2),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
             "config": {k: v for k, v in asdict(self.config).items() if k != "extra"},
+            **self.config.extra,
         }
 
     def export(self, path: str | os.PathLike) -> None:
