@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on linear parameter offsets instead of VolSiM's non-linear correction")
     parser.add_argument("--no-augment", action="store_true", help="no flips/rotations/channel permutations")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration-volumes", type=int, default=None,
+                        help="volumes for the feature-normalisation pass (whole sequences spread over the "
+                        "training set; default: all)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall time")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(scales=args.scales, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, max_minutes=args.max_minutes,
+                         calibration_volumes=args.calibration_volumes,
                          checkpoint_minutes=args.checkpoint_minutes, extra={"git_commit": git_commit()})
     trainer = Trainer(config, train_files, val_files, out, device=device, log=say)
     if args.resume and trainer.load_checkpoint():

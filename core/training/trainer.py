@@ -50,7 +50,7 @@ class TrainConfig:
     nonlinear_targets: bool = True
     dropout: float = 0.1
     augment: bool = True
-    calibration_volumes: int | None = None  # None: every frame of every training sequence
+    calibration_volumes: int | None = None  # None: every frame of every training sequence; else ~this many
     max_minutes: float | None = None
     checkpoint_minutes: float = 5.0
     log_every: int = 20
@@ -116,17 +116,15 @@ class Trainer:
     def calibrate(self) -> None:
         """Install the feature-normalisation maps from the (un-augmented) training frames."""
         limit = self.config.calibration_volumes
+        n_seq = len(self.train)
+        frames_per = self.train.sequences[0].frames.shape[0]
+        # a limited pass takes whole sequences spread evenly over the (family-ordered) store
+        wanted = n_seq if limit is None else max(2, min(n_seq, -(-limit // frames_per)))
+        chosen = sorted({int(round(k)) for k in np.linspace(0, n_seq - 1, wanted)})
 
         def batches():
-            seen = 0
-            for k in range(len(self.train)):
-                frames = self.train.frames(k)
-                if limit is not None:
-                    frames = frames[: max(0, limit - seen)]
-                if len(frames) == 0:
-                    return
-                seen += len(frames)
-                yield frames
+            for k in chosen:
+                yield self.train.frames(k)
 
         t = time.perf_counter()
         count = calibrate(self.weights, batches(), self.device)

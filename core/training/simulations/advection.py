@@ -9,6 +9,7 @@ import torch
 
 from core.training.simulations.grid import (
     coordinates,
+    frame_perturbations,
     irfft3,
     project_divergence_free,
     random_field,
@@ -95,7 +96,11 @@ def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | Non
         nu = np.full(frames, rng.uniform(0.0005, 0.005))
     else:
         raise ValueError(f"advection-diffusion varies one of {PARAMETERS}, not {parameter!r}")
-    velocity = flow[None] * torch.tensor(speed, dtype=torch.float32).view(-1, 1, 1, 1, 1)
-    rho = rho0[None].expand(frames, -1, -1, -1, -1).contiguous()
+    # per-frame nuisance: each frame starts from its own slightly perturbed density and flow
+    strength = float(rng.uniform(0.0, 0.25))
+    rho = rho0[None] + strength * float(rho0.std()) * frame_perturbations(rng, n, frames)
+    wobble = project_divergence_free(frame_perturbations(rng, n, frames, 3, slope=4.0, k_high=6.0))
+    flow = flow[None] + strength * wobble
+    velocity = flow * torch.tensor(speed, dtype=torch.float32).view(-1, 1, 1, 1, 1)
     out = advect_diffuse(rho, velocity, torch.tensor(nu, dtype=torch.float32), duration)
     return out.numpy(), parameter, values

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import torch
 
-from core.training.simulations.grid import advect_periodic, irfft3, random_field, rfft3, wavenumber_magnitude
+from core.training.simulations.grid import (
+    advect_periodic,
+    frame_perturbations,
+    irfft3,
+    random_field,
+    rfft3,
+    wavenumber_magnitude,
+)
 
 PARAMETERS = ("viscosity", "amplitude", "duration")
 
@@ -47,7 +54,9 @@ def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | Non
         duration = values
     else:
         raise ValueError(f"Burgers varies one of {PARAMETERS}, not {parameter!r}")
-    u = u0[None] * torch.tensor(amp, dtype=torch.float32).view(-1, 1, 1, 1, 1)
+    strength = float(rng.uniform(0.0, 0.25))  # per-frame perturbation of the initial velocity
+    u0 = u0[None] + strength * float(u0.std()) * frame_perturbations(rng, n, frames, 3, slope=3.0, k_high=8.0)
+    u = u0 * torch.tensor(amp, dtype=torch.float32).view(-1, 1, 1, 1, 1)
     n_steps = max(4, math.ceil(float(duration.max()) / 0.1))
     out = burgers(u, torch.tensor(nu, dtype=torch.float32), torch.tensor(duration, dtype=torch.float32), n_steps)
     return out.numpy(), parameter, values

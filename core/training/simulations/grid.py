@@ -148,3 +148,14 @@ def downsample(frames: np.ndarray, size: int) -> np.ndarray:
     lead = t.shape[:-3]
     out = torch.nn.functional.avg_pool3d(t.reshape(-1, 1, n, n, n), f).reshape(*lead, size, size, size)
     return out.numpy()
+
+
+def frame_perturbations(rng: np.random.Generator, n: int, frames: int, channels: int = 1, *,
+                        slope: float = 2.0, k_high: float = 10.0) -> torch.Tensor:
+    """Independent smooth random fields for every frame, [frames, channels, n, n, n], unit std each.
+
+    Frame 0 gets one too: every frame (reference included) is one noisy realisation, as in the
+    noise-injected simulations of LSiM/VolSiM, so distances are not a clean function of the
+    parameter and a metric must look past the nuisance variation.
+    """
+    return torch.stack([random_field(rng, n, slope=slope, k_high=k_high, channels=channels) for _ in range(frames)])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from core.training.simulations.grid import coordinates, random_field
+from core.training.simulations.grid import coordinates, frame_perturbations, random_field
 
 PARAMETERS = ("translation", "rotation", "scale", "morph")
 KINDS = ("sphere", "box", "torus", "capsule")
@@ -67,8 +67,10 @@ def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | Non
     softness = float(rng.uniform(0.08, 0.3))  # in box units, so the look does not depend on the grid size
     texture = float(rng.uniform(0.0, 0.15)) * random_field(rng, n, slope=2.0, k_high=8.0)[0]
     values = np.arange(frames, dtype=np.float64) * step[parameter]
+    strength = float(rng.uniform(0.0, 0.12))  # per-frame noise on top of the shared texture
+    jitter = strength * frame_perturbations(rng, n, frames, slope=1.0, k_high=10.0)[:, 0]
     out = []
-    for t in values:
+    for k, t in enumerate(values):
         dist = None
         for s in shapes:
             d = s["dir"] / np.linalg.norm(s["dir"])
@@ -81,5 +83,5 @@ def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | Non
                 d_shape = (1.0 - t) * d_shape + t * sdf(s["other"], local, size)
             dist = d_shape if dist is None else _smooth_union(dist, d_shape)
         solid = 0.5 * (1.0 - torch.tanh(dist / softness))
-        out.append(solid + texture)
+        out.append(solid + texture + jitter[k])
     return torch.stack(out)[:, None].numpy(), parameter, values

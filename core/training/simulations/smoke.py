@@ -13,7 +13,13 @@ import math
 import numpy as np
 import torch
 
-from core.training.simulations.grid import advect_periodic, coordinates, project_divergence_free, random_field
+from core.training.simulations.grid import (
+    advect_periodic,
+    coordinates,
+    frame_perturbations,
+    project_divergence_free,
+    random_field,
+)
 
 PARAMETERS = ("buoyancy", "source_x", "inflow")
 
@@ -73,7 +79,10 @@ def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | Non
     swirl = project_divergence_free(random_field(rng, m, slope=4.0, k_high=6.0, channels=3))
     v0 = swirl * float(rng.uniform(0.05, 0.3))
     d0 = 0.3 * (random_field(rng, n, slope=4.0, k_high=6.0)[0] > 1.2).to(torch.float32)
-    velocity = v0[None].expand(frames, -1, -1, -1, -1).contiguous()
+    # per-frame perturbation of the initial swirl: plumes diverge a little even at equal parameters
+    strength = float(rng.uniform(0.0, 0.5))  # in velocity units (buoyant flow reaches ~1-4)
+    velocity = v0[None] + strength * project_divergence_free(frame_perturbations(rng, m, frames, 3, slope=3.0,
+                                                                                 k_high=6.0))
     density = d0[None, None].expand(frames, -1, -1, -1, -1).contiguous()
     duration = float(rng.uniform(1.5, 2.5))
     steps = 12  # semi-Lagrangian steps are stable at any Courant number

@@ -7,13 +7,20 @@ import math
 import numpy as np
 import torch
 
-from core.training.simulations.grid import coordinates, irfft3, random_field, rfft3, wavenumber_magnitude
+from core.training.simulations.grid import (
+    coordinates,
+    frame_perturbations,
+    irfft3,
+    random_field,
+    rfft3,
+    wavenumber_magnitude,
+)
 
 PARAMETERS = ("time", "damping")
 
 
 def damped_wave(u0: torch.Tensor, speed: float, damping: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
-    """u(t) from u(0)=u0 [1,n,n,n], u_t(0)=0 for a batch of damping/time values [B]; returns [B,1,n,n,n].
+    """u(t) from u(0)=u0 [1 or B,1,n,n,n], u_t(0)=0 for a batch of damping/time values [B]; returns [B,1,n,n,n].
 
     Requires speed > damping/2 so that every non-constant mode is under-damped.
     """
@@ -25,7 +32,7 @@ def damped_wave(u0: torch.Tensor, speed: float, damping: torch.Tensor, time: tor
     envelope = torch.exp(-g * t / 2.0)
     factor = envelope * (torch.cos(omega * t) + g / (2.0 * omega) * torch.sin(omega * t))
     factor = torch.where(k == 0, torch.ones_like(factor), factor)
-    return irfft3(rfft3(u0)[None] * factor, n)
+    return irfft3(rfft3(u0) * factor, n)
 
 
 def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
@@ -53,6 +60,8 @@ def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | Non
         damping = values
     else:
         raise ValueError(f"waves vary one of {PARAMETERS}, not {parameter!r}")
-    out = damped_wave(u0[None], speed, torch.tensor(damping, dtype=torch.float32),
+    strength = float(rng.uniform(0.0, 0.25))  # per-frame perturbation of the initial displacement
+    u0 = u0[None] + strength * float(u0.std()) * frame_perturbations(rng, n, frames)
+    out = damped_wave(u0, speed, torch.tensor(damping, dtype=torch.float32),
                       torch.tensor(time, dtype=torch.float32))
     return out.numpy(), parameter, values
