@@ -120,3 +120,21 @@ def test_exported_weights_work_as_the_volsim_metric(tiny_cache, tmp_path):
     assert metric.net.provenance["working_size"] == 16
     assert metric.net.provenance["train_families"] == ["burgers", "noise"]
     assert linear_distances(11)[0, 10] == 1.0
+
+
+@pytest.mark.parametrize("scales", [1, 3])
+def test_scalar_shortcut_matches_the_encoder(scales):
+    from core.metrics.volsim_net import VolSiMArchitecture, new_weights
+    from core.training.objective import encode
+
+    w = new_weights(VolSiMArchitecture.with_scales(scales), norm_size=16, seed=1)
+    scalar = torch.rand(2, 1, 16, 16, 16).expand(-1, 3, -1, -1, -1)
+    vector = torch.rand(2, 3, 16, 16, 16)
+    for x in (scalar, vector):
+        fast, ref = encode(w.encoder, x), w.encoder(x)
+        assert len(fast) == len(ref) == 4 * scales
+        for a, b in zip(fast, ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # gradients reach the full (3-channel) first kernels through the summed ones
+    sum(f.sum() for f in encode(w.encoder, scalar)).backward()
+    assert w.encoder.blocks[0][0].weight.grad is not None
