@@ -33,12 +33,8 @@ def test_sequence_is_seeded_and_shaped(family):
     offsets = np.abs(a.values - a.values[0])
     assert np.all(np.diff(offsets) > 0)
     np.testing.assert_allclose(np.diff(a.values), np.diff(a.values)[0], rtol=1e-9)
-
-
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_frames_drift_away_from_the_reference(family):
-    seq = generate_sequence(family, 0, size=N)
-    f = seq.frames.astype(np.float64)
+    # and the frames drift away from the reference as the parameter moves
+    f = a.frames.astype(np.float64)
     rms = [np.sqrt(((f[j] - f[0]) ** 2).mean()) for j in range(11)]
     assert rms[0] == 0.0
     assert rms[10] > rms[1] > 0.0
