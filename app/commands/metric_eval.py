@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--families", default="waves,shapes,advdiff,burgers,smoke,noise",
                         help="families to test (default %(default)s)")
     parser.add_argument("--held-out", default="waves,shapes", help="families not trained on (default %(default)s)")
-    parser.add_argument("--native", action="store_true",
-                        help="also evaluate volsight's weights at the test size instead of their working size")
+    parser.add_argument("--resampled", action="store_true",
+                        help="also evaluate volsight's weights on inputs resampled to their training size")
     parser.add_argument("--json", default=None, help="also write the table as JSON here")
     parser.add_argument("--no-distance-cache", action="store_true",
                         help="recompute every distance (default: reuse distances cached under CACHE/testSIZE/distances"
@@ -75,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
     specs = []
     weights = Path(args.weights) if args.weights else default_weights_path()
     if weights.exists():
+        # as `volsight compare` runs it: at the size of the data (the network is fully convolutional)
+        specs.append(registry_metric("volsim (volsight)", "volsim", weights=weights))
         work = working_size_of(weights)
-        options = {"resample": work} if work and work != args.size else {}
-        note = f"resampled to {work}^3 (its working size)" if options else ""
-        specs.append(registry_metric("volsim (volsight)", "volsim", weights=weights, options=options, note=note))
-        if args.native and options:
-            specs.append(registry_metric(f"volsim (volsight, {args.size}^3)", "volsim", weights=weights,
-                                         note="run at the test size, not its working size"))
+        if args.resampled and work and work != args.size:
+            specs.append(registry_metric(f"volsim (volsight, resampled to {work}^3)", "volsim", weights=weights,
+                                         options={"resample": work},
+                                         note=f"inputs resampled (trilinear) to the {work}^3 training size"))
     elif args.weights:
         raise WeightsError(weights, "no such weights file; train weights with volsight metric-train")
     else:
