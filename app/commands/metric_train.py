@@ -1,0 +1,119 @@
+"""``volsight metric-train``: generate the simulation sequences (once, cached) and train VolSiM weights."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = (
+    "Train volsight's own VolSiM weights on procedurally simulated 3D sequences. The sequences are generated "
+    "once into --cache (resumable), then the VolSiM network is calibrated and trained with VolSiM's loss "
+    "(correlation + MSE over all 55 frame pairs), augmentation and Adam. Checkpoints go to --output every few "
+    "minutes and at each epoch end; --resume continues from them. The best epoch (validation seeds of the "
+    "training families) is written as OUTPUT/best.safetensors; --export copies it where you want."
+)
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "volsight" / "metric-data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, help="folder for checkpoints, logs and exported weights")
+    parser.add_argument("--cache", default=None, help=f"sequence cache folder (default {default_cache()})")
+    parser.add_argument("--per-family", type=int, default=60, help="training sequences per family (default 60)")
+    parser.add_argument("--validation-per-family", type=int, default=2, help="validation sequences per family")
+    parser.add_argument("--train-families", default="advdiff,burgers,smoke,noise",
+                        help="comma-separated families to train on (default %(default)s)")
+    parser.add_argument("--held-out", default="waves,shapes",
+                        help="families never trained on (default %(default)s)")
+    parser.add_argument("--size", type=int, default=32, help="working size: sequences are simulated at SIZE^3")
+    parser.add_argument("--scales", type=int, default=3, help="VolSiM scales (3 = MS_3scales layout)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--dropout", type=float, default=0.1, help="dropout on the per-channel terms")
+    parser.add_argument("--linear-targets", action="store_true",
+                        help="train on linear parameter offsets instead of VolSiM's non-linear correction")
+    parser.add_argument("--no-augment", action="store_true", help="no flips/rotations/channel permutations")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration-volumes", type=int, default=None,
+                        help="volumes for the feature-normalisation pass (whole sequences spread over the "
+                        "training set; default: all)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall time")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default auto)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--export", default=None, help="also write the best weights to this .safetensors path")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from core.device import select_device
+    from core.errors import VolsightError
+    from core.training.dataset import build_cache, make_split, write_manifest
+    from core.training.trainer import BEST, CHECKPOINT, TrainConfig, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    cache = Path(args.cache) if args.cache else default_cache()
+    out = Path(args.output)
+    if (out / CHECKPOINT).exists() and not args.resume:
+        raise VolsightError(f"{out / CHECKPOINT} exists; pass --resume to continue it or choose a new --output")
+    try:
+        split = make_split(args.per_family, validation_per_family=args.validation_per_family,
+                           train_families=[f for f in args.train_families.split(",") if f],
+                           held_out_families=[f for f in args.held_out.split(",") if f])
+    except ValueError as exc:
+        raise VolsightError(str(exc)) from exc
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+
+    folder = cache / f"train{args.size}"
+    say(f"sequence cache: {folder} ({len(split.train)} training, {len(split.validation)} validation sequences)")
+    train_files = build_cache(folder, split.train, args.size, progress=say)
+    val_files = build_cache(folder, split.validation, args.size, progress=say)
+    write_manifest(folder, split, args.size)
+    config = TrainConfig(scales=args.scales, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                         nonlinear_targets=not args.linear_targets, dropout=args.dropout,
+                         augment=not args.no_augment, max_minutes=args.max_minutes,
+                         calibration_volumes=args.calibration_volumes,
+                         checkpoint_minutes=args.checkpoint_minutes, extra={"git_commit": git_commit()})
+    trainer = Trainer(config, train_files, val_files, out, device=device, log=say)
+    if args.resume and trainer.load_checkpoint():
+        say(f"resumed at epoch {trainer.epoch}, step {trainer.steps}")
+    say(f"training on {device} with {torch.get_num_threads()} threads: {args.scales} scales at {args.size}^3")
+    result = trainer.run()
+    say(f"done: {result.epochs_done} epochs, {result.steps} steps, {result.wall_seconds / 60:.1f} min; best epoch "
+        f"{result.best_epoch} (validation Spearman {result.best_validation:.4f}) -> {out / BEST}")
+    if args.export:
+        import shutil
+
+        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / BEST, args.export)
+        say(f"exported {args.export}")
+    return 0
+
+
+def git_commit() -> str | None:
+    """The commit of the running code (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parents[2])
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from app.cli import main
+
+    sys.exit(main(["metric-train", *sys.argv[1:]]))

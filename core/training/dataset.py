@@ -1,0 +1,164 @@
+"""The training/evaluation split, the on-disk sequence cache, and sequence batches for training.
+
+Sequences are generated once into a cache folder as ``<family>_<seed>.npz`` (frames float16
+``[F, C, n, n, n]``, the varied parameter and its values, VolSiM's non-linearity coefficient), so
+epochs never re-simulate. Building is resumable: files already present are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.io.atomic import atomic_path
+from core.training.simulations import FAMILIES, FRAMES, generate_sequence
+from core.training.simulations.ground_truth import fit_coefficient
+
+TRAIN_FAMILIES = ("advdiff", "burgers", "smoke", "noise")
+HELD_OUT_FAMILIES = ("waves", "shapes")
+# seed ranges keep training, validation and test draws apart for every family
+TRAIN_SEEDS = range(0, 10_000)
+VALIDATION_SEED0 = 10_000
+TEST_SEED0 = 100_000
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which (family, seed) sequences train, validate and test."""
+
+    train: tuple[tuple[str, int], ...]
+    validation: tuple[tuple[str, int], ...]
+    test: tuple[tuple[str, int], ...]
+    train_families: tuple[str, ...] = TRAIN_FAMILIES
+    held_out_families: tuple[str, ...] = HELD_OUT_FAMILIES
+
+    def as_dict(self) -> dict:
+        return {k: [list(x) for x in v] if isinstance(v, tuple) and v and isinstance(v[0], tuple) else list(v)
+                for k, v in asdict(self).items()}
+
+
+def make_split(per_family: int, *, validation_per_family: int = 2, test_per_family: int = 10,
+               train_families: Sequence[str] = TRAIN_FAMILIES,
+               held_out_families: Sequence[str] = HELD_OUT_FAMILIES) -> Split:
+    """Training seeds 0.. of the training families; validation and test use disjoint seed ranges.
+
+    The test set holds every family: the held-out ones entirely, the training ones with unseen seeds.
+    """
+    for fam in (*train_families, *held_out_families):
+        if fam not in FAMILIES:
+            raise ValueError(f"unknown family {fam!r}; one of {', '.join(FAMILIES)}")
+    overlap = set(train_families) & set(held_out_families)
+    if overlap:
+        raise ValueError(f"families {sorted(overlap)} cannot be both trained on and held out")
+    train = tuple((f, s) for f in train_families for s in range(per_family))
+    validation = tuple((f, VALIDATION_SEED0 + s) for f in train_families for s in range(validation_per_family))
+    test = tuple((f, TEST_SEED0 + s) for f in (*held_out_families, *train_families) for s in range(test_per_family))
+    return Split(train, validation, test, tuple(train_families), tuple(held_out_families))
+
+
+def cache_file(folder: Path, family: str, seed: int, size: int) -> Path:
+    return Path(folder) / f"{family}_{size}_{seed:06d}.npz"
+
+
+@dataclass
+class CachedSequence:
+    """One cached sequence: frames float16 [F, C, n, n, n] and what was varied."""
+
+    family: str
+    seed: int
+    frames: np.ndarray
+    parameter: str
+    values: np.ndarray
+    coefficient: float
+    meta: dict = field(default_factory=dict)
+
+
+def build_cache(folder: str | Path, items: Iterable[tuple[str, int]], size: int, *,
+                progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Simulate every (family, seed) not yet in ``folder`` at ``size``^3; returns the files, in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    items = list(items)
+    paths = []
+    t0 = time.perf_counter()
+    for k, (family, seed) in enumerate(items):
+        path = cache_file(folder, family, seed, size)
+        paths.append(path)
+        if path.exists():
+            continue
+        t = time.perf_counter()
+        seq = generate_sequence(family, seed, size=size)
+        coef = fit_coefficient(seq.frames)
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, frames=seq.frames.astype(np.float16), values=seq.values,
+                         parameter=np.array(seq.parameter), family=np.array(family), seed=np.array(seed),
+                         coefficient=np.array(coef))
+        if progress:
+            progress(f"[{k + 1}/{len(items)}] {family} seed {seed} ({seq.parameter}) {time.perf_counter() - t:.1f}s, "
+                     f"total {time.perf_counter() - t0:.0f}s")
+    return paths
+
+
+def load_cached(path: str | Path) -> CachedSequence:
+    """Read one cache file (plain arrays only, no pickle)."""
+    with np.load(path, allow_pickle=False) as z:
+        return CachedSequence(str(z["family"]), int(z["seed"]), z["frames"], str(z["parameter"]),
+                              z["values"].astype(np.float64), float(z["coefficient"]))
+
+
+def write_manifest(folder: str | Path, split: Split, size: int, extra: dict | None = None) -> None:
+    """Record the split and grid size next to the cache (JSON)."""
+    data = {"size": size, "frames": FRAMES, "split": split.as_dict(), **(extra or {})}
+    with atomic_path(Path(folder) / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
+
+
+# ---------------------------------------------------------------- training-time transforms
+
+def normalize_sequence(frames: torch.Tensor) -> torch.Tensor:
+    """Min-max the whole sequence [F, C, ...] jointly to [-1, 1] and repeat a scalar channel to 3 (as VolSiM)."""
+    lo, hi = frames.min(), frames.max()
+    out = 2.0 * (frames - lo) / (hi - lo) - 1.0 if hi > lo else torch.zeros_like(frames)
+    if out.shape[1] == 1:
+        out = out.expand(-1, 3, -1, -1, -1)
+    return out.contiguous()
+
+
+def augment(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Same random flips (3 axes), 90-degree rotations (3 planes) and channel permutation for all frames."""
+    for dim in (2, 3, 4):
+        if torch.rand((), generator=generator) < 0.5:
+            frames = frames.flip(dim)
+    for plane in ((2, 3), (2, 4), (3, 4)):
+        k = int(torch.randint(0, 4, (), generator=generator))
+        if k:
+            frames = torch.rot90(frames, k, dims=plane)
+    if frames.shape[1] > 1:
+        frames = frames[:, torch.randperm(frames.shape[1], generator=generator)]
+    return frames.contiguous()
+
+
+class SequenceStore:
+    """All cached training sequences held in memory (float16), with their targets' coefficients."""
+
+    def __init__(self, paths: Sequence[str | Path]):
+        if not paths:
+            raise ValueError("no cached sequences to train on")
+        self.sequences = [load_cached(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def frames(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Frames of sequence ``index`` as float32 [F, 3, n, n, n] in [-1, 1], augmented when a generator is given."""
+        t = torch.from_numpy(self.sequences[index].frames.astype(np.float32))
+        if generator is not None:
+            t = augment(t, generator)
+        return normalize_sequence(t)

@@ -1,0 +1,305 @@
+"""Evaluating distance metrics on generated test sequences: Spearman rank correlation with the ground truth.
+
+Protocol (VolSiM/LSiM's evaluation): for every test sequence, the distances of frame 0 to
+frames 1..10 are computed and rescaled per sequence to [0.1, 1] (min-max); all sequences of a
+family are pooled and the Spearman rank correlation with the linear ground truth j/10 is taken.
+Similarities (PSNR, SSIM: larger = closer) are negated first. ``"held-out mean"`` averages the
+families never seen in training; ``"all"`` pools every test sequence. Each metric sees each pair
+exactly as ``volsight compare`` would (the registry's metric, its own preprocessing), so the
+numbers describe what a user gets.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.io.atomic import atomic_path
+from core.training.dataset import CachedSequence, load_cached
+
+SequenceDistances = Callable[[np.ndarray], np.ndarray]  # frames [F, C, n, n, n] -> distances [F-1] of frame 0
+
+
+def rescale_rows(rows: np.ndarray, lo: float = 0.1, hi: float = 1.0) -> np.ndarray:
+    """Min-max every row to [lo, hi] (a constant row lands on the middle)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    mn = rows.min(axis=1, keepdims=True)
+    mx = rows.max(axis=1, keepdims=True)
+    span = np.where(mx > mn, mx - mn, 1.0)
+    out = lo + (hi - lo) * (rows - mn) / span
+    return np.where(mx > mn, out, 0.5 * (lo + hi))
+
+
+def pooled_spearman(rows: np.ndarray, truth: np.ndarray) -> float:
+    """Spearman of per-sequence-rescaled distances [S, F-1] against the ground truth [F-1], pooled over S."""
+    from scipy.stats import spearmanr
+
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.size == 0 or not np.isfinite(rows).all():
+        return float("nan")
+    # rounding keeps values that are equal up to float noise tied, as they should be
+    scaled = np.round(rescale_rows(rows), 10)
+    gt = np.broadcast_to(np.asarray(truth, dtype=np.float64), scaled.shape)
+    return float(spearmanr(scaled.ravel(), gt.ravel()).statistic)
+
+
+def mean_sequence_spearman(rows: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over sequences of the per-sequence Spearman (10 points each)."""
+    from scipy.stats import spearmanr
+
+    vals = []
+    for r in np.asarray(rows, dtype=np.float64):
+        if np.ptp(r) == 0 or not np.isfinite(r).all():
+            vals.append(0.0)
+        else:
+            vals.append(float(spearmanr(r, truth).statistic))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+@dataclass
+class MetricSpec:
+    """A metric to evaluate: a label and how it turns a sequence into frame-0 distances.
+
+    ``key`` identifies the metric's exact configuration (name, options, weights file contents);
+    with a distance cache, distances already computed under that key are reused.
+    """
+
+    label: str
+    distances: SequenceDistances
+    note: str = ""
+    key: str | None = None
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file (identifies weights in cache keys)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _config_key(name: str, options: dict[str, Any], kwargs: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    described = {k: (f"sha256:{file_digest(v)}" if k == "weights" and v is not None else str(v))
+                 for k, v in kwargs.items() if k != "device"}
+    text = json.dumps({"metric": name, "options": {k: str(v) for k, v in options.items()}, "kwargs": described},
+                      sort_keys=True)
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def registry_metric(label: str, name: str, *, options: dict[str, Any] | None = None,
+                    note: str = "", **kwargs: Any) -> MetricSpec:
+    """A metric from the registry (``get_metric(name, **kwargs)``), called with ``options`` on each pair."""
+    from core.metrics.registry import get_metric
+    from core.volume import Volume
+
+    metric = get_metric(name, **kwargs)
+    opts = dict(options or {})
+    sign = -1.0 if metric.kind == "similarity" else 1.0
+
+    def run(frames: np.ndarray) -> np.ndarray:
+        vols = [Volume.from_array(f, name=f"frame{k}") for k, f in enumerate(frames)]
+        pairs = [(vols[0], v) for v in vols[1:]]
+        out = np.array([d.value for d in metric.distance_batch(pairs, **opts)], dtype=np.float64) * sign
+        # a similarity of +inf (identical frames) is the smallest possible distance
+        return np.where(np.isfinite(out), out, np.where(out > 0, np.finfo(np.float64).max / 1e3, -1e300))
+
+    return MetricSpec(label, run, note, key=_config_key(name, opts, kwargs))
+
+
+@dataclass
+class EvaluationTable:
+    """Spearman per (metric, family); families in order, metrics in order."""
+
+    families: list[str]
+    held_out: list[str]
+    metrics: list[str]
+    pooled: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> family/"all" -> value
+    per_sequence: dict[str, dict[str, float]] = field(default_factory=dict)
+    sequences: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def columns(self) -> list[str]:
+        return [*self.families, "held-out mean", "all"]
+
+    def rows(self) -> list[list[Any]]:
+        out = []
+        for m in self.metrics:
+            out.append([m, *[self.pooled[m].get(c, float("nan")) for c in self.columns()]])
+        return out
+
+    def format(self) -> str:
+        """A plain-text table (Spearman, pooled protocol)."""
+        cols = self.columns()
+        heads = [f"{c}{'*' if c in self.held_out else ''}" for c in cols]
+        width = max(len(m) for m in self.metrics) + 2
+        lines = ["metric".ljust(width) + "".join(h.rjust(14) for h in heads)]
+        for row in self.rows():
+            lines.append(row[0].ljust(width) + "".join(f"{v:14.4f}" for v in row[1:]))
+        counts = ", ".join(f"{f} {self.sequences.get(f, 0)}" for f in self.families)
+        lines.append(f"(* held-out family; sequences per family: {counts}; Spearman of frame-0 distances, "
+                     "per-sequence [0.1, 1] rescaling, pooled per family)")
+        for m, note in self.notes.items():
+            if note:
+                lines.append(f"{m}: {note}")
+        return "\n".join(lines)
+
+    def write_csv(self, path: str | os.PathLike) -> None:
+        """CSV: one row per metric and protocol (pooled, mean per sequence), one column per family."""
+        with atomic_path(path, suffix=".csv") as tmp:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["metric", "protocol", *self.columns(), "seconds", "note"])
+                for m in self.metrics:
+                    for proto, table in (("pooled", self.pooled), ("mean_per_sequence", self.per_sequence)):
+                        vals = [table[m].get(c, float("nan")) for c in self.columns()]
+                        w.writerow([m, proto, *[f"{v:.4f}" for v in vals], f"{self.seconds.get(m, 0):.1f}",
+                                    self.notes.get(m, "")])
+
+    def as_dict(self) -> dict[str, Any]:
+        def clean(v: float) -> float | None:
+            return None if not math.isfinite(v) else round(float(v), 4)
+
+        return {
+            "protocol": "Spearman of frame-0 distances vs j/10, per-sequence [0.1,1] rescaling, pooled per family",
+            "held_out_families": self.held_out,
+            "sequences": self.sequences,
+            "spearman": {m: {c: clean(v) for c, v in self.pooled[m].items()} for m in self.metrics},
+            "mean_per_sequence_spearman": {m: {c: clean(v) for c, v in self.per_sequence[m].items()}
+                                           for m in self.metrics},
+            "notes": {m: n for m, n in self.notes.items() if n},
+        }
+
+
+def _load_distances(path: Path | None) -> dict[str, list[float]]:
+    import json
+
+    if path is None or not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # a damaged cache entry is recomputed, never trusted
+
+
+def _save_distances(path: Path | None, data: dict[str, list[float]]) -> None:
+    import json
+
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data))
+
+
+def evaluate(sequences: Sequence[CachedSequence | str | os.PathLike], metrics: Sequence[MetricSpec],
+             held_out: Sequence[str], progress: Callable[[str], None] | None = None,
+             distance_cache: str | os.PathLike | None = None) -> EvaluationTable:
+    """Spearman of every metric on every family of ``sequences`` (cache files or loaded sequences).
+
+    With ``distance_cache`` (a folder), each metric's frame-0 distances are stored per sequence
+    under the metric's configuration key and reused by later runs.
+    """
+    seqs = [s if isinstance(s, CachedSequence) else load_cached(s) for s in sequences]
+    if not seqs:
+        raise ValueError("no test sequences to evaluate on")
+    families = sorted({s.family for s in seqs}, key=lambda f: (f not in held_out, f))
+    n = seqs[0].frames.shape[0]
+    truth = np.arange(1, n, dtype=np.float64) / (n - 1)
+    table = EvaluationTable(families, [f for f in held_out if f in families], [m.label for m in metrics])
+    table.sequences = {f: sum(s.family == f for s in seqs) for f in families}
+    for spec in metrics:
+        t = time.perf_counter()
+        rows: dict[str, list[np.ndarray]] = {f: [] for f in families}
+        store = Path(distance_cache) / f"{spec.key}.json" if distance_cache is not None and spec.key else None
+        known = _load_distances(store)
+        for k, s in enumerate(seqs):
+            name = f"{s.family}_{s.seed}_{s.frames.shape[-1]}"
+            if name not in known:
+                known[name] = [float(v) for v in spec.distances(s.frames.astype(np.float32))]
+                if (k + 1) % 5 == 0:
+                    _save_distances(store, known)
+            rows[s.family].append(np.asarray(known[name], dtype=np.float64))
+            if progress is not None and (k + 1) % 10 == 0:
+                progress(f"{spec.label}: {k + 1}/{len(seqs)} sequences")
+        _save_distances(store, known)
+        pooled = {f: pooled_spearman(np.stack(rows[f]), truth) for f in families}
+        per_seq = {f: mean_sequence_spearman(np.stack(rows[f]), truth) for f in families}
+        for table_part, vals in ((pooled, pooled), (per_seq, per_seq)):
+            held = [vals[f] for f in table.held_out]
+            table_part["held-out mean"] = float(np.mean(held)) if held else float("nan")
+        pooled["all"] = pooled_spearman(np.concatenate([np.stack(r) for r in rows.values()]), truth)
+        per_seq["all"] = mean_sequence_spearman(np.concatenate([np.stack(r) for r in rows.values()]), truth)
+        table.pooled[spec.label] = pooled
+        table.per_sequence[spec.label] = per_seq
+        table.notes[spec.label] = spec.note
+        table.seconds[spec.label] = time.perf_counter() - t
+        if progress is not None:
+            progress(f"{spec.label}: held-out mean {pooled['held-out mean']:.4f}, all {pooled['all']:.4f} "
+                     f"({table.seconds[spec.label]:.0f}s)")
+    return table
+
+
+def cached_test_files(folder: str | os.PathLike) -> list[Path]:
+    """The cached test sequences in ``folder`` (sorted)."""
+    return sorted(Path(folder).glob("*.npz"))
+
+
+def make_card(weights: str | os.PathLike, table: EvaluationTable, *, run_dir: str | os.PathLike | None = None,
+              test: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON card shipped beside a weights file: what it is, how it was trained, how it scores."""
+    import json
+
+    import torch
+
+    from core.metrics.weights_io import load_safetensors
+
+    path = Path(weights)
+    _, header = load_safetensors(path, "VolSiM", "volsight.volsim")
+    prov = dict(header.get("provenance", {}))
+    card: dict[str, Any] = {
+        "name": "volsim_volsight",
+        "file": path.name,
+        "sha256": file_digest(path),
+        "bytes": path.stat().st_size,
+        "format": f"{header.get('format')} v{header.get('version')} (safetensors + JSON header)",
+        "architecture": header.get("architecture", {}),
+        "working_size": prov.get("working_size"),
+        "data": {
+            "generator": "core.training.simulations (volsight's own procedural simulations; no external data)",
+            "train_families": prov.get("train_families"),
+            "train_sequences": prov.get("train_sequences"),
+            "frames_per_sequence": 11,
+            "grid": f"{prov.get('working_size')}^3",
+        },
+        "training": {k: prov.get(k) for k in ("epochs", "steps", "seed", "config", "git_commit", "device",
+                                               "threads", "wall_minutes") if k in prov},
+        "evaluation": {**table.as_dict(), **(test or {})},
+        "license": "trained by volsight on its own generated data; no official VolSiM weights were used",
+    }
+    if run_dir is not None:
+        run = Path(run_dir)
+        hist = run / "history.json"
+        if hist.exists():
+            card["training"]["history"] = json.loads(hist.read_text())
+        ckpt = run / "checkpoint.pt"
+        if ckpt.exists():
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            card["training"]["wall_minutes_total_run"] = round(float(state["elapsed"]) / 60, 1)
+            card["training"]["steps_total_run"] = int(state["steps"])
+    card.update(extra or {})
+    return card

@@ -1,0 +1,44 @@
+"""The metric-train and metric-eval commands end to end on a tiny configuration."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from app.cli import main
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    args = ["metric-train", "-o", str(out), "--cache", str(cache), "--per-family", "1",
+            "--validation-per-family", "1", "--train-families", "noise,burgers", "--held-out", "shapes",
+            "--size", "16", "--epochs", "1", "--threads", "1", "--export", str(tmp_path / "w.safetensors")]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "calibration:" in text and "epoch 1 done" in text
+    assert (out / "best.safetensors").exists() and (tmp_path / "w.safetensors").exists()
+    # a second start into the same folder must not silently overwrite the run
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    csv_path = tmp_path / "r.csv"
+    assert main(["metric-eval", "-o", str(csv_path), "--weights", str(tmp_path / "w.safetensors"),
+                 "--cache", str(cache), "--size", "16", "--per-family", "1", "--families", "shapes,noise",
+                 "--held-out", "shapes", "--metrics", "mse", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "volsim (volsight)" in text and "mse" in text
+    rows = list(csv.reader(open(csv_path)))
+    assert [r[0] for r in rows[1:]] == ["volsim (volsight)"] * 2 + ["mse"] * 2
+
+
+def test_eval_refuses_missing_weights(tmp_path, capsys):
+    code = main(["metric-eval", "-o", str(tmp_path / "r.csv"), "--weights", str(tmp_path / "none.safetensors"),
+                 "--cache", str(tmp_path), "--size", "16", "--per-family", "1", "--families", "noise"])
+    assert code == 2
+    assert "none.safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["lava"])
+def test_eval_refuses_unknown_family(tmp_path, family, capsys):
+    assert main(["metric-eval", "-o", str(tmp_path / "r.csv"), "--families", family]) == 2

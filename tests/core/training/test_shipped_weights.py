@@ -1,0 +1,43 @@
+"""The shipped volsight VolSiM weights: small, described by their card, and the default of the volsim metric."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from core.metrics.registry import get_metric
+from core.metrics.volsim import DEFAULT_WEIGHTS
+from core.training.simulations import generate_sequence
+from core.volume import Volume
+
+ROOT = Path(__file__).resolve().parents[3]
+WEIGHTS = ROOT / "resources" / "weights" / "volsim_volsight.safetensors"
+CARD = WEIGHTS.with_suffix(".json")
+
+
+def test_weights_file_and_card():
+    assert WEIGHTS.exists(), "volsight's trained VolSiM weights are missing from resources/weights"
+    assert WEIGHTS.stat().st_size < 5 * 1024 * 1024
+    card = json.loads(CARD.read_text())
+    assert card["sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
+    assert set(card["data"]["train_families"]) == {"advdiff", "burgers", "smoke", "noise"}
+    assert card["working_size"] == 32
+    for key in ("epochs", "steps", "seed", "git_commit", "wall_minutes"):
+        assert key in card["training"], key
+    held = card["evaluation"]["held_out_families"]
+    assert held == ["shapes", "waves"] or held == ["waves", "shapes"]
+    assert "volsim (volsight)" in card["evaluation"]["spearman"]
+
+
+def test_volsim_defaults_to_the_shipped_weights_and_ranks_a_sequence():
+    assert DEFAULT_WEIGHTS.resolve() == WEIGHTS.resolve()
+    metric = get_metric("volsim", device="cpu")
+    assert Path(metric.weights_path).resolve() == WEIGHTS.resolve()
+    seq = generate_sequence("shapes", 7, size=32)  # a held-out family
+    frames = [Volume.from_array(f) for f in seq.frames]
+    d = [metric.distance(frames[0], frames[j]).value for j in (0, 1, 5, 10)]
+    assert d[0] == 0.0
+    assert np.isfinite(d).all() and 0.0 < d[1] < d[2] < d[3]

@@ -1,0 +1,140 @@
+"""Training: calibration, a loss that goes down, determinism (one thread), checkpoint/resume, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.training.objective import WelfordMaps, all_pairs, pearson, sequence_distances, volsim_loss
+from core.training.simulations.ground_truth import linear_distances
+from core.training.trainer import BEST, CHECKPOINT, TrainConfig, Trainer
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(size=16, epochs=1, lr=2e-3, seed=3, dropout=0.0, augment=False, log_every=1000)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _loss_on_all(trainer: Trainer) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for k in range(len(trainer.train)):
+            pred = sequence_distances(trainer.weights, trainer.train.frames(k), trainer.pairs)
+            total += float(volsim_loss(pred, trainer._targets(k))[0])
+    return total / len(trainer.train)
+
+
+def test_welford_matches_numpy():
+    rng = np.random.default_rng(0)
+    samples = rng.standard_normal((7, 3, 4))
+    w = WelfordMaps()
+    for s in samples:
+        w.update([torch.from_numpy(s)])
+    np.testing.assert_allclose(w.mean[0].numpy(), samples.mean(0), atol=1e-12)
+    np.testing.assert_allclose(w.m2[0].numpy() / (w.count - 1), samples.var(0, ddof=1), atol=1e-12)
+
+
+def test_loss_parts():
+    gt = torch.linspace(0.1, 1, 10)
+    loss, parts = volsim_loss(gt.clone(), gt)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6) and parts["pearson"] == pytest.approx(1.0)
+    assert float(pearson(gt, -gt)) == pytest.approx(-1.0)
+    i, j = all_pairs(11)
+    assert len(i) == 55 and bool((i < j).all())
+
+
+def test_calibration_installs_feature_statistics(tiny_cache, tmp_path):
+    train, val = tiny_cache
+    trainer = Trainer(_config(), train, val, tmp_path)
+    before = trainer.weights.comparison.m2_map(0).clone()
+    trainer.calibrate()
+    comp = trainer.weights.comparison
+    assert comp.counts[0] == 22.0  # 2 sequences x 11 frames, one sample per volume
+    assert not torch.equal(before, comp.m2_map(0))
+    assert all(float(comp.m2_map(k).min()) > 0 for k in range(len(comp)))
+
+
+def test_a_few_steps_lower_the_loss(tiny_cache, tmp_path):
+    train, val = tiny_cache
+    trainer = Trainer(_config(), train, val, tmp_path)
+    trainer.calibrate()
+    start = _loss_on_all(trainer)
+    for step in range(10):
+        trainer.step(step % len(trainer.train))
+    assert _loss_on_all(trainer) < 0.7 * start
+
+
+@pytest.fixture
+def one_thread():
+    # CPU conv3d backward reduces over threads in a varying order: runs are bit-identical with one thread
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_training_is_deterministic_and_resumes_exactly(tiny_cache, tmp_path, one_thread):
+    train, val = tiny_cache
+    cfg = _config(epochs=2, augment=True, dropout=0.2)
+    straight = Trainer(cfg, train, val, tmp_path / "a")
+    straight.run()
+    # the same seed again, but stopped after one epoch and resumed from the checkpoint
+    first = Trainer(_config(epochs=1, augment=True, dropout=0.2), train, val, tmp_path / "b")
+    first.run()
+    assert (tmp_path / "b" / CHECKPOINT).exists()
+    resumed = Trainer(cfg, train, val, tmp_path / "b")
+    assert resumed.load_checkpoint()
+    assert resumed.epoch == 1
+    result = resumed.run()
+    assert result.epochs_done == 2 and result.steps == 4
+    for p, q in zip(straight.weights.encoder.parameters(), resumed.weights.encoder.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert (tmp_path / "b" / BEST).exists()
+
+
+def test_resume_refuses_another_configuration(tiny_cache, tmp_path):
+    train, val = tiny_cache
+    Trainer(_config(), train, val, tmp_path).run()
+    other = Trainer(_config(lr=1e-4), train, val, tmp_path)
+    with pytest.raises(ValueError, match="another configuration"):
+        other.load_checkpoint()
+
+
+def test_exported_weights_work_as_the_volsim_metric(tiny_cache, tmp_path):
+    from core.metrics.registry import get_metric
+    from core.training.dataset import load_cached
+    from core.volume import Volume
+
+    train, val = tiny_cache
+    trainer = Trainer(_config(), train, val, tmp_path)
+    trainer.run()
+    metric = get_metric("volsim", weights=tmp_path / BEST, device="cpu")
+    frames = load_cached(val[0]).frames.astype(np.float32)
+    a, b, c = (Volume.from_array(frames[k]) for k in (0, 1, 10))
+    near, far = metric.distance(a, b).value, metric.distance(a, c).value
+    assert metric.distance(a, a).value == 0.0
+    assert 0.0 < near < far
+    # the exported file records how it was made
+    assert metric.net.provenance["working_size"] == 16
+    assert metric.net.provenance["train_families"] == ["burgers", "noise"]
+    assert linear_distances(11)[0, 10] == 1.0
+
+
+@pytest.mark.parametrize("scales", [1, 3])
+def test_scalar_shortcut_matches_the_encoder(scales):
+    from core.metrics.volsim_net import VolSiMArchitecture, new_weights
+    from core.training.objective import encode
+
+    w = new_weights(VolSiMArchitecture.with_scales(scales), norm_size=16, seed=1)
+    scalar = torch.rand(2, 1, 16, 16, 16).expand(-1, 3, -1, -1, -1)
+    vector = torch.rand(2, 3, 16, 16, 16)
+    for x in (scalar, vector):
+        fast, ref = encode(w.encoder, x), w.encoder(x)
+        assert len(fast) == len(ref) == 4 * scales
+        for a, b in zip(fast, ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # gradients reach the full (3-channel) first kernels through the summed ones
+    sum(f.sum() for f in encode(w.encoder, scalar)).backward()
+    assert w.encoder.blocks[0][0].weight.grad is not None
