@@ -9,7 +9,6 @@ provide is reported as unavailable; nothing here makes numbers up.
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -22,15 +21,6 @@ ProgressFn = Callable[[float | None, str], None]
 DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "volsim", "lsim", "watson-dct", "learnsim-ssd")
 _BUILT: dict[str, Any] = {}  # metric name -> built Metric (learned weights load once per session)
 _WEIGHTS: dict[str, str] = {}  # metric name -> weights file chosen by the user
-
-
-def _optional(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
 
 
 def metric_catalog() -> list[dict[str, Any]]:
@@ -63,14 +53,10 @@ def weights_of(name: str) -> str | None:
 def built_metric(name: str) -> Any:
     """The Metric object for ``name``, built once (weights loaded once) and reused."""
     if name not in _BUILT:
-        compare_mod = _optional("core.compare")
-        if compare_mod is not None and hasattr(compare_mod, "build_metrics"):
-            weights = {name: _WEIGHTS[name]} if name in _WEIGHTS else None
-            _BUILT[name] = compare_mod.build_metrics([name], weights)[name]
-        else:
-            from core.metrics.registry import get_metric
+        from core.compare import build_metrics
 
-            _BUILT[name] = get_metric(name, weights=_WEIGHTS[name]) if name in _WEIGHTS else get_metric(name)
+        weights = {name: _WEIGHTS[name]} if name in _WEIGHTS else None
+        _BUILT[name] = build_metrics([name], weights)[name]
     return _BUILT[name]
 
 
@@ -86,15 +72,13 @@ def distance_of(a: Volume, b: Volume, metric: str, features: bool = False,
                 resample: tuple[int, ...] | int | None = None) -> Any:
     """One metric on one pair, the way ``volsight compare`` computes it (``resample``: a common grid size)."""
     shared = {"resample": resample} if resample else {}
-    compare_mod = _optional("core.compare")
-    if compare_mod is not None:
-        result = compare_mod.compare(a, b, metrics={metric: built_metric(metric)}, features=features,
-                                     metric_options={metric: metric_options(metric)}, **shared)
-        distances = result.distances
-        if metric not in distances:
-            raise MetricError(f"{metric}: the comparison returned no value")
-        return distances[metric]
-    return built_metric(metric).distance(a, b, features=features, **metric_options(metric), **shared)
+    from core.compare import compare
+
+    result = compare(a, b, metrics={metric: built_metric(metric)}, features=features,
+                     metric_options={metric: metric_options(metric)}, **shared)
+    if metric not in result.distances:
+        raise MetricError(f"{metric}: the comparison returned no value")
+    return result.distances[metric]
 
 
 def common_grid(a: Volume, b: Volume) -> tuple[int, int, int] | None:
@@ -141,12 +125,9 @@ def _split(results: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
     """The CLI's JSON (``volsight compare --json``) for the computed metrics, plus the metrics that failed."""
     ok, errors = _split(results)
-    compare_mod = _optional("core.compare")
-    if compare_mod is not None:
-        doc = compare_mod.Comparison(a, b, ok).as_dict()
-    else:
-        doc = {"a": {"name": a.name, "shape": list(a.shape)}, "b": {"name": b.name, "shape": list(b.shape)},
-               "distances": {k: d.as_dict() for k, d in ok.items()}}
+    from core.compare import Comparison
+
+    doc = Comparison(a, b, ok).as_dict()
     if errors:
         doc["errors"] = errors
     return json.dumps(doc, indent=2)
@@ -155,16 +136,9 @@ def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
 def comparison_csv(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
     """The CLI's CSV (``volsight compare --csv``) for the computed metrics; failed metrics as rows with an error."""
     ok, errors = _split(results)
-    compare_mod = _optional("core.compare")
-    if compare_mod is not None:
-        text = compare_mod.Comparison(a, b, ok).to_csv()
-    else:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["a", "b", "metric", "kind", "scale", "value", "term", "contribution"])
-        for name, d in ok.items():
-            w.writerow([a.name, b.name, name, d.kind, "", repr(float(d.value)), "", ""])
-        text = buf.getvalue()
+    from core.compare import Comparison
+
+    text = Comparison(a, b, ok).to_csv()
     if errors:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
