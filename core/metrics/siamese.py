@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ class FeatureComparison(nn.Module):
         for i, (w, c) in enumerate(zip(self.weights, self.channels, strict=True)):
             if w.numel() != c:
                 raise ValueError(f"layer {i}: {w.numel()} weights for {c} channels")
-        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._cache: dict[tuple, Any] = {}
 
     def __len__(self) -> int:
         return len(self.channels)
@@ -157,7 +158,29 @@ class FeatureComparison(nn.Module):
         """The term ``[N]`` of one layer (fast path: scaled raw difference; the mean cancels)."""
         _, _, inv = self._stats(layer, tuple(fa.shape[2:]), fa.device)
         diff = fa - fb
-        return self._term(layer, diff.mul_(inv) if not diff.requires_grad else diff * inv)
+        if diff.requires_grad:
+            return self._term(layer, diff * inv)
+        # no autograd: square in place, then one weighted reduction sum_s diff^2 inv^2 (a batched
+        # matrix-vector product) instead of scaling, squaring and averaging in separate passes
+        n, c = diff.shape[:2]
+        inv2 = self._inv_squared(layer, tuple(fa.shape[2:]), fa.device)
+        sq = diff.mul_(diff)
+        if sq.dim() == 5 and sq.is_contiguous(memory_format=torch.channels_last_3d):
+            per_channel = inv2 @ sq.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # [N, C]
+        else:
+            per_channel = sq.reshape(n, c, -1) @ inv2
+        per_channel = per_channel / inv2.numel()
+        return per_channel @ self.clamped_weights(layer).to(per_channel.dtype)
+
+    def _inv_squared(self, layer: int, size: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The squared inverse scale map, flattened (cached with the other resized maps)."""
+        key = ("inv2", layer, size, str(device))
+        hit = self._cache.get(key)
+        if hit is None:
+            inv = self._stats(layer, size, device)[2]
+            hit = (inv * inv).reshape(-1).contiguous()
+            self._cache[key] = hit
+        return hit
 
     def terms(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-layer terms ``[N, L]`` (fast path, see :meth:`layer_term`)."""

@@ -32,6 +32,7 @@ from core.errors import MetricError, WeightsError
 from core.metrics.base import Distance, Metric, shares
 from core.metrics.preprocess import Preprocessing, prepare_batch, prepare_volume, working_size
 from core.metrics.registry import register
+from core.metrics.threads import cpu_map, workers
 from core.volume import Volume
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "resources" / "weights" / "volsim_volsight.safetensors"
@@ -83,7 +84,7 @@ class VolSiM(Metric):
         # 1-channel data is not repeated here: the encoder folds the repetition into its weights
         self.preprocess = Preprocessing(channels=None)
         self.layer_names = self.net.arch.layer_names
-        self.channels_last = False  # channels-last 3D layout for CPU convolutions (see the benchmark)
+        self.pairs_per_pass = 0  # pairs per forward pass in distance_batch; 0: 1 on the CPU, all on a GPU
 
     # -- preparation
     def _options(self, options: dict[str, Any]) -> Preprocessing:
@@ -122,9 +123,7 @@ class VolSiM(Metric):
 
     def distance_batch(self, pairs: Sequence[tuple[Volume, Volume]], *, features: bool = False,
                        **options: Any) -> list[Distance]:
-        """Distances of several same-shaped pairs in one forward pass; each equals its single-pair result."""
-        import torch
-
+        """Distances of several same-shaped pairs (batched forward passes); each equals its single-pair result."""
         if not pairs:
             return []
         prep = self._options(options)
@@ -132,13 +131,34 @@ class VolSiM(Metric):
             self._check(a, b, prep)
         if len({(a.shape, a.channels, b.shape) for a, b in pairs}) > 1:  # one batch needs one shape
             return [self.distance(a, b, features=features, **options) for a, b in pairs]
+        # On the CPU one pair per pass keeps a layer's activations in cache (a batch of 8 pairs at 64³
+        # is 64 MB per layer and runs slower per pair); on a GPU the whole batch goes at once.
+        step = self.pairs_per_pass or (len(pairs) if self.device.type != "cpu" else 1)
+        out: list[Distance] = []
+        for start in range(0, len(pairs), step):
+            out += self._batch_pass(pairs[start : start + step], prep, features)
+        return out
+
+    def _batch_pass(self, pairs: Sequence[tuple[Volume, Volume]], prep: Preprocessing,
+                    features: bool) -> list[Distance]:
+        import torch
+
         n = len(pairs)
         x = prepare_batch([(a.data, b.data) for a, b in pairs], prep).to(self.device)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
         comparison = self.net.comparison
         with torch.inference_mode():
-            if features:
+            if self.device.type == "cpu" and workers() > 1:
+                # every input on its own single-threaded worker (core/metrics/threads.py), then compare
+                per_input = cpu_map(self.net.encoder, [x[i : i + 1] for i in range(2 * n)])
+                feats = [torch.cat(layer) if n > 1 else layer for layer in zip(*per_input, strict=True)]
+                del per_input
+                fa = [f[:n] if n > 1 else f[0] for f in feats]
+                fb = [f[n:] if n > 1 else f[1] for f in feats]
+                del feats
+                terms_t = comparison.terms(fa, fb)
+                maps = [comparison.feature_maps(fa, fb, i) for i in range(n)] if features else [None] * n
+                del fa, fb
+            elif features:
                 feats = self.net.encoder(x)
                 fa, fb = [f[:n] for f in feats], [f[n:] for f in feats]
                 terms_t = comparison.terms(fa, fb)
@@ -208,8 +228,13 @@ class VolSiM(Metric):
             if len({t.shape[0] for t in items}) > 1:
                 items = [t.expand(3, *t.shape[1:]) for t in items]
             x = torch.stack(items).to(self.device)
-            with torch.inference_mode():  # layer by layer into the cache: no second copy of the features
-                for layer, f in enumerate(self.net.encoder.iter_layers(x)):
+            with torch.inference_mode():
+                if self.device.type == "cpu" and workers() > 1:  # one volume per single-threaded worker
+                    per_volume = cpu_map(self.net.encoder, [x[i : i + 1] for i in range(len(group))])
+                    layers = (torch.cat(fs) for fs in zip(*per_volume, strict=True))
+                else:  # layer by layer into the cache: no second copy of the features
+                    layers = self.net.encoder.iter_layers(x)
+                for layer, f in enumerate(layers):
                     if len(out) <= layer:
                         out.append(torch.empty((len(volumes), *f.shape[1:]), dtype=dtype, device=f.device))
                     out[layer][start : start + len(group)] = self.net.comparison.scaled(layer, f)
