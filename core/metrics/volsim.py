@@ -214,30 +214,40 @@ class VolSiM(Metric):
             raise MetricError(f"volsim: volumes have different shapes {sorted(shapes)}; pass resample=N")
         if prep.normalize and bounds is None:
             bounds = set_bounds(volumes)
+        parallel = self.device.type == "cpu" and workers() > 1
+        group_size = max(batch_size, workers()) if parallel else batch_size
+        comparison, encoder = self.net.comparison, self.net.encoder
         out: list[Any] = []
+
+        def store(layer: int, index: int, f: Any) -> None:
+            if len(out) <= layer:
+                out.append(torch.empty((len(volumes), *f.shape[1:]), dtype=dtype, device=f.device))
+            out[layer][index : index + f.shape[0]] = f
+
+        def encode_one(t: Any) -> list[Any]:  # on a worker: one volume, scaled, in plain NCDHW layout
+            return [comparison.scaled(i, f.contiguous()) for i, f in enumerate(encoder.iter_layers(t[None]))]
+
         done = 0
-        for start in range(0, len(volumes), batch_size):
+        for start in range(0, len(volumes), group_size):
             if cancelled is not None and cancelled():
                 from core.metrics.matrix import Cancelled
 
                 raise Cancelled("volsim: embedding cancelled")
-            group = volumes[start : start + batch_size]
+            group = volumes[start : start + group_size]
             for v in group:
                 self._check(v, v, prep)
             items = [prepare_volume(v.data, prep, bounds=bounds) for v in group]
-            if len({t.shape[0] for t in items}) > 1:
-                items = [t.expand(3, *t.shape[1:]) for t in items]
-            x = torch.stack(items).to(self.device)
             with torch.inference_mode():
-                if self.device.type == "cpu" and workers() > 1:  # one volume per single-threaded worker
-                    per_volume = cpu_map(self.net.encoder, [x[i : i + 1] for i in range(len(group))])
-                    layers = (torch.cat(fs) for fs in zip(*per_volume, strict=True))
-                else:  # layer by layer into the cache: no second copy of the features
-                    layers = self.net.encoder.iter_layers(x)
-                for layer, f in enumerate(layers):
-                    if len(out) <= layer:
-                        out.append(torch.empty((len(volumes), *f.shape[1:]), dtype=dtype, device=f.device))
-                    out[layer][start : start + len(group)] = self.net.comparison.scaled(layer, f)
+                if parallel:  # one volume per single-threaded worker (core/metrics/threads.py)
+                    for k, feats in enumerate(cpu_map(encode_one, items)):
+                        for layer, f in enumerate(feats):
+                            store(layer, start + k, f)
+                else:  # the group as one batch, layer by layer into the cache
+                    if len({t.shape[0] for t in items}) > 1:
+                        items = [t.expand(3, *t.shape[1:]) for t in items]
+                    x = torch.stack(items).to(self.device)
+                    for layer, f in enumerate(encoder.iter_layers(x)):
+                        store(layer, start, comparison.scaled(layer, f))
             done += len(group)
             if progress is not None:
                 progress(done, len(volumes))

@@ -113,22 +113,24 @@ def straightforward_distance(metric, a, b, normalize: bool = True) -> float:
 def peak_memory_128(weights: str, threads: int) -> dict:
     """Peak RSS of a fresh process computing one 128³ pair (and its rise over the state before the call)."""
     code = f"""
-import json, resource, numpy as np, torch
+import json, numpy as np, torch
 torch.set_num_threads({threads})
 from core.metrics.volsim import VolSiM
 from core.volume import Volume
-def rss():
+def status(key):
     with open('/proc/self/status') as f:
         for line in f:
-            if line.startswith('VmRSS'):
+            if line.startswith(key + ':'):
                 return int(line.split()[1]) / 1024
+def rss():
+    return status('VmRSS')
 m = VolSiM(weights={weights!r})
 rng = np.random.default_rng(0)
 a = Volume.from_array(rng.normal(size=(1, 128, 128, 128)).astype(np.float32))
 b = Volume.from_array(rng.normal(size=(1, 128, 128, 128)).astype(np.float32))
 before = rss()
 d = m.distance(a, b)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = status('VmHWM')  # not ru_maxrss: that can include the parent's pages from before exec
 print(json.dumps({{"before_mib": before, "peak_mib": peak, "value": d.value}}))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
