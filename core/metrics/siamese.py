@@ -208,6 +208,8 @@ class FeatureComparison(nn.Module):
             out.append(self._term(i, ea.float() - eb.float()))
         return torch.stack(out, dim=-1)
 
+    gram_tolerance = 1e-2  # entries below this fraction of their norms are recomputed directly
+
     def pairwise_terms(self, rows: Sequence[torch.Tensor], cols: Sequence[torch.Tensor] | None = None,
                        chunk: int = 0, cancelled=None) -> torch.Tensor:
         """Terms ``[R, K, L]`` (float64) between every row and column embedding, without pair differences.
@@ -219,7 +221,9 @@ class FeatureComparison(nn.Module):
         precision is removed first: within each chunk, the rows' mean embedding is subtracted
         from rows and columns alike (it cancels in every difference), so the products are of the
         order of the distances themselves and float32 keeps ~1e-6 relative (tests compare with the
-        direct difference). ``cols=None`` compares the rows with themselves (exact zero diagonal).
+        direct difference). Entries still much smaller than their norms (two nearly equal volumes
+        in a varied set) are recomputed from the differences. ``cols=None`` compares the rows
+        with themselves (exact zero diagonal).
         """
         out = []
         for i, r in enumerate(rows):
@@ -249,7 +253,20 @@ class FeatureComparison(nn.Module):
                     sq_k += (bk * bk).sum(dim=1).double()
             if cols is None:
                 sq_r = sq_k = cross.diagonal().clone()
-            out.append((sq_r[:, None] + sq_k[None, :] - 2 * cross).clamp(min=0))
+            terms = (sq_r[:, None] + sq_k[None, :] - 2 * cross).clamp(min=0)
+            # Where a distance is tiny next to the (centred) norms, the subtraction above has lost
+            # digits: recompute those entries from the differences themselves.
+            close = terms < self.gram_tolerance * (sq_r[:, None] + sq_k[None, :])
+            if cols is None:
+                close.fill_diagonal_(False)
+            for a in torch.nonzero(close.any(dim=1)).flatten().tolist():
+                js = torch.nonzero(close[a]).flatten()
+                block = max(1, (1 << 22) // (c * spatial))  # bounded scratch: ~16 MB of differences
+                for b0 in range(0, js.numel(), block):
+                    jb = js[b0 : b0 + block]
+                    diff = (fk[jb].float() - fr[a : a + 1].float()) * root_w
+                    terms[a, jb] = (diff * diff).sum(dim=(1, 2)).double()
+            out.append(terms)
         return torch.stack(out, dim=-1)
 
     def feature_maps(

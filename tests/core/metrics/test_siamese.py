@@ -99,3 +99,18 @@ def test_calibration_accumulates_channel_averaged_statistics():
         assert float(std.mean()) == pytest.approx(2.0, rel=0.1)  # the data's standard deviation
     with pytest.raises(ValueError):
         comp.accumulate([torch.zeros(1, 4, 5, 5, 5), torch.zeros(1, 9, 3, 3, 3)])
+
+
+def test_gram_matrix_keeps_precision_for_nearly_equal_members_of_a_varied_set():
+    # two embeddings 1e-4 apart inside a set whose members are ~1 apart: the Gram shortcut alone
+    # would lose most digits of that small distance; those entries are recomputed directly
+    comp, sizes = _comparison((16, 16, 16), channels=(4, 9))
+    g = torch.Generator().manual_seed(3)
+    emb = [torch.randn(6, c, *s, generator=g) * 10 + 5 for c, s in zip(comp.channels, sizes)]
+    for e in emb:
+        e[1] = e[0] + 1e-4 * torch.randn(e[0].shape, generator=g)
+    square = comp.pairwise_terms(emb)
+    direct = torch.stack([comp.compare_embeddings([e[i : i + 1] for e in emb], emb) for i in range(6)]).double()
+    assert torch.all(square >= 0)
+    torch.testing.assert_close(square[0, 1], direct[0, 1], rtol=1e-4, atol=0)
+    torch.testing.assert_close(square, direct, rtol=1e-4, atol=1e-12)
