@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--export", default=None, help="also write the best weights to this .safetensors path")
+    parser.add_argument("--init", default=None,
+                        help="start from these VolSiM weights (e.g. fine-tune weights trained at another --size); "
+                        "the feature normalisation is recalibrated on this run's data")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,8 +87,12 @@ def run(args: argparse.Namespace) -> int:
                          nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, max_minutes=args.max_minutes,
                          calibration_volumes=args.calibration_volumes,
-                         checkpoint_minutes=args.checkpoint_minutes, extra={"git_commit": git_commit()})
-    trainer = Trainer(config, train_files, val_files, out, device=device, log=say)
+                         checkpoint_minutes=args.checkpoint_minutes, init=args.init,
+                         extra={"git_commit": git_commit()})
+    try:
+        trainer = Trainer(config, train_files, val_files, out, device=device, log=say)
+    except ValueError as exc:
+        raise VolsightError(str(exc)) from exc
     if args.resume and trainer.load_checkpoint():
         say(f"resumed at epoch {trainer.epoch}, step {trainer.steps}")
     say(f"training on {device} with {torch.get_num_threads()} threads: {args.scales} scales at {args.size}^3")

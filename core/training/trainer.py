@@ -53,6 +53,7 @@ class TrainConfig:
     calibration_volumes: int | None = None  # None: every frame of every training sequence; else ~this many
     max_minutes: float | None = None
     checkpoint_minutes: float = 5.0
+    init: str | None = None  # start from these VolSiM weights (network and channel weights; normalisation recalibrated)
     log_every: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,6 +90,8 @@ class Trainer:
         if config.size % self.arch.min_multiple() or config.size < 2 * self.arch.min_multiple():
             raise ValueError(f"size {config.size} does not fit a {config.scales}-scale network")
         self.weights: VolSiMWeights = new_weights(self.arch, norm_size=config.size, seed=config.seed)
+        if config.init:
+            self._start_from(config.init)
         self.weights.encoder.to(self.device)
         self.weights.comparison.to(self.device)
         params = list(self.weights.encoder.parameters()) + list(self.weights.comparison.parameters())
@@ -103,6 +106,19 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best = (-1, -float("inf"))
         self.elapsed = 0.0
+
+    def _start_from(self, path: str) -> None:
+        """Copy the convolutions and channel weights of existing weights (fine-tuning, e.g. at another size)."""
+        from core.metrics.volsim_net import load_volsim_weights
+
+        start = load_volsim_weights(path)
+        if start.arch != self.arch:
+            raise ValueError(f"{path}: a {start.arch.scales}-scale network {start.arch.widths}, but the config "
+                             f"asks for {self.arch.scales} scales {self.arch.widths}")
+        self.weights.encoder.load_state_dict(start.encoder.state_dict())
+        with torch.no_grad():
+            for mine, theirs in zip(self.weights.comparison.weights, start.comparison.weights, strict=True):
+                mine.copy_(theirs)
 
     # ------------------------------------------------------------------ targets
     def _targets(self, index: int) -> torch.Tensor:

@@ -138,3 +138,26 @@ def test_scalar_shortcut_matches_the_encoder(scales):
     # gradients reach the full (3-channel) first kernels through the summed ones
     sum(f.sum() for f in encode(w.encoder, scalar)).backward()
     assert w.encoder.blocks[0][0].weight.grad is not None
+
+
+def test_init_starts_from_given_weights_and_refuses_another_layout(tiny_cache, tmp_path):
+    from core.errors import WeightsError
+    from core.metrics.volsim_net import VolSiMArchitecture, new_weights
+
+    train, val = tiny_cache
+    source = new_weights(VolSiMArchitecture.with_scales(3), norm_size=16, seed=11)
+    with torch.no_grad():
+        source.comparison.weights[0].fill_(0.25)
+    source.save(tmp_path / "start.safetensors")
+    trainer = Trainer(_config(init=str(tmp_path / "start.safetensors")), train, val, tmp_path / "run")
+    for mine, theirs in zip(trainer.weights.encoder.parameters(), source.encoder.parameters(), strict=True):
+        assert torch.equal(mine, theirs)
+    assert torch.all(trainer.weights.comparison.weights[0] == 0.25)
+    fresh = Trainer(_config(), train, val, tmp_path / "fresh")
+    assert not torch.equal(fresh.weights.encoder.blocks[0][0].weight, source.encoder.blocks[0][0].weight)
+    new_weights(VolSiMArchitecture.with_scales(2), norm_size=16, seed=1).save(tmp_path / "two.safetensors")
+    with pytest.raises(ValueError, match="2-scale"):
+        Trainer(_config(init=str(tmp_path / "two.safetensors")), train, val, tmp_path / "two")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(WeightsError):
+        Trainer(_config(init=str(tmp_path / "junk.safetensors")), train, val, tmp_path / "junk")
