@@ -108,9 +108,14 @@ class MultiScaleEncoder(nn.Module):
         folded = x.shape[1] == 1 and self.arch.in_channels != 1
         if not folded and x.shape[1] != self.arch.in_channels:
             raise ValueError(f"expected {self.arch.in_channels} or 1 input channels, got {x.shape[1]}")
-        if self.fused and x.device.type == "cpu" and not torch.is_grad_enabled() and _fused_conv_relu() is not None:
-            yield from self._iter_layers_fused(x, folded)
-            return
+        # CPU inference: oneDNN convolution with the ReLU fused, on channels-last 3D activations.
+        # Small channel counts make every separate pass over an activation (the ReLU, a layout
+        # conversion) cost nearly as much as the convolution; so each layer is one oneDNN call,
+        # with the weights packed once per weight version (same values up to float rounding).
+        cpu_inference = self.fused and x.device.type == "cpu" and not torch.is_grad_enabled()
+        conv_relu = _fused_conv_relu() if cpu_inference else None
+        if conv_relu is not None:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         inplace = not torch.is_grad_enabled()
         h = x
         for s, block in enumerate(self.blocks):
@@ -118,34 +123,21 @@ class MultiScaleEncoder(nn.Module):
                 pooled = F.avg_pool3d(x, 2**s)
                 h = torch.cat((pooled, h), dim=1) if self.arch.skip else pooled
             for i, conv in enumerate(block):
-                if folded and i == 0:
-                    k = self.arch.in_channels
-                    w = torch.cat((conv.weight[:, :k].sum(dim=1, keepdim=True), conv.weight[:, k:]), dim=1)
+                fold = folded and i == 0
+                if conv_relu is not None:
+                    w, bias = self._packed_weight(conv, fold)
+                    h = conv_relu(h, w, bias, list(conv.padding), list(conv.stride), [1, 1, 1], 1, "relu", [None], "")
+                elif fold:
+                    w = self._fold(conv.weight)
                     h = F.relu(F.conv3d(h, w, conv.bias, stride=conv.stride, padding=conv.padding), inplace=inplace)
                 else:
                     h = F.relu(conv(h), inplace=inplace)
                 yield h
 
-    def _iter_layers_fused(self, x: torch.Tensor, folded: bool) -> Iterator[torch.Tensor]:
-        """CPU inference: oneDNN convolution with the ReLU fused, channels-last 3D activations.
-
-        Small channel counts make every separate pass over an activation (the ReLU, a layout
-        conversion) cost nearly as much as the convolution; here each layer is one oneDNN call on
-        channels-last data, and the weights are packed once per weight version. Outputs are
-        channels-last tensors (same values and shapes as :meth:`iter_layers`' plain path up to
-        float rounding).
-        """
-        conv_relu = _fused_conv_relu()
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-        h = x
-        for s, block in enumerate(self.blocks):
-            if s > 0:
-                pooled = F.avg_pool3d(x, 2**s)
-                h = torch.cat((pooled, h), dim=1) if self.arch.skip else pooled
-            for i, conv in enumerate(block):
-                w, bias = self._packed_weight(conv, folded and i == 0)
-                h = conv_relu(h, w, bias, list(conv.padding), list(conv.stride), [1, 1, 1], 1, "relu", [None], "")
-                yield h
+    def _fold(self, weight: torch.Tensor) -> torch.Tensor:
+        """First-layer weights for a 1-channel input standing for ``in_channels`` repeated copies."""
+        k = self.arch.in_channels
+        return torch.cat((weight[:, :k].sum(dim=1, keepdim=True), weight[:, k:]), dim=1)
 
     def _packed_weight(self, conv: nn.Conv3d, fold: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The conv's weight (input repetition folded in if asked) in channels-last layout, cached per version."""
@@ -155,10 +147,7 @@ class MultiScaleEncoder(nn.Module):
         hit = cache.get(key)
         if hit is not None and hit[0] == version:
             return hit[1], hit[2]
-        w = conv.weight.detach()
-        if fold:
-            k = self.arch.in_channels
-            w = torch.cat((w[:, :k].sum(dim=1, keepdim=True), w[:, k:]), dim=1)
+        w = self._fold(conv.weight.detach()) if fold else conv.weight.detach()
         w = w.contiguous(memory_format=torch.channels_last_3d)
         bias = conv.bias.detach()
         cache[key] = (version, w, bias)
