@@ -89,6 +89,10 @@ class _OrbitSceneCamera(BaseCamera):
     def viewbox_mouse_event(self, event) -> None:
         self._owner._on_mouse(event)
 
+    def viewbox_resize_event(self, event) -> None:
+        # the projection depends on the view's aspect ratio (vispy's BaseCamera ignores resizes)
+        self.view_changed()
+
 
 class VolumeView(QWidget):
     """One interactive volume view (GL ray-marching through vispy)."""

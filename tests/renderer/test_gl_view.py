@@ -239,3 +239,33 @@ def test_the_gl_path_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_resize_after_loading_keeps_the_volume_centred_and_round(qapp, artifacts_dir):
+    # the camera's projection follows the view's aspect ratio when the widget is resized later
+    from renderer.gl_view import VolumeView
+
+    n = 24
+    c = np.linspace(-1.0, 1.0, n)
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    ball = Volume.from_array(np.exp(-(x**2 + y**2 + z**2) / 0.1).astype(np.float32))
+    v = VolumeView()
+    v.resize(64, 64)
+    v.show()
+    qapp.processEvents()
+    v.set_volume(ball)
+    v.set_transfer_function(TransferFunction.preset("grayscale", (0.0, 1.0)))
+    v.set_method("mip")
+    v.grab_image()
+    v.resize(160, 64)
+    for _ in range(3):
+        qapp.processEvents()
+    img = v.grab_image()
+    Image.fromarray(img).save(artifacts_dir / "gl_resized_ball.png")
+    assert img.shape[:2] == (64, 160)
+    lit = img[..., 0] > 128
+    ys, xs = np.nonzero(lit)
+    assert abs(xs.mean() - 79.5) < 2.0 and abs(ys.mean() - 31.5) < 2.0
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width - height) <= 2, (width, height)
+    v.close()
