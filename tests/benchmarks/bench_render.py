@@ -268,9 +268,10 @@ def bench_gl(quick: bool) -> list[dict]:
     _frame(canvas)
     first_plain = time.perf_counter() - t0
     tmp.parent = None
+    cache = "off" if os.environ.get("MESA_SHADER_CACHE_DISABLE") else "on (MESA_SHADER_CACHE_DISABLE=true: cold)"
     print(f"\nFirst MIP frame after loading 128³ (view on screen, 512²): volsight {first_fresh:.3f} s into an empty "
           f"view, {first_again:.3f} s replacing a shown volume; plain vispy, new Volume visual (shader compile "
-          f"included) {first_plain:.3f} s  ({uptime()})")
+          f"included) {first_plain:.3f} s  ({uptime()}; Mesa shader cache {cache})")
 
     for n in ns:
         vol = Volume.from_array(smoke_plume(n), name=f"plume{n}")
