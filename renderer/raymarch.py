@@ -53,7 +53,7 @@ class MarchSettings:
     grid_dilation: int = 1  # cells: each cell's interval also covers this many neighbours per side
     min_opacity: float = 0.0  # per-voxel opacity at or below which a cell counts as empty (0: exact)
     depth_chunk: int = 32  # samples per ray per wavefront step
-    query_chunk: int = 2**15  # points per field query (moderate: the per-point intermediates stay in cache)
+    query_chunk: int = 2**14  # points per field query (small: the per-point intermediates stay in cache)
     threshold: float | None = None  # iso threshold (data units); None: middle of the TF range
     attenuation: float = 0.05  # attenuated MIP, per voxel of normalised value (as in the GL view)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
