@@ -164,6 +164,14 @@ def bench_torch(quick: bool, threads: int = 2, field_path: str | None = None, it
             pass
     print(f"\nTorch ray-marcher, 64³ APMGSRN field (fitted), 256 samples per ray, CPU {threads} thread(s) "
           f"({uptime()})")
+    try:
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:
+        busy = False
+    if busy and threads > 1:
+        print("WARNING: more runnable work than CPUs: OpenMP threads wait for descheduled partners at every op, "
+              "which hits the many small ops of the marcher far harder than the baseline's few big ones; "
+              "compare the 1-thread rows or rerun on a quiet machine")
     print(f"{'transfer function':44} {'renderer':9} {'size':8} {'wall s':>7} {'cpu s':>7} {'queried':>9} "
           f"{'marched':>9} {'M marched/s':>11} {'speedup wall/cpu':>16} {'|diff| mean/p99.9/max':>21}")
     for row in rows:
