@@ -53,7 +53,7 @@ class MarchSettings:
     grid_dilation: int = 1  # cells: each cell's interval also covers this many neighbours per side
     min_opacity: float = 0.0  # per-voxel opacity at or below which a cell counts as empty (0: exact)
     depth_chunk: int = 32  # samples per ray per wavefront step
-    query_chunk: int = 2**18  # points per field query
+    query_chunk: int = 2**14  # points per field query (small: the per-point intermediates stay in cache)
     threshold: float | None = None  # iso threshold (data units); None: middle of the TF range
     attenuation: float = 0.05  # attenuated MIP, per voxel of normalised value (as in the GL view)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -135,9 +135,13 @@ class FieldRenderer:
     def _query(self, pts, chunk: int):
         import torch
 
-        if pts.shape[0] == 0:
-            return torch.zeros(0, device=self.device)
-        return torch.cat([self.values_at_world(pts[i : i + chunk]) for i in range(0, pts.shape[0], chunk)])
+        n = pts.shape[0]
+        if n <= chunk:
+            return self.values_at_world(pts) if n else torch.zeros(0, device=self.device)
+        out = torch.empty(n, device=self.device)
+        for i in range(0, n, chunk):
+            out[i : i + chunk] = self.values_at_world(pts[i : i + chunk])
+        return out
 
     def occupancy(self, settings: MarchSettings) -> OccupancyGrid:
         key = (settings.grid_resolution, settings.grid_margin, settings.grid_dilation)
@@ -229,11 +233,16 @@ class FieldRenderer:
 
     @staticmethod
     def _lookup(lut, tf: TransferFunction, vals):
+        import torch
+
         lo, hi = tf.value_range
-        x = torch_clamp01((vals - lo) / (hi - lo)) * (lut.shape[0] - 1)
-        i0 = x.floor().long().clamp(max=lut.shape[0] - 2)
-        f = (x - i0.float()).unsqueeze(-1)
-        return lut[i0] * (1.0 - f) + lut[i0 + 1] * f
+        n = lut.shape[0]
+        x = ((vals - lo) * ((n - 1) / (hi - lo))).clamp_(0.0, n - 1)
+        i0 = x.long().clamp_(max=n - 2)  # x >= 0: truncation is floor
+        f = (x - i0).unsqueeze(-1)
+        # rows i0 and i0 + 1 side by side: one gather instead of two
+        pairs = torch.cat([lut[:-1], lut[1:]], dim=1)[i0]
+        return torch.lerp(pairs[..., :4], pairs[..., 4:], f)
 
     def _chunk(self, ray: _Rays, active, k: int, K: int):
         """Sample positions [A, K, 3], their ray parameters and validity for the chunk starting at step k."""
@@ -253,7 +262,6 @@ class FieldRenderer:
         n = ray.o.shape[0]
         acc = torch.zeros(n, 3, device=self.device)
         trans = torch.ones(n, device=self.device)
-        active = torch.arange(n, device=self.device)
         occ = None
         if st.skip_empty:
             grid = self.occupancy(st)
@@ -267,32 +275,47 @@ class FieldRenderer:
             t_in, t_out = _slab_box(ray.o, ray.d, lo_b, hi_b)
             shift = torch.clamp(torch.ceil((t_in - ray.t0) / ray.step), min=0.0)
             ray = _Rays(ray.o, ray.d, ray.tnear, torch.minimum(ray.tfar, t_out), ray.t0 + shift * ray.step, ray.step)
-        k, K = 0, st.depth_chunk
+        if occ is not None and bool((occ > 0.5).all()):
+            occ = None  # every cell can contribute: no per-sample lookups (same samples, same image)
         stop = 1.0 - st.early_termination if st.early_termination is not None else -1.0
-        while active.numel():
-            pts, ts, valid = self._chunk(ray, active, k, K)
+        # per-ray state of the rays still marching, kept compact so each chunk reads contiguous rows
+        ids = torch.arange(n, device=self.device)
+        o, d, t0, tfar = ray.o, ray.d, ray.t0, ray.tfar
+        colour = torch.zeros(n, 3, device=self.device)
+        through_all = torch.ones(n, device=self.device)
+        K = st.depth_chunk
+        ks = torch.arange(K, device=self.device, dtype=torch.float32) * ray.step
+        k = 0
+        while ids.numel():
+            ts = (t0 + k * ray.step)[:, None] + ks[None]  # [A, K]
+            valid = ts < tfar[:, None]
+            pts = torch.addcmul(o[:, None, :], ts[..., None], d[:, None, :])  # [A, K, 3]
             need = valid
             if occ is not None:
                 need = need & (grid.lookup(occ, pts) > 0.5)
             stats.samples_marched += int(valid.sum())
-            # composite only the rays with something to composite in this chunk
-            busy = torch.nonzero(need.any(dim=1)).squeeze(1)
-            if busy.numel():
-                sub = need[busy]
-                rows, cols = torch.nonzero(sub, as_tuple=True)
-                stats.samples_queried += int(rows.numel())
-                rgba = self._lookup(lut, tf, self._query(pts[busy[rows], cols], st.query_chunk))
-                alpha = torch.zeros(sub.shape, device=self.device)
-                alpha[rows, cols] = rgba[:, 3]
-                through = torch.cumprod(1.0 - alpha, dim=1)
-                before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], dim=1)
-                ids = active[busy]
-                wgt = trans[ids][rows] * before[rows, cols] * rgba[:, 3]
-                acc.index_add_(0, ids[rows], wgt[:, None] * rgba[:, :3])
-                trans[ids] = trans[ids] * through[:, -1]
+            n_need = int(need.sum())
+            stats.samples_queried += n_need
+            if n_need == need.numel():  # the common case: every sample of every ray in the chunk
+                rgba = self._lookup(lut, tf, self._query(pts.view(-1, 3), st.query_chunk)).view(*need.shape, 4)
+            else:
+                rgba = torch.zeros(*need.shape, 4, device=self.device)
+                if n_need:
+                    rgba[need] = self._lookup(lut, tf, self._query(pts[need], st.query_chunk))
+            alpha = rgba[..., 3]
+            through = _flush_tiny(torch.cumprod(1.0 - alpha, dim=1))
+            before = _flush_tiny(torch.cat([through_all[:, None], through[:, :-1] * through_all[:, None]], dim=1))
+            colour += torch.einsum("ak,akc->ac", before * alpha, rgba[..., :3])
+            through_all = _flush_tiny(through_all * through[:, -1])
             k += K
-            alive = (ray.t0[active] + k * ray.step < ray.tfar[active]) & (trans[active] > stop)
-            active = active[alive]
+            alive = (t0 + k * ray.step < tfar) & (through_all > stop)
+            if not bool(alive.all()):
+                done = ~alive
+                acc[ids[done]] = colour[done]
+                trans[ids[done]] = through_all[done]
+                keep = torch.nonzero(alive).squeeze(1)
+                ids, o, d, t0, tfar = ids[keep], o[keep], d[keep], t0[keep], tfar[keep]
+                colour, through_all = colour[keep], through_all[keep]
         return acc + trans[:, None] * bg
 
     def _mip(self, ray: _Rays, tf, st: MarchSettings, bg, stats: MarchStats):
@@ -420,6 +443,13 @@ class _Rays:
     tfar: Any
     t0: Any
     step: float
+
+
+def _flush_tiny(x):
+    """Transmittances below 1e-30 set to 0: without early termination they would sink into float32
+    denormals, on which every later multiply runs 10-100x slower (a 256-sample frame took 9 s instead
+    of 0.8 s); their contribution is far below one 8-bit level."""
+    return x.masked_fill_(x < 1e-30, 0.0)
 
 
 def torch_clamp01(x):

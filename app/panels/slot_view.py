@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QVBoxLayout, QWidget
 
@@ -95,21 +95,9 @@ class SlotView(QFrame):
             self._add_view()
 
     def _add_view(self) -> None:
-        self.view.installEventFilter(self)
         self.view.setMinimumSize(160, 160)
         self.layout().addWidget(self.view, 1)
         self.view.setVisible(False)
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
-        # The renderer's orbit camera recomputes its projection only when the camera changes, not
-        # when the canvas is resized (vispy's BaseCamera ignores viewbox resizes), so a view laid out
-        # again after its volume was set draws off-centre. Until the renderer handles resizes itself,
-        # refresh the camera transform here.
-        if obj is self.view and event.type() == QEvent.Type.Resize:
-            cam = getattr(self.view, "_scene_camera", None)
-            if cam is not None and hasattr(cam, "view_changed"):
-                QTimer.singleShot(0, cam.view_changed)
-        return False
 
     def _placeholder_text(self) -> str:
         if self.slot == "diff":

@@ -239,3 +239,65 @@ def test_the_gl_path_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_resize_after_loading_keeps_the_volume_centred_and_round(qapp, artifacts_dir):
+    # the camera's projection follows the view's aspect ratio when the widget is resized later
+    from renderer.gl_view import VolumeView
+
+    n = 24
+    c = np.linspace(-1.0, 1.0, n)
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    ball = Volume.from_array(np.exp(-(x**2 + y**2 + z**2) / 0.1).astype(np.float32))
+    v = VolumeView()
+    v.resize(64, 64)
+    v.show()
+    qapp.processEvents()
+    v.set_volume(ball)
+    v.set_transfer_function(TransferFunction.preset("grayscale", (0.0, 1.0)))
+    v.set_method("mip")
+    v.grab_image()
+    v.resize(160, 64)
+    for _ in range(3):
+        qapp.processEvents()
+    img = v.grab_image()
+    Image.fromarray(img).save(artifacts_dir / "gl_resized_ball.png")
+    assert img.shape[:2] == (64, 160)
+    lit = img[..., 0] > 128
+    ys, xs = np.nonzero(lit)
+    assert abs(xs.mean() - 79.5) < 2.0 and abs(ys.mean() - 31.5) < 2.0
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width - height) <= 2, (width, height)
+    v.close()
+
+
+def test_loading_another_volume_updates_the_box_in_place(qapp, rng):
+    # a new transform object would change the shader code (a relink, ~0.2 s on software GL): the
+    # view moves its existing one, and draws exactly what a fresh view draws
+    from renderer.gl_view import VolumeView
+
+    first = Volume.from_array(rng.random((16, 16, 16), dtype=np.float32))
+    second = Volume.from_array(smoke_plume(24, seed=5)[:, :20, :16].copy(), spacing=(1.0, 1.5, 2.0))
+    views = []
+    for _ in range(2):
+        v = VolumeView()
+        v.resize(72, 72)
+        v.show()
+        views.append(v)
+    qapp.processEvents()
+    reused, fresh = views
+    for v in views:
+        v.set_transfer_function(TransferFunction.preset("grayscale", (0.0, 1.0)))
+        v.set_method("mip")
+        v.camera = OrbitCamera(azimuth=30.0, polar=60.0)
+    reused.set_volume(first)
+    reused.grab_image()
+    transform = reused._visual.transform
+    reused.set_volume(second)
+    assert reused._visual.transform is transform
+    fresh.set_volume(second)
+    a, b = reused.grab_image(), fresh.grab_image()
+    assert (a[..., 0] > 20).mean() > 0.05
+    np.testing.assert_array_equal(a, b)
+    for v in views:
+        v.close()
