@@ -7,7 +7,10 @@ glFinish, the whole cycle, since Qt's repaint returns before the GL work is done
 at 512×512 and 1024×768, for volsight's VolumeView idle (full quality) and during interaction
 (the adaptive preview), and for a plain vispy ``Volume`` + ``TurntableCamera`` framed the same way,
 in the same run. The lit-pixel fraction of each is printed: compare at equal screen coverage.
-Also the time to the first frame after loading a 128³ volume.
+Also the time to the first frame after loading a 128³ volume. napari side by side, where it
+installs (a benchmark-only dependency, run in a child process: ``--napari-python PATH`` or
+``$VOLSIGHT_NAPARI_PYTHON``; tests/benchmarks/napari_side.py): the same volumes, methods and
+canvases, timed with the same frame cycle, with their lit fractions, and its time to first frame.
 
 Torch part (notes G8/G9): volsight's own APMGSRN (train.json "medium": 16 grids × 2 features × 32³,
 decoder 2×64) fitted to the synthetic plume (../shared/reference/make_volume.py, seed 1234, 64³;
@@ -343,14 +346,64 @@ def bench_gl(quick: bool) -> list[dict]:
     return rows
 
 
-def napari_note() -> None:
-    try:
-        import napari  # noqa: F401
-    except ImportError:
-        print("\nnapari: not installed in this environment; skipped (notes/napari_anchor.md has its numbers "
-              "measured on this machine kind: 128³ at 512², MIP 140 ms vs 45 ms plain vispy).")
-        return
-    print("\nnapari is installed but the side-by-side run is not implemented in this script.")
+def napari_python(explicit: str | None) -> str | None:
+    """An interpreter with napari: ``explicit``, else ``VOLSIGHT_NAPARI_PYTHON``, else this one if napari imports."""
+    import importlib.util
+
+    for candidate in (explicit, os.environ.get("VOLSIGHT_NAPARI_PYTHON")):
+        if candidate:
+            return candidate
+    return sys.executable if importlib.util.find_spec("napari") is not None else None
+
+
+def bench_napari(gl_rows: list[dict], python: str | None, quick: bool) -> list[dict]:
+    """napari's 3D view of the same volumes, methods and canvas sizes, beside volsight's rows from this run."""
+    if python is None:
+        print("\nnapari: not installed; skipped. It is a benchmark-only dependency: install it in a separate venv "
+              "(pip install napari \"PySide6-Essentials<6.12\" PyOpenGL) and pass --napari-python PATH "
+              "(notes/napari_anchor.md: 128³ at 512², MIP 140 ms vs 45 ms plain vispy).")
+        return []
+    import subprocess
+    import tempfile
+
+    from core.demo import smoke_plume
+
+    cells = [r for r in gl_rows if "method" in r]
+    ns = sorted({r["n"] for r in cells})
+    sizes = ",".join(dict.fromkeys(r["size"] for r in cells))
+    methods = ",".join(dict.fromkeys(r["method"] for r in cells))
+    out = []
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "napari_side.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in ns:
+            path = os.path.join(tmp, f"plume{n}.npy")
+            np.save(path, smoke_plume(n).astype(np.float32))
+            run = subprocess.run([python, script, path, "--sizes", sizes, "--methods", methods,
+                                  "--frames", "4" if quick else "7"], capture_output=True, text=True, timeout=1800)
+            line = next((x for x in reversed(run.stdout.splitlines()) if x.startswith("{")), None)
+            if run.returncode != 0 or line is None:
+                print(f"\nnapari ({python}) failed for {n}³: {run.stderr.strip().splitlines()[-1:]}")
+                return out
+            got = json.loads(line)
+            out.append(dict(n=n, napari=got["napari"], first_frame=got["first_frame_s"], rows=got["rows"]))
+    print(f"\nnapari {out[0]['napari']} side by side (same volumes, methods and canvases; {uptime()}), median ms "
+          "per frame (lit fraction):")
+    print(f"{'volume':7} {'method':12} {'canvas':9} {'napari':>14} {'volsight view':>14} {'plain vispy':>14}")
+    for entry in out:
+        for r in entry["rows"]:
+            mine = next((c for c in cells if c["n"] == entry["n"] and c["method"] == r["method"]
+                         and c["size"] == r["size"]), None)
+            if mine is None:
+                continue
+            print(f"{entry['n']:>4}³   {r['method']:12} {r['size']:9} {r['ms']:7.0f} ({r['lit']:.2f}) "
+                  f"{mine['view_idle']:7.0f} ({mine['lit_view']:.2f}) {mine['plain']:7.0f} ({mine['lit_plain']:.2f})")
+    firsts = ", ".join(f"{e['n']}³ {e['first_frame']:.2f} s" for e in out)
+    mine = next((r for r in gl_rows if "first_frame_fresh" in r), None)
+    if mine:
+        firsts += f"; volsight 128³ {mine['first_frame_fresh']:.2f} s"
+    print(f"time to first frame after adding the volume (MIP, 512², window already shown): napari {firsts}")
+    print("napari's default view is face-on and fills more of the canvas (the lit fractions): compare per lit pixel.")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch CPU thread counts to run (notes G9 used 2; 1 is steadier on a shared machine)")
     p.add_argument("--field", help="APMGSRN field file to render (fitted and written there when missing; default "
                    "a cache file under the temp directory)")
+    p.add_argument("--napari-python", help="Python interpreter with napari for the side-by-side rows (default: "
+                   "$VOLSIGHT_NAPARI_PYTHON, else this one when napari imports)")
     p.add_argument("--fit-iterations", type=int, default=1000,
                    help="iterations of the fit when the field file is missing (notes G9: 1000 x 100k points)")
     args = p.parse_args(argv)
@@ -373,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                            for row in bench_torch(args.quick, t, args.field, args.fit_iterations)]
     if not args.no_gl:
         result["gl"] = bench_gl(args.quick)
-        napari_note()
+        result["napari"] = bench_napari(result["gl"], napari_python(args.napari_python), args.quick)
     print(f"\ndone, {uptime()}")
     if args.json:
         with open(args.json, "w") as f:
