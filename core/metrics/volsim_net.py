@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import WeightsError
+from core.metrics import blocked_conv
 from core.metrics.siamese import FeatureComparison
 from core.metrics.weights_io import load_safetensors, load_torch_checkpoint, save_safetensors
 
@@ -124,7 +125,13 @@ class MultiScaleEncoder(nn.Module):
                 h = torch.cat((pooled, h), dim=1) if self.arch.skip else pooled
             for i, conv in enumerate(block):
                 fold = folded and i == 0
-                if conv_relu is not None:
+                if conv_relu is not None and s == 0 and i == 0 and blocked_conv.applies(conv, tuple(h.shape[2:])):
+                    # the first layer (4 output channels) runs on 2x2x2 blocks: same values, better vectorised
+                    w, bias = self._packed_weight(conv, fold, blocked=True)
+                    out = conv_relu(blocked_conv.to_blocks(h), w, bias, [1, 1, 1], [1, 1, 1], [1, 1, 1], 1, "relu",
+                                    [None], "")
+                    h = blocked_conv.from_blocks(out)
+                elif conv_relu is not None:
                     w, bias = self._packed_weight(conv, fold)
                     h = conv_relu(h, w, bias, list(conv.padding), list(conv.stride), [1, 1, 1], 1, "relu", [None], "")
                 elif fold:
@@ -139,17 +146,20 @@ class MultiScaleEncoder(nn.Module):
         k = self.arch.in_channels
         return torch.cat((weight[:, :k].sum(dim=1, keepdim=True), weight[:, k:]), dim=1)
 
-    def _packed_weight(self, conv: nn.Conv3d, fold: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The conv's weight (input repetition folded in if asked) in channels-last layout, cached per version."""
-        key = (id(conv), fold)
+    def _packed_weight(self, conv: nn.Conv3d, fold: bool, blocked: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conv's weight (input repetition folded in if asked; on 2x2x2 blocks if asked) in channels-last
+        layout, cached per weight version."""
+        key = (id(conv), fold, blocked)
         version = (conv.weight._version, conv.weight.data_ptr(), conv.bias._version, conv.bias.data_ptr())
         cache = self.__dict__.setdefault("_packed", {})
         hit = cache.get(key)
         if hit is not None and hit[0] == version:
             return hit[1], hit[2]
         w = self._fold(conv.weight.detach()) if fold else conv.weight.detach()
-        w = w.contiguous(memory_format=torch.channels_last_3d)
         bias = conv.bias.detach()
+        if blocked:
+            w, bias = blocked_conv.block_weights(w, bias)
+        w = w.contiguous(memory_format=torch.channels_last_3d)
         cache[key] = (version, w, bias)
         return w, bias
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import core.metrics.volsim as volsim_module
 from core.metrics.threads import cpu_map
@@ -92,3 +93,21 @@ def test_cpu_map_keeps_order_and_runs_without_autograd():
     seen = cpu_map(lambda i: (i, torch.is_inference_mode_enabled(), threading.current_thread().name), list(range(6)))
     assert [s[0] for s in seen] == list(range(6))
     assert all(s[1] for s in seen)
+
+
+@pytest.mark.parametrize("cin", [1, 3])
+def test_blocked_convolution_equals_the_direct_one(rng, cin):
+    from core.metrics import blocked_conv
+
+    conv = torch.nn.Conv3d(cin, 4, 5, padding=2)
+    x = torch.from_numpy(rng.normal(size=(2, cin, 8, 12, 6)).astype(np.float32))
+    assert blocked_conv.applies(conv, (8, 12, 6))
+    assert not blocked_conv.applies(conv, (8, 11, 6))  # odd sizes take the direct path
+    assert not blocked_conv.applies(torch.nn.Conv3d(cin, 4, 5, stride=2, padding=2), (8, 12, 6))
+    w, b = blocked_conv.block_weights(conv.weight.detach(), conv.bias.detach())
+    with torch.no_grad():
+        direct = F.conv3d(x, conv.weight, conv.bias, padding=2)
+        blocks = F.conv3d(blocked_conv.to_blocks(x), w, b, padding=1)
+    out = blocked_conv.from_blocks(blocks)
+    assert out.shape == direct.shape and out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, direct, rtol=1e-5, atol=1e-5)
