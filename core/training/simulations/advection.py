@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from core.training.simulations.grid import (
-    coordinates,
     frame_perturbations,
     irfft3,
+    periodic_blobs,
     project_divergence_free,
     random_field,
     rfft3,
@@ -23,14 +23,7 @@ PARAMETERS = ("diffusivity", "speed")
 
 def random_density(rng: np.random.Generator, n: int) -> torch.Tensor:
     """A positive density: a few periodic Gaussian blobs on a faint smooth random background, [1, n, n, n]."""
-    z, y, x = coordinates(n)
-    rho = torch.zeros(n, n, n)
-    for _ in range(int(rng.integers(2, 7))):
-        c = rng.uniform(0.0, 2.0 * math.pi, 3)
-        width = rng.uniform(0.25, 0.8)
-        # periodic distance so blobs wrap smoothly across the box faces
-        d2 = sum((1.0 - torch.cos(g - float(ci))) * 2.0 for g, ci in zip((z, y, x), c))
-        rho = rho + float(rng.uniform(0.5, 1.5)) * torch.exp(-d2 / (2.0 * width**2))
+    rho = periodic_blobs(rng, n, int(rng.integers(2, 7)), (0.25, 0.8), lambda: rng.uniform(0.5, 1.5))
     background = random_field(rng, n, slope=float(rng.uniform(3.0, 5.0)), k_high=8.0)[0]
     rho = rho + float(rng.uniform(0.05, 0.3)) * (background - background.min())
     return rho[None]

@@ -8,6 +8,7 @@ simulation of the whole batch. Arrays are torch float32 ``[B, C, n, n, n]`` (axe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -134,6 +135,24 @@ def coordinates(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Voxel-centre coordinates (z, y, x) in [0, 2*pi), each [n, n, n]."""
     x = torch.arange(n, dtype=torch.float32) * (2.0 * math.pi / n)
     return torch.meshgrid(x, x, x, indexing="ij")
+
+
+def periodic_blobs(rng: np.random.Generator, n: int, count: int, width: tuple[float, float],
+                   amplitude: Callable[[], float]) -> torch.Tensor:
+    """A sum of ``count`` Gaussian blobs on the periodic box, [n, n, n].
+
+    Each blob draws its centre, then its width (uniform in ``width``), then ``amplitude()`` from
+    ``rng``, in that order. The distance is periodic (``2 (1 - cos Δ)`` per axis), so blobs wrap
+    smoothly across the box faces.
+    """
+    z, y, x = coordinates(n)
+    total = torch.zeros(n, n, n)
+    for _ in range(count):
+        c = rng.uniform(0.0, 2.0 * math.pi, 3)
+        w = rng.uniform(*width)
+        d2 = sum((1.0 - torch.cos(g - float(ci))) * 2.0 for g, ci in zip((z, y, x), c, strict=True))
+        total = total + float(amplitude()) * torch.exp(-d2 / (2.0 * w**2))
+    return total
 
 
 def downsample(frames: np.ndarray, size: int) -> np.ndarray:

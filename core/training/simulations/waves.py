@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from core.training.simulations.grid import (
-    coordinates,
     frame_perturbations,
     irfft3,
+    periodic_blobs,
     random_field,
     rfft3,
     wavenumber_magnitude,
@@ -38,13 +36,8 @@ def damped_wave(u0: torch.Tensor, speed: float, damping: torch.Tensor, time: tor
 def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
     """One wave sequence; elapsed time or damping grows with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
-    z, y, x = coordinates(n)
-    u0 = torch.zeros(n, n, n)
-    for _ in range(int(rng.integers(1, 5))):
-        c = rng.uniform(0.0, 2.0 * math.pi, 3)
-        width = rng.uniform(0.15, 0.45)
-        d2 = sum((1.0 - torch.cos(g - float(ci))) * 2.0 for g, ci in zip((z, y, x), c))
-        u0 = u0 + float(rng.choice((-1.0, 1.0)) * rng.uniform(0.5, 1.0)) * torch.exp(-d2 / (2.0 * width**2))
+    u0 = periodic_blobs(rng, n, int(rng.integers(1, 5)), (0.15, 0.45),
+                        lambda: rng.choice((-1.0, 1.0)) * rng.uniform(0.5, 1.0))
     u0 = u0 + float(rng.uniform(0.0, 0.2)) * random_field(rng, n, slope=3.0, k_high=10.0)[0]
     speed = float(rng.uniform(0.8, 1.4))
     steps = np.arange(frames, dtype=np.float64)
