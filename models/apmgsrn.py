@@ -57,6 +57,7 @@ class APMGSRN(NeuralField):
         # set by the training loop to share one folded copy of the grids between point chunks
         self.folded_grids: torch.Tensor | None = None
         self._fold_cache: tuple[Any, torch.Tensor] | None = None  # see _folded
+        self._sampler_cache: tuple[Any, Any] | None = None  # see _cpu_sampler
         self.decoder = make_decoder(g * f, int(c["width"]), int(c["n_layers"]), self.channels, gen,
                                     use_tcnn=bool(c["use_tcnn"]))
 
@@ -68,12 +69,39 @@ class APMGSRN(NeuralField):
 
     def features(self, points: torch.Tensor) -> torch.Tensor:
         """Concatenated grid features in planar layout ``[G * F, N]`` (grid-major)."""
+        if not torch.is_grad_enabled() and points.device.type == "cpu" and self.folded_grids is None:
+            sampler = self._cpu_sampler()
+            if sampler is not None:  # inference on the CPU: the compiled sampler (models/multigrid_cpu.py)
+                return sampler(points)
         # the reconstruction loss does not move the grids' transforms (coordinates carry no gradient)
         coords, fz = folded_coordinates_affine(self.transformation_matrices[:, :3, :], points,
                                                tuple(self.feature_grids.shape[2:]))
         image = self.folded_grids if self.folded_grids is not None else self._folded()
         feats = sample_folded(image, coords, fz)  # [G, F, N]
         return feats.reshape(-1, feats.shape[-1])
+
+    def _cpu_sampler(self):
+        """The numba sampler for the current grids and transforms (rebuilt when they change), or None."""
+        from models import multigrid_cpu
+
+        if not multigrid_cpu.available():
+            return None
+        grids, mats = self.feature_grids, self.transformation_matrices
+        key = (grids.data_ptr(), grids._version, mats.data_ptr(), mats._version)
+        cached = getattr(self, "_sampler_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, multigrid_cpu.MultiGridSampler(grids, mats))
+            self._sampler_cache = cached
+        return cached[1]
+
+    def forward_reduced(self, points: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the decoder in bfloat16 (native CPUs) or float16 autocast (CUDA)."""
+        decoder = self.decoder
+        if not hasattr(decoder, "forward_planar_reduced"):  # tinycudann: already half precision
+            return decoder.forward_planar(self.features(points))
+        if self._cpu_inference(points):
+            return self._forward_in_parts(points, reduced=True)
+        return decoder.forward_planar_reduced(self.features(points))
 
     def _folded(self) -> torch.Tensor:
         """The folded grids; without autograd, cached until the grids change (inference runs in chunks)."""
@@ -87,7 +115,33 @@ class APMGSRN(NeuralField):
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """Normalised prediction ``[N, C]``."""
+        if self._cpu_inference(points):
+            return self._forward_in_parts(points, reduced=False)
         return self.decoder.forward_planar(self.features(points))
+
+    def _cpu_inference(self, points: torch.Tensor) -> bool:
+        return (not torch.is_grad_enabled() and points.device.type == "cpu" and self.folded_grids is None
+                and self._cpu_sampler() is not None)
+
+    def _forward_in_parts(self, points: torch.Tensor, reduced: bool) -> torch.Tensor:
+        """CPU inference: each worker samples *and* decodes its own contiguous range of points.
+
+        Keeping both steps on the same single-threaded workers (core/threads.py) matters: handing
+        the decoder to PyTorch's OpenMP threads after the sampler ran on the pool left the two sets
+        of threads fighting over the cores (OpenMP spins after each region) and doubled the time.
+        """
+        from core.threads import cpu_map, workers
+
+        sampler = self._cpu_sampler()
+        decoder = self.decoder
+        decode = decoder.forward_planar_reduced if reduced else decoder.forward_planar
+        n = points.shape[0]
+        parts = max(1, min(workers(), n // 4096))
+        if parts == 1:
+            return decode(sampler(points))
+        bounds = [n * k // parts for k in range(parts + 1)]
+        outs = cpu_map(lambda k: decode(sampler(points[bounds[k]:bounds[k + 1]])), list(range(parts)))
+        return torch.cat(outs)
 
     def feature_density(self, points: torch.Tensor) -> torch.Tensor:
         """Sum over grids of a box-like super-Gaussian of each grid's extent, ``[N]`` (differentiable)."""

@@ -30,11 +30,15 @@ import numpy as np
 
 from core.errors import VolsightError
 from renderer.camera import OrbitCamera, box_half_extents
+from renderer.composite_cpu import available as composite_available
+from renderer.composite_cpu import composite_chunk
 from renderer.fields import field_channels, field_shape, field_spacing, field_value_range
 from renderer.occupancy import OccupancyGrid
 from renderer.transfer import TransferFunction, corrected_opacity
 
 METHODS = ("translucent", "mip", "iso", "attenuated_mip")
+_MIN_TILE_RAYS = 512  # rays per tile at least (smaller tiles cost more in per-chunk overhead than they balance)
+_MAX_TILE_RAYS = 4096
 LUT_SIZE = 1024
 
 
@@ -54,6 +58,10 @@ class MarchSettings:
     min_opacity: float = 0.0  # per-voxel opacity at or below which a cell counts as empty (0: exact)
     depth_chunk: int = 32  # samples per ray per wavefront step
     query_chunk: int = 2**14  # points per field query (small: the per-point intermediates stay in cache)
+    # neural fields: decoder in bfloat16 (CPUs with native support) or float16 (CUDA), as APMGSRN's
+    # renderer autocasts; about 5e-3 of the value range, below one 8-bit level in the images
+    reduced_precision: bool = True
+    fast_composite: bool = True  # CPU: composite with the compiled one-pass kernel when numba is there
     threshold: float | None = None  # iso threshold (data units); None: middle of the TF range
     attenuation: float = 0.05  # attenuated MIP, per voxel of normalised value (as in the GL view)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -98,7 +106,10 @@ class FieldRenderer:
             source = VolumeField(source, device=device)
         if not hasattr(source, "query"):
             raise VolsightError(f"cannot render {type(source).__name__}: expected a Volume or a field with query()")
+        from models.field import NeuralField
+
         self.field = source
+        self._neural = isinstance(source, NeuralField)
         self.device = torch.device(device) if device is not None else select_device()
         self.shape = field_shape(source)
         self.half = box_half_extents(self.shape or (2, 2, 2), field_spacing(source))
@@ -119,28 +130,32 @@ class FieldRenderer:
         self.last_stats = MarchStats()
 
     # ------------------------------------------------------------------ field access
-    def values_at_world(self, pts):
+    def values_at_world(self, pts, reduced_precision: bool = False):
         """Scalar values (magnitude for 3 channels) at world points [N, 3]."""
         import torch
 
         p = torch.clamp(pts * self._to_field_t, -1.0, 1.0)
         with torch.no_grad():
-            out = self.field.query(p).to(self.device, torch.float32)
+            if reduced_precision and self._neural:
+                out = self.field.query(p, reduced_precision=True)
+            else:
+                out = self.field.query(p)
+            out = out.to(self.device, torch.float32)
         if out.shape[-1] == 3:
             out = out.norm(dim=-1)
         else:
             out = out[:, 0]
         return torch.nan_to_num(out, nan=self.value_range[0])
 
-    def _query(self, pts, chunk: int):
+    def _query(self, pts, settings: MarchSettings):
         import torch
 
-        n = pts.shape[0]
+        n, chunk, reduced = pts.shape[0], settings.query_chunk, settings.reduced_precision
         if n <= chunk:
-            return self.values_at_world(pts) if n else torch.zeros(0, device=self.device)
+            return self.values_at_world(pts, reduced) if n else torch.zeros(0, device=self.device)
         out = torch.empty(n, device=self.device)
         for i in range(0, n, chunk):
-            out[i : i + chunk] = self.values_at_world(pts[i : i + chunk])
+            out[i : i + chunk] = self.values_at_world(pts[i : i + chunk], reduced)
         return out
 
     def occupancy(self, settings: MarchSettings) -> OccupancyGrid:
@@ -219,11 +234,47 @@ class FieldRenderer:
             ray = _Rays(o[hit], d[hit], tnear[hit], tfar[hit], tnear[hit] + jitter[hit] * step, step)
             march = {"translucent": self._translucent, "mip": self._mip, "iso": self._iso,
                      "attenuated_mip": self._attenuated_mip}[settings.method]
-            colours = march(ray, tf, settings, bg, stats)
-            out[hit] = colours
+            out[hit] = self._march_tiles(march, ray, tf, settings, bg, stats)
         stats.seconds = time.perf_counter() - t_start
         self.last_stats = stats
         return out.cpu().numpy()
+
+    def _march_tiles(self, march, ray: _Rays, tf, settings: MarchSettings, bg, stats: MarchStats):
+        """Run ``march`` over the rays; on a multi-core CPU, over tiles of rays on single-threaded workers.
+
+        A frame is hundreds of small tensor operations on 16k-sample chunks plus the field's own
+        workers (models/multigrid_cpu.py); handing every op to PyTorch's OpenMP threads in between
+        left those threads spinning against the field's workers. Tiles of consecutive rays (at
+        least eight per worker, taken in turn, so a tile through the data does not hold up the
+        frame; at most 4096 rays, so a wavefront's arrays stay in cache) run the whole march on one
+        core each: no thread hand-offs inside a tile, and the same samples and image as one pass
+        (every ray is marched on its own; tested).
+        """
+        import torch
+
+        from core.threads import cpu_map, workers
+
+        n = ray.o.shape[0]
+        if self.device.type != "cpu" or n < 2 * _MIN_TILE_RAYS:
+            return march(ray, tf, settings, bg, stats)
+        if settings.skip_empty:
+            self.occupancy(settings)  # built once here, not by the first tiles at the same time
+        # at most _MAX_TILE_RAYS per tile keeps a wavefront's arrays in cache (also on one core)
+        n_tiles = max(-(-n // _MAX_TILE_RAYS), min(8 * workers(), n // _MIN_TILE_RAYS))
+        bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
+
+        def tile(k: int):
+            part = slice(bounds[k], bounds[k + 1])
+            sub = _Rays(ray.o[part], ray.d[part], ray.tnear[part], ray.tfar[part], ray.t0[part], ray.step)
+            own = MarchStats()
+            return march(sub, tf, settings, bg, own), own
+
+        results = cpu_map(tile, list(range(n_tiles)))
+        for _, own in results:
+            stats.samples_marched += own.samples_marched
+            stats.samples_queried += own.samples_queried
+            stats.extra.update(own.extra)
+        return torch.cat([colours for colours, _ in results])
 
     # -------------------------------------------------------------- per-method wavefronts
     def _lut(self, tf: TransferFunction, step_in_voxels: float):
@@ -286,6 +337,7 @@ class FieldRenderer:
         K = st.depth_chunk
         ks = torch.arange(K, device=self.device, dtype=torch.float32) * ray.step
         k = 0
+        fast_composite = self.device.type == "cpu" and st.fast_composite and composite_available()
         while ids.numel():
             ts = (t0 + k * ray.step)[:, None] + ks[None]  # [A, K]
             valid = ts < tfar[:, None]
@@ -296,17 +348,25 @@ class FieldRenderer:
             stats.samples_marched += int(valid.sum())
             n_need = int(need.sum())
             stats.samples_queried += n_need
-            if n_need == need.numel():  # the common case: every sample of every ray in the chunk
-                rgba = self._lookup(lut, tf, self._query(pts.view(-1, 3), st.query_chunk)).view(*need.shape, 4)
+            every = n_need == need.numel()  # the common case: every sample of every ray in the chunk
+            if every:
+                vals = self._query(pts.view(-1, 3), st)
             else:
-                rgba = torch.zeros(*need.shape, 4, device=self.device)
+                # query the needed samples only; the others get opacity 0 (their colour is then unused)
+                vals = torch.zeros(need.numel(), device=self.device)
                 if n_need:
-                    rgba[need] = self._lookup(lut, tf, self._query(pts[need], st.query_chunk))
-            alpha = rgba[..., 3]
-            through = _flush_tiny(torch.cumprod(1.0 - alpha, dim=1))
-            before = _flush_tiny(torch.cat([through_all[:, None], through[:, :-1] * through_all[:, None]], dim=1))
-            colour += torch.einsum("ak,akc->ac", before * alpha, rgba[..., :3])
-            through_all = _flush_tiny(through_all * through[:, -1])
+                    flat = need.view(-1).nonzero().squeeze(1)
+                    vals.index_copy_(0, flat, self._query(pts.view(-1, 3).index_select(0, flat), st))
+            if fast_composite:  # one pass per ray (renderer/composite_cpu.py); same result
+                composite_chunk(vals.view(need.shape), None if every else need, lut, tf.value_range, colour,
+                                through_all)
+            else:
+                rgba = self._lookup(lut, tf, vals).view(*need.shape, 4)
+                alpha = rgba[..., 3] if every else rgba[..., 3].masked_fill_(~need, 0.0)
+                through = _flush_tiny(torch.cumprod(1.0 - alpha, dim=1))
+                before = _flush_tiny(torch.cat([through_all[:, None], through[:, :-1] * through_all[:, None]], dim=1))
+                colour += torch.einsum("ak,akc->ac", before * alpha, rgba[..., :3])
+                through_all = _flush_tiny(through_all * through[:, -1])
             k += K
             alive = (t0 + k * ray.step < tfar) & (through_all > stop)
             if not bool(alive.all()):
@@ -338,7 +398,7 @@ class FieldRenderer:
             vals = torch.full(need.shape, -math.inf, device=self.device)
             sel = pts[need]
             stats.samples_queried += sel.shape[0]
-            vals[need] = self._query(sel, st.query_chunk)
+            vals[need] = self._query(sel, st)
             best[active] = torch.maximum(best[active], vals.max(dim=1).values)
             k += K
             alive = (ray.t0[active] + k * ray.step < ray.tfar[active]) & (best[active] < hi)
@@ -363,7 +423,7 @@ class FieldRenderer:
             stats.samples_marched += int(valid.sum())
             vals = torch.zeros(valid.shape, device=self.device)
             stats.samples_queried += int(valid.sum())
-            vals[valid] = self._query(pts[valid], st.query_chunk)
+            vals[valid] = self._query(pts[valid], st)
             tn = torch_clamp01((vals - lo) / (hi - lo)) * valid
             summed = total[active, None] + torch.cumsum(step_vox * tn, dim=1)
             scale = torch.exp(-st.attenuation * (summed - 1.0))
@@ -398,7 +458,7 @@ class FieldRenderer:
             vals = torch.full(need.shape, -math.inf, device=self.device)
             sel = pts[need]
             stats.samples_queried += sel.shape[0]
-            vals[need] = self._query(sel, st.query_chunk)
+            vals[need] = self._query(sel, st)
             above = vals > thr
             first = torch.where(above.any(1), above.float().argmax(1), torch.full_like(active, -1))
             got = first >= 0
@@ -416,7 +476,7 @@ class FieldRenderer:
         t_lo = torch.maximum(t_hi - ray.step, ray.tnear[found])
         for _ in range(6):
             mid = 0.5 * (t_lo + t_hi)
-            above = self._query(o + mid[:, None] * d, st.query_chunk) > thr
+            above = self._query(o + mid[:, None] * d, st) > thr
             t_hi = torch.where(above, mid, t_hi)
             t_lo = torch.where(above, t_lo, mid)
         stats.samples_queried += 6 * found.numel()
@@ -424,7 +484,7 @@ class FieldRenderer:
         # central-difference gradient for a headlight Blinn-Phong shading
         eps = 0.75 * self.voxel
         offs = torch.eye(3, device=self.device) * eps
-        g = torch.stack([self._query(p + offs[i], st.query_chunk) - self._query(p - offs[i], st.query_chunk)
+        g = torch.stack([self._query(p + offs[i], st) - self._query(p - offs[i], st)
                          for i in range(3)], dim=1)
         stats.samples_queried += 6 * found.numel()
         normal = g / g.norm(dim=1, keepdim=True).clamp(min=1e-12)

