@@ -132,7 +132,8 @@ def bench_torch(quick: bool, threads: int = 2, field_path: str | None = None, it
         r.render(cam, tf, (32, 32), st)  # builds the occupancy grid once (cached per field)
         grid_s = r.occupancy(st).seconds
         out: dict[str, dict] = {}
-        runs = {"paper": None, "naive": st.evolve(skip_empty=False, early_termination=None), "volsight": st}
+        runs = {"paper": None, "naive": st.evolve(skip_empty=False, early_termination=None, reduced_precision=False,
+                                                  fast_composite=False), "volsight": st}
         # the renderers take turns, best of `repeats`: load changes on a shared machine hit all of them
         for _ in range(repeats):
             for name, settings in runs.items():
@@ -186,8 +187,10 @@ def bench_torch(quick: bool, threads: int = 2, field_path: str | None = None, it
               f"{row['samples']:9d} {row['marched']:9d} {row['msps']:11.2f} {extra}")
     print("renderers: paper = the paper's model forward (3D grid_sample, nn.Linear) for the same weights, its "
           "renderer with nerfacc's sampling in plain PyTorch (every sample, 2^23-sample passes, no skipping, no "
-          "early termination); naive = volsight's marcher and field query with skipping and early termination off "
-          "(the same image: checks the baseline); volsight = FieldRenderer defaults. |diff| in 8-bit levels "
+          "early termination); naive = volsight's marcher with skipping, early termination, the compiled compositing and "
+          "the reduced-precision field query off (float32 PyTorch throughout: the same image, checks the baseline); "
+          "volsight = FieldRenderer defaults (bfloat16 decoder where the CPU has it, as the paper's renderer "
+          "autocasts to float16 on its GPU). |diff| in 8-bit levels "
           "against the paper image.")
     print(f"occupancy grid build (once per field, not in the frame times): {rows[-1].get('grid_build_s', 0):.3f} s. "
           "Reference: the paper's renderer on CPU took 2.62 s per 256×256 frame (notes G9, another run).")
