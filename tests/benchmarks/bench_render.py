@@ -188,7 +188,8 @@ def bench_torch(quick: bool, threads: int = 2, field_path: str | None = None, it
     print("renderers: paper = the paper's model forward (3D grid_sample, nn.Linear) for the same weights, its "
           "renderer with nerfacc's sampling in plain PyTorch (every sample, 2^23-sample passes, no skipping, no "
           "early termination); naive = volsight's marcher with skipping, early termination, the compiled "
-          "compositing and the reduced-precision field query off (float32 PyTorch throughout: the same image, checks the baseline); "
+          "compositing and the reduced-precision field query off (float32 PyTorch throughout: the same image, "
+          "checks the baseline); "
           "volsight = FieldRenderer defaults (bfloat16 decoder where the CPU has it, as the paper's renderer "
           "autocasts to float16 on its GPU). |diff| in 8-bit levels "
           "against the paper image.")
