@@ -86,6 +86,27 @@ def _kernel():
                 out1[i] = corners(g1, b, sy, sz, x - xf, y - yf, z - zf)
 
     @jit
+    def _centre_half(v):  # pragma: no cover - compiled
+        lo = v[0]
+        hi = v[0]
+        for i in range(1, v.shape[0]):
+            lo = min(lo, v[i])
+            hi = max(hi, v[i])
+        return 0.5 * (lo + hi), 0.5 * (hi - lo)
+
+    @jit
+    def _box_outside(a, cx, cy, cz, hx, hy, hz, wp, hp, dp):  # pragma: no cover - compiled
+        # each padded voxel coordinate of the box spans centre +- radius (|A| h): outside if it
+        # misses (0, size - 1) on any axis; NaN bounds compare false and never skip
+        limits = (wp - 1, hp - 1, dp - 1)
+        for j in range(3):
+            centre = a[4 * j] * cx + a[4 * j + 1] * cy + a[4 * j + 2] * cz + a[4 * j + 3]
+            radius = abs(a[4 * j]) * hx + abs(a[4 * j + 1]) * hy + abs(a[4 * j + 2]) * hz
+            if centre + radius <= 0.0 or centre - radius >= limits[j]:
+                return True
+        return False
+
+    @jit
     def sample_range(points_t, matrices, grids, out, lo, hi, wp, hp, dp):  # pragma: no cover - compiled
         # blocks of points: each grid's pass over a block writes planar rows of a small scratch (in L1),
         # which is then copied point-major into ``out [N, G * C]``
@@ -98,7 +119,14 @@ def _kernel():
             px = points_t[0, s0:s1]
             py = points_t[1, s0:s1]
             pz = points_t[2, s0:s1]
+            # the block's bounding box (centre, half extents): a grid it cannot touch is skipped whole
+            cx, hx = _centre_half(px)
+            cy, hy = _centre_half(py)
+            cz, hz = _centre_half(pz)
             for k in range(grids.shape[0]):
+                if _box_outside(matrices[k], cx, cy, cz, hx, hy, hz, wp, hp, dp):
+                    scratch[k * n_chan:(k + 1) * n_chan, :m] = 0.0
+                    continue
                 c = 0
                 while c < n_chan:  # channels in pairs (one box test and weight set for both)
                     two = c + 1 < n_chan

@@ -38,6 +38,11 @@ def test_sampler_equals_three_d_grid_sample_inside_outside_and_at_the_edges(chan
     inside = (local.abs() < 1).all(dim=1).float().mean()
     assert 0.1 < inside < 0.8  # the test really covers both cases
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=2e-5)
+    # coherent points (sorted along x, as along rays): whole blocks of points miss some grids and
+    # are skipped by the block's bounding-box test; the result must not change
+    order = pts[:, 0].argsort()
+    sorted_got = multigrid_cpu.MultiGridSampler(grids, mats)(pts[order])
+    np.testing.assert_allclose(sorted_got.numpy(), expected[:, order].numpy(), atol=2e-5)
 
 
 def test_non_finite_points_read_nothing():
