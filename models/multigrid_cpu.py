@@ -25,7 +25,6 @@ feature scale, measured in tests/models/test_multigrid_cpu.py).
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 import torch
@@ -37,15 +36,11 @@ _BLOCK = 256  # points per block of the kernel (its planar scratch stays in L1)
 @functools.lru_cache(maxsize=1)
 def _kernel():
     """The compiled kernel, or None without numba (compiled once per process, cached on disk)."""
-    if os.environ.get("VOLSIGHT_NO_NUMBA"):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
+    from core.jit import compiler
 
-    # contract (FMA) only: no fast-math assumptions about NaN/inf, the box test must see them
-    jit = numba.njit(nogil=True, cache=True, fastmath={"contract"}, boundscheck=False, error_model="numpy")
+    jit = compiler()  # no fast-math assumptions about NaN/inf: the box tests must see them
+    if jit is None:
+        return None
 
     @jit
     def corners(gch, b, sy, sz, fx, fy, fz):  # pragma: no cover - compiled

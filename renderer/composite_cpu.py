@@ -13,7 +13,6 @@ float32 rounding (tested against it). Without numba (or with ``VOLSIGHT_NO_NUMBA
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 import torch
@@ -21,14 +20,13 @@ import torch
 
 @functools.lru_cache(maxsize=1)
 def _kernel():
-    if os.environ.get("VOLSIGHT_NO_NUMBA"):
-        return None
-    try:
-        import numba
-    except ImportError:
+    from core.jit import compiler
+
+    jit = compiler()
+    if jit is None:
         return None
 
-    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, boundscheck=False, error_model="numpy")
+    @jit
     def composite(vals, need, all_needed, lut, lo, scale, colour, through):  # pragma: no cover - compiled
         n_lut = lut.shape[0]
         top = np.float32(n_lut - 1)
