@@ -177,10 +177,10 @@ class MultiGridSampler:
         out = np.empty((n, self.n_features), dtype=np.float32)
         wp, hp, dp = self.dims
         parts = max(1, min(workers(), n // _MIN_POINTS_PER_WORKER))
-        bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+        bounds = [n * k // parts for k in range(parts + 1)]
 
         def run(k: int) -> None:
-            self._run(pts_t, self.matrices, self.grids, out, int(bounds[k]), int(bounds[k + 1]), wp, hp, dp)
+            self._run(pts_t, self.matrices, self.grids, out, bounds[k], bounds[k + 1], wp, hp, dp)
 
         if parts == 1:
             run(0)
