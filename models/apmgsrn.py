@@ -84,7 +84,7 @@ class APMGSRN(NeuralField):
             return None
         grids, mats = self.feature_grids, self.transformation_matrices
         key = (grids.data_ptr(), grids._version, mats.data_ptr(), mats._version)
-        cached = getattr(self, "_sampler_cache", None)
+        cached = self._sampler_cache
         if cached is None or cached[0] != key:
             cached = (key, multigrid_cpu.MultiGridSampler(grids, mats))
             self._sampler_cache = cached

@@ -12,7 +12,8 @@ its wide matmuls in bfloat16 with float32 accumulation (oneDNN), about 3x faster
 (measured 3.2 vs 8.3 ms for the 64x64 weight gradient of 32k points). The forward pass, and so every
 prediction and the loss, stays float32; only the gradients carry bfloat16 rounding (relative 2^-9 per
 element, unbiased round-to-nearest), which Adam's normalisation absorbs - the same trade mixed
-precision training makes on GPUs. ``MLPDecoder.bf16_backward`` switches it off.
+precision training makes on GPUs. ``MLPDecoder.bf16_backward`` switches it off. The one reduced-
+precision forward, :meth:`MLPDecoder.forward_planar_reduced`, is for rendering only.
 """
 
 from __future__ import annotations
