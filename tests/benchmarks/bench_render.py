@@ -19,8 +19,10 @@ rendered at 256×256 with 256 samples per ray from the paper CLI's view (azimuth
 distance = box diagonal) with coolwarm and the default 0→1 opacity ramp, and with the plume preset.
 In the same run: the paper's approach for the same weights (tests/benchmarks/paper_renderer.py:
 3D grid_sample + nn.Linear forward, every sample in 2^23-sample passes, no skipping, no early
-termination), volsight's marcher with skipping and early termination off (its image must equal the
-paper's: the check that both render the same thing), and volsight's defaults; per-pixel 8-bit
+termination), volsight's marcher with skipping, early termination, the compiled compositing and the
+reduced-precision field query off (float32 PyTorch throughout; its image must equal the paper's: the
+check that both render the same thing), and volsight's defaults (tiles of rays on single-threaded
+workers, numba grid sampler and compositing, bfloat16 decoder where the CPU has it); per-pixel 8-bit
 differences against the paper's image. Reference: 2.62 s per frame for the paper's renderer on this
 machine kind (notes G9, another run).
 """
