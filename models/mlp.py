@@ -32,6 +32,8 @@ def native_bf16_cpu() -> bool:
 
 def _linear_relu():
     """oneDNN's fused linear + pointwise op (``torch.ops.mkldnn._linear_pointwise``), or None."""
+    if not torch.backends.mkldnn.is_available():
+        return None
     try:
         return torch.ops.mkldnn._linear_pointwise
     except (AttributeError, RuntimeError):
