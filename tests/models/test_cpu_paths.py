@@ -74,3 +74,21 @@ def test_chunked_inference_equals_one_pass(monkeypatch):
     with torch.no_grad():
         chunked = field.query(pts)
     assert torch.allclose(chunked, whole, atol=1e-5)
+
+
+def test_reduced_precision_decoder_with_and_without_the_fused_op(monkeypatch):
+    import models.mlp
+    from models.mlp import MLPDecoder, native_bf16_cpu
+
+    decoder = MLPDecoder(32, 64, 2, 1, torch.Generator().manual_seed(3))
+    feats = torch.randn(32, 5000, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        exact = decoder.forward_planar(feats)
+        fused = decoder.forward_planar_reduced(feats)
+        monkeypatch.setattr(models.mlp, "_linear_relu", lambda: None)
+        decoder._bf16_cache = None
+        plain = decoder.forward_planar_reduced(feats)
+    span = float(exact.max() - exact.min())
+    for out in (fused, plain):
+        assert out.dtype == torch.float32 and out.shape == exact.shape
+        assert float((out - exact).abs().max()) < (2e-2 * span if native_bf16_cpu() else 1e-5)
