@@ -24,116 +24,117 @@ feature scale, measured in tests/models/test_multigrid_cpu.py).
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
+
+from core.jit import compiler
 
 _MIN_POINTS_PER_WORKER = 4096
 _BLOCK = 256  # points per block of the kernel (its planar scratch stays in L1)
 
 
-@functools.lru_cache(maxsize=1)
-def _kernel():
-    """The compiled kernel, or None without numba (compiled once per process, cached on disk)."""
-    from core.jit import compiler
+# The kernels are plain functions here, compiled below when numba is usable. They are module-level
+# functions (not closures) so that numba can cache the machine code on disk between runs.
 
-    jit = compiler()  # no fast-math assumptions about NaN/inf: the box tests must see them
-    if jit is None:
-        return None
+def _corners(gch, b, sy, sz, fx, fy, fz):  # pragma: no cover - compiled
+    p0 = gch[b] + fx * (gch[b + 1] - gch[b])
+    p1 = gch[b + sy] + fx * (gch[b + sy + 1] - gch[b + sy])
+    q0 = gch[b + sz] + fx * (gch[b + sz + 1] - gch[b + sz])
+    q1 = gch[b + sz + sy] + fx * (gch[b + sz + sy + 1] - gch[b + sz + sy])
+    u = p0 + fy * (p1 - p0)
+    v = q0 + fy * (q1 - q0)
+    return u + fz * (v - u)
 
-    @jit
-    def corners(gch, b, sy, sz, fx, fy, fz):  # pragma: no cover - compiled
-        p0 = gch[b] + fx * (gch[b + 1] - gch[b])
-        p1 = gch[b + sy] + fx * (gch[b + sy + 1] - gch[b + sy])
-        q0 = gch[b + sz] + fx * (gch[b + sz + 1] - gch[b + sz])
-        q1 = gch[b + sz + sy] + fx * (gch[b + sz + sy + 1] - gch[b + sz + sy])
-        u = p0 + fy * (p1 - p0)
-        v = q0 + fy * (q1 - q0)
-        return u + fz * (v - u)
-
-    @jit
-    def one_grid(px, py, pz, a, g0, g1, out0, out1, two, wp, hp, dp):  # pragma: no cover - compiled
-        # one grid over a range of points (1D views); channel 1 only when ``two``
-        sy = wp
-        sz = hp * wp
-        zero = np.float32(0.0)
-        xm = np.float32(wp - 1)
-        ym = np.float32(hp - 1)
-        zm = np.float32(dp - 1)
-        a0, a1, a2, a3, a4, a5 = a[0], a[1], a[2], a[3], a[4], a[5]
-        a6, a7, a8, a9, a10, a11 = a[6], a[7], a[8], a[9], a[10], a[11]
-        for i in range(px.shape[0]):
-            x = a0 * px[i] + a1 * py[i] + a2 * pz[i] + a3
-            y = a4 * px[i] + a5 * py[i] + a6 * pz[i] + a7
-            z = a8 * px[i] + a9 * py[i] + a10 * pz[i] + a11
-            if not (x > zero and x < xm and y > zero and y < ym and z > zero and z < zm):
-                out0[i] = zero
-                if two:
-                    out1[i] = zero
-                continue
-            xf = np.floor(x)
-            yf = np.floor(y)
-            zf = np.floor(z)
-            b = np.int64(zf) * sz + np.int64(yf) * sy + np.int64(xf)
-            out0[i] = corners(g0, b, sy, sz, x - xf, y - yf, z - zf)
+def _one_grid(px, py, pz, a, g0, g1, out0, out1, two, wp, hp, dp):  # pragma: no cover - compiled
+    # one grid over a range of points (1D views); channel 1 only when ``two``
+    sy = wp
+    sz = hp * wp
+    zero = np.float32(0.0)
+    xm = np.float32(wp - 1)
+    ym = np.float32(hp - 1)
+    zm = np.float32(dp - 1)
+    a0, a1, a2, a3, a4, a5 = a[0], a[1], a[2], a[3], a[4], a[5]
+    a6, a7, a8, a9, a10, a11 = a[6], a[7], a[8], a[9], a[10], a[11]
+    for i in range(px.shape[0]):
+        x = a0 * px[i] + a1 * py[i] + a2 * pz[i] + a3
+        y = a4 * px[i] + a5 * py[i] + a6 * pz[i] + a7
+        z = a8 * px[i] + a9 * py[i] + a10 * pz[i] + a11
+        if not (x > zero and x < xm and y > zero and y < ym and z > zero and z < zm):
+            out0[i] = zero
             if two:
-                out1[i] = corners(g1, b, sy, sz, x - xf, y - yf, z - zf)
+                out1[i] = zero
+            continue
+        xf = np.floor(x)
+        yf = np.floor(y)
+        zf = np.floor(z)
+        b = np.int64(zf) * sz + np.int64(yf) * sy + np.int64(xf)
+        out0[i] = _corners(g0, b, sy, sz, x - xf, y - yf, z - zf)
+        if two:
+            out1[i] = _corners(g1, b, sy, sz, x - xf, y - yf, z - zf)
 
-    @jit
-    def _centre_half(v):  # pragma: no cover - compiled
-        lo = v[0]
-        hi = v[0]
-        for i in range(1, v.shape[0]):
-            lo = min(lo, v[i])
-            hi = max(hi, v[i])
-        return 0.5 * (lo + hi), 0.5 * (hi - lo)
+def _centre_half(v):  # pragma: no cover - compiled
+    lo = v[0]
+    hi = v[0]
+    for i in range(1, v.shape[0]):
+        lo = min(lo, v[i])
+        hi = max(hi, v[i])
+    return 0.5 * (lo + hi), 0.5 * (hi - lo)
 
-    @jit
-    def _box_outside(a, cx, cy, cz, hx, hy, hz, wp, hp, dp):  # pragma: no cover - compiled
-        # each padded voxel coordinate of the box spans centre +- radius (|A| h): outside if it
-        # misses (0, size - 1) on any axis; NaN bounds compare false and never skip
-        limits = (wp - 1, hp - 1, dp - 1)
-        for j in range(3):
-            centre = a[4 * j] * cx + a[4 * j + 1] * cy + a[4 * j + 2] * cz + a[4 * j + 3]
-            radius = abs(a[4 * j]) * hx + abs(a[4 * j + 1]) * hy + abs(a[4 * j + 2]) * hz
-            if centre + radius <= 0.0 or centre - radius >= limits[j]:
-                return True
-        return False
+def _box_outside(a, cx, cy, cz, hx, hy, hz, wp, hp, dp):  # pragma: no cover - compiled
+    # each padded voxel coordinate of the box spans centre +- radius (|A| h): outside if it
+    # misses (0, size - 1) on any axis; NaN bounds compare false and never skip
+    limits = (wp - 1, hp - 1, dp - 1)
+    for j in range(3):
+        centre = a[4 * j] * cx + a[4 * j + 1] * cy + a[4 * j + 2] * cz + a[4 * j + 3]
+        radius = abs(a[4 * j]) * hx + abs(a[4 * j + 1]) * hy + abs(a[4 * j + 2]) * hz
+        if centre + radius <= 0.0 or centre - radius >= limits[j]:
+            return True
+    return False
 
-    @jit
-    def sample_range(points_t, matrices, grids, out, lo, hi, wp, hp, dp):  # pragma: no cover - compiled
-        # blocks of points: each grid's pass over a block writes planar rows of a small scratch (in L1),
-        # which is then copied point-major into ``out [N, G * C]``
-        n_chan = grids.shape[1]
-        n_feat = out.shape[1]
-        scratch = np.empty((n_feat, _BLOCK), np.float32)
-        for s0 in range(lo, hi, _BLOCK):
-            s1 = min(hi, s0 + _BLOCK)
-            m = s1 - s0
-            px = points_t[0, s0:s1]
-            py = points_t[1, s0:s1]
-            pz = points_t[2, s0:s1]
-            # the block's bounding box (centre, half extents): a grid it cannot touch is skipped whole
-            cx, hx = _centre_half(px)
-            cy, hy = _centre_half(py)
-            cz, hz = _centre_half(pz)
-            for k in range(grids.shape[0]):
-                if _box_outside(matrices[k], cx, cy, cz, hx, hy, hz, wp, hp, dp):
-                    scratch[k * n_chan:(k + 1) * n_chan, :m] = 0.0
-                    continue
-                c = 0
-                while c < n_chan:  # channels in pairs (one box test and weight set for both)
-                    two = c + 1 < n_chan
-                    c1 = c + 1 if two else c
-                    one_grid(px, py, pz, matrices[k], grids[k, c], grids[k, c1], scratch[k * n_chan + c, :m],
-                             scratch[k * n_chan + c1, :m], two, wp, hp, dp)
-                    c += 2
-            for i in range(m):
-                for f in range(n_feat):
-                    out[s0 + i, f] = scratch[f, i]
+def _sample_range(points_t, matrices, grids, out, lo, hi, wp, hp, dp):  # pragma: no cover - compiled
+    # blocks of points: each grid's pass over a block writes planar rows of a small scratch (in L1),
+    # which is then copied point-major into ``out [N, G * C]``
+    n_chan = grids.shape[1]
+    n_feat = out.shape[1]
+    scratch = np.empty((n_feat, _BLOCK), np.float32)
+    for s0 in range(lo, hi, _BLOCK):
+        s1 = min(hi, s0 + _BLOCK)
+        m = s1 - s0
+        px = points_t[0, s0:s1]
+        py = points_t[1, s0:s1]
+        pz = points_t[2, s0:s1]
+        # the block's bounding box (centre, half extents): a grid it cannot touch is skipped whole
+        cx, hx = _centre_half(px)
+        cy, hy = _centre_half(py)
+        cz, hz = _centre_half(pz)
+        for k in range(grids.shape[0]):
+            if _box_outside(matrices[k], cx, cy, cz, hx, hy, hz, wp, hp, dp):
+                scratch[k * n_chan:(k + 1) * n_chan, :m] = 0.0
+                continue
+            c = 0
+            while c < n_chan:  # channels in pairs (one box test and weight set for both)
+                two = c + 1 < n_chan
+                c1 = c + 1 if two else c
+                _one_grid(px, py, pz, matrices[k], grids[k, c], grids[k, c1], scratch[k * n_chan + c, :m],
+                          scratch[k * n_chan + c1, :m], two, wp, hp, dp)
+                c += 2
+        for i in range(m):
+            for f in range(n_feat):
+                out[s0 + i, f] = scratch[f, i]
 
-    return sample_range
+
+_JIT = compiler()  # no fast-math assumptions about NaN/inf: the box tests must see them
+if _JIT is not None:  # the callees first: a kernel resolves the others as compiled globals
+    _corners = _JIT(_corners)
+    _one_grid = _JIT(_one_grid)
+    _centre_half = _JIT(_centre_half)
+    _box_outside = _JIT(_box_outside)
+    _sample_range = _JIT(_sample_range)
+
+
+def _kernel():
+    """The compiled kernel, or None without numba."""
+    return _sample_range if _JIT is not None else None
 
 
 def available() -> bool:

@@ -7,62 +7,62 @@ walks every ray's K samples once: LUT lookup (linear between entries, as ``Field
 ``colour += T * alpha * rgb``, ``T *= 1 - alpha``, transmittance below 1e-30 flushed to 0 (the same
 denormal guard as ``_flush_tiny``). Sequential products equal the cumulative-product form up to
 float32 rounding (tested against it). Without numba (or with ``VOLSIGHT_NO_NUMBA=1``),
-:func:`available` is False and the PyTorch formulation runs.
+:func:`available` is False and the PyTorch formulation runs. Importing this module imports numba
+(about half a second): renderer/wavefronts.py imports it on the first translucent march only.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 
+from core.jit import compiler
 
-@functools.lru_cache(maxsize=1)
+
+# a module-level function (not a closure), so numba caches its machine code on disk between runs
+def _composite(vals, need, all_needed, lut, lo, scale, colour, through):  # pragma: no cover - compiled
+    n_lut = lut.shape[0]
+    top = np.float32(n_lut - 1)
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    tiny = np.float32(1e-30)
+    for a in range(vals.shape[0]):
+        t = through[a]
+        r = colour[a, 0]
+        g = colour[a, 1]
+        b = colour[a, 2]
+        for k in range(vals.shape[1]):
+            if t == zero:
+                break
+            if not all_needed and not need[a, k]:
+                continue
+            x = (vals[a, k] - lo) * scale
+            x = min(max(x, zero), top)  # NaN compares false: max(NaN, 0) keeps NaN, min keeps it
+            if not (x >= zero):
+                x = zero
+            i = min(np.int64(x), n_lut - 2)
+            f = x - np.float32(i)
+            al = lut[i, 3] + f * (lut[i + 1, 3] - lut[i, 3])
+            w = t * al
+            r += w * (lut[i, 0] + f * (lut[i + 1, 0] - lut[i, 0]))
+            g += w * (lut[i, 1] + f * (lut[i + 1, 1] - lut[i, 1]))
+            b += w * (lut[i, 2] + f * (lut[i + 1, 2] - lut[i, 2]))
+            t = t * (one - al)
+            if t < tiny:
+                t = zero
+        colour[a, 0] = r
+        colour[a, 1] = g
+        colour[a, 2] = b
+        through[a] = t
+
+
+_JIT = compiler()
+if _JIT is not None:
+    _composite = _JIT(_composite)
+
+
 def _kernel():
-    from core.jit import compiler
-
-    jit = compiler()
-    if jit is None:
-        return None
-
-    @jit
-    def composite(vals, need, all_needed, lut, lo, scale, colour, through):  # pragma: no cover - compiled
-        n_lut = lut.shape[0]
-        top = np.float32(n_lut - 1)
-        zero = np.float32(0.0)
-        one = np.float32(1.0)
-        tiny = np.float32(1e-30)
-        for a in range(vals.shape[0]):
-            t = through[a]
-            r = colour[a, 0]
-            g = colour[a, 1]
-            b = colour[a, 2]
-            for k in range(vals.shape[1]):
-                if t == zero:
-                    break
-                if not all_needed and not need[a, k]:
-                    continue
-                x = (vals[a, k] - lo) * scale
-                x = min(max(x, zero), top)  # NaN compares false: max(NaN, 0) keeps NaN, min keeps it
-                if not (x >= zero):
-                    x = zero
-                i = min(np.int64(x), n_lut - 2)
-                f = x - np.float32(i)
-                al = lut[i, 3] + f * (lut[i + 1, 3] - lut[i, 3])
-                w = t * al
-                r += w * (lut[i, 0] + f * (lut[i + 1, 0] - lut[i, 0]))
-                g += w * (lut[i, 1] + f * (lut[i + 1, 1] - lut[i, 1]))
-                b += w * (lut[i, 2] + f * (lut[i + 1, 2] - lut[i, 2]))
-                t = t * (one - al)
-                if t < tiny:
-                    t = zero
-            colour[a, 0] = r
-            colour[a, 1] = g
-            colour[a, 2] = b
-            through[a] = t
-
-    return composite
+    return _composite if _JIT is not None else None
 
 
 def available() -> bool:

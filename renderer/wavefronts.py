@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from renderer.composite_cpu import available as composite_available
-from renderer.composite_cpu import composite_chunk
 from renderer.transfer import TransferFunction, corrected_opacity
 
 if TYPE_CHECKING:
@@ -89,7 +87,12 @@ class WavefrontMarches:
         K = st.depth_chunk
         ks = torch.arange(K, device=self.device, dtype=torch.float32) * ray.step
         k = 0
-        fast_composite = self.device.type == "cpu" and st.fast_composite and composite_available()
+        fast_composite = False
+        if self.device.type == "cpu" and st.fast_composite:
+            from renderer import composite_cpu  # imports numba: not at start-up
+
+            fast_composite = composite_cpu.available()
+            composite_chunk = composite_cpu.composite_chunk
         while ids.numel():
             ts = (t0 + k * ray.step)[:, None] + ks[None]  # [A, K]
             valid = ts < tfar[:, None]
