@@ -48,6 +48,7 @@ class OccupancyGrid:
         self.seconds = 0.0
         self._occ_key = None
         self._occ = None
+        self._summary: tuple | None = None  # (mask, its summary): see summary()
 
     def lookup(self, cells, pts):
         """Per-cell values (a [cz, cy, cx] tensor) at world points [..., 3] (nearest cell)."""
@@ -58,6 +59,20 @@ class OccupancyGrid:
         out = F.grid_sample(cells.view(1, 1, *cells.shape[-3:]), g, mode="nearest", padding_mode="border",
                             align_corners=False)
         return out.view(shape)
+
+    def summary(self, occ) -> tuple[float, bool, bool, tuple | None]:
+        """(occupied fraction, any cell, every cell, :meth:`occupied_box` or None) of a mask.
+
+        Cached for the last mask seen: the tiles of a frame all ask about the same one.
+        """
+        cached = self._summary
+        if cached is not None and cached[0] is occ:
+            return cached[1]
+        on = occ > 0.5
+        anything = bool(on.any())
+        result = (float(occ.mean()), anything, bool(on.all()), self.occupied_box(occ) if anything else None)
+        self._summary = (occ, result)
+        return result
 
     def occupied_box(self, occ):
         """World-space (min, max) corners of the cells where ``occ`` is set."""

@@ -68,16 +68,16 @@ class WavefrontMarches:
             grid = self.occupancy(st)
             floor = float(corrected_opacity(np.array(st.min_opacity), step_vox)) if st.min_opacity > 0 else 0.0
             occ = grid.opacity_occupancy(tf, lut[:, 3].contiguous(), floor)
-            stats.extra["occupied_cells"] = float(occ.mean())
-            if not bool(occ.any()):
+            fraction, anything, everything, box = grid.summary(occ)
+            stats.extra["occupied_cells"] = fraction
+            if not anything:
                 return bg.expand(n, 3).clone()
             # march only through the bounding box of the occupied cells, on the same sample lattice
-            lo_b, hi_b = grid.occupied_box(occ)
-            t_in, t_out = _slab_box(ray.o, ray.d, lo_b, hi_b)
+            t_in, t_out = _slab_box(ray.o, ray.d, *box)
             shift = torch.clamp(torch.ceil((t_in - ray.t0) / ray.step), min=0.0)
             ray = _Rays(ray.o, ray.d, ray.tnear, torch.minimum(ray.tfar, t_out), ray.t0 + shift * ray.step, ray.step)
-        if occ is not None and bool((occ > 0.5).all()):
-            occ = None  # every cell can contribute: no per-sample lookups (same samples, same image)
+            if everything:
+                occ = None  # every cell can contribute: no per-sample lookups (same samples, same image)
         stop = 1.0 - st.early_termination if st.early_termination is not None else -1.0
         # per-ray state of the rays still marching, kept compact so each chunk reads contiguous rows
         ids = torch.arange(n, device=self.device)
