@@ -117,8 +117,9 @@ def load_item(path: str | os.PathLike, variable: str | None = None, index: int |
               progress: ProgressFn | None = None) -> LoadedItem:
     """Read a volume file or a neural-field file into a slot item; raises core.errors on bad files."""
     p = Path(path)
-    if is_field_file(p):
-        store = _field_store()
+    # a .vsf file that is not a readable field gets the field reader's own error, not "unknown type"
+    store = _field_store()
+    if is_field_file(p) or (store is not None and p.suffix.lower() == store.FIELD_SUFFIX):
         if progress:
             progress(None, f"loading field {p.name}")
         nf = store.load_field(p)

@@ -30,7 +30,8 @@ def load_source(path: str | os.PathLike, variable: str | None = None) -> Any:
         from models import store  # the fields room; absent until it lands
     except ImportError:
         store = None
-    if store is not None and hasattr(store, "is_field_file") and store.is_field_file(p):
+    # a .vsf file that is not a readable field gets the field reader's own error, not "unknown type"
+    if store is not None and (p.suffix.lower() == store.FIELD_SUFFIX or store.is_field_file(p)):
         return store.load_field(p)
     from core.io.registry import read_volume
 

@@ -31,8 +31,10 @@ def _field_info(path: Path) -> dict[str, Any] | None:
     describe = getattr(store, "field_info", None)
     if is_field is None or describe is None:
         return None
+    field_suffix = getattr(store, "FIELD_SUFFIX", None)
     try:
-        if not is_field(path):
+        # a .vsf file is described (or its damage reported) by the field reader, whatever it holds
+        if path.suffix.lower() != field_suffix and not is_field(path):
             return None
     except Exception:  # noqa: BLE001 - a probe that fails means "not a field file"
         return None

@@ -45,6 +45,23 @@ def test_fit_cli_errors(tmp_path, capsys):
     bad.write_bytes(b"\x00" * 3)
     assert main(["bake", str(bad), "-o", str(tmp_path / "x.nc")]) == 2
     assert "too short" in capsys.readouterr().err
+    # a damaged .vsf is reported by the field reader everywhere, not as an unknown volume type
+    text = tmp_path / "text.vsf"
+    text.write_text("not a field at all, just some text in a file")
+    assert main(["render", str(text), "-o", str(tmp_path / "x.png")]) == 2
+    assert "not a volsight field file" in capsys.readouterr().err
+    assert main(["info", str(text)]) == 2
+    captured = capsys.readouterr()
+    assert "not a volsight field file" in captured.out + captured.err
+    from app.loading import load_item
+    from core.errors import VolsightError
+
+    try:
+        load_item(text)
+    except VolsightError as exc:
+        assert "not a volsight field file" in str(exc) and "text.vsf" in str(exc)
+    else:
+        raise AssertionError("a damaged field file loaded")
 
 
 class _Tty(io.StringIO):
