@@ -4,9 +4,11 @@ PyTorch's sampling path (``models/trilinear.py``: one folded 2D ``grid_sample`` 
 most of its time on (grid, point) pairs that contribute nothing: APMGSRN's grids are placed
 adaptively and shrink around the data, so a point lies inside only about a third of them (38 % of
 the pairs along the rays of the 64³ plume field). This kernel tests each pair against its grid's box
-first and writes zeros for the pairs outside; inside, it computes the 8 trilinear weights once and
-reads the corners of every feature channel. It runs per thread on contiguous point ranges, so points
-that come in ray order (the renderer's wavefronts) hit the same cells and stay in cache.
+first and writes zeros for the pairs outside; inside, it interpolates the 8 corners trilinearly,
+two feature channels per box test. Points go in blocks of 256: a grid that the block's bounding box
+misses is skipped for the whole block, and each grid's results for the block land in a small
+planar scratch that is then copied point-major. It runs per thread on contiguous point ranges, so
+points that come in ray order (the renderer's wavefronts) hit the same cells and stay in cache.
 
 Layout: the grids are padded by one zero voxel on every side (``[G, C, D+2, H+2, W+2]`` flattened),
 and each grid's 3x4 global-to-local matrix is rescaled to map global (x, y, z, 1) straight to padded
