@@ -25,12 +25,12 @@ class NetCDFWriter(VolumeWriter):
     """Write a Volume as NetCDF-4: float32 (z, y, x) or (component, z, y, x), geometry as attributes."""
 
     name = "netcdf"
+    label = "NetCDF"
     extensions = (".nc", ".nc4")
 
     def write(self, volume: Volume, path: Path, variable: str | None = None, compress: bool = False,
               **options: Any) -> None:
-        if options:
-            raise WriterError(path, f"unknown writer option(s) for NetCDF: {', '.join(sorted(options))}")
+        self.reject_options(path, options)
         var_name = variable or str(volume.metadata.get("variable") or "data")
         if not var_name.replace("_", "a").isalnum() or var_name[0].isdigit():
             var_name = "data"

@@ -366,11 +366,11 @@ class NpzWriter(VolumeWriter):
     """``data`` float32 [C,D,H,W] plus a JSON ``volsight`` block; ``compress=True`` deflates."""
 
     name = "npz"
+    label = ".npz"
     extensions = (".npz",)
 
     def write(self, volume: Volume, path: Path, compress: bool = False, **options: Any) -> None:
-        if options:
-            raise WriterError(path, f"unknown writer option(s) for .npz: {', '.join(sorted(options))}")
+        self.reject_options(path, options)
         save = np.savez_compressed if compress else np.savez
         try:
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -385,12 +385,12 @@ class NpyWriter(VolumeWriter):
     """A bare array: [D,H,W] for scalars, [C,D,H,W] for vectors (spacing and metadata are not kept)."""
 
     name = "npy"
+    label = ".npy"
     extensions = (".npy",)
 
     def write(self, volume: Volume, path: Path, **options: Any) -> None:
-        if options:
-            raise WriterError(path, f"unknown writer option(s) for .npy: {', '.join(sorted(options))}")
-        arr = volume.data[0] if volume.channels == 1 else volume.data
+        self.reject_options(path, options)
+        arr = self.bare_array(volume)
         try:
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)

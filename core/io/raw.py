@@ -172,12 +172,12 @@ class RawWriter(VolumeWriter):
     """float32 little-endian [C,D,H,W] (scalars [D,H,W]) plus ``<file>.json``; both written atomically."""
 
     name = "raw"
+    label = "raw files"
     extensions = (".raw",)
 
     def write(self, volume: Volume, path: Path, **options: Any) -> None:
-        if options:
-            raise WriterError(path, f"unknown writer option(s) for raw files: {', '.join(sorted(options))}")
-        arr = volume.data[0] if volume.channels == 1 else volume.data
+        self.reject_options(path, options)
+        arr = self.bare_array(volume)
         spec = {"dtype": "float32", "shape": list(arr.shape), "byte_order": "little",
                 "layout": "DHW" if volume.channels == 1 else "CDHW", "spacing": list(volume.spacing),
                 "origin": list(volume.origin), "offset": 0, "name": volume.name,

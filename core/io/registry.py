@@ -71,9 +71,21 @@ class VolumeReader:
 class VolumeWriter:
     name: str = "writer"
     extensions: tuple[str, ...] = ()
+    label: str = ""  # how error messages name the format (default: the name)
 
     def write(self, volume: Volume, path: Path, **options: Any) -> None:
         raise NotImplementedError
+
+    def reject_options(self, path: Path, options: dict[str, Any]) -> None:
+        """A clear error for writer options this format does not know."""
+        if options:
+            raise WriterError(path, f"unknown writer option(s) for {self.label or self.name}: "
+                                    f"{', '.join(sorted(options))}")
+
+    @staticmethod
+    def bare_array(volume: Volume):
+        """The data as stored in a bare array file: ``[D, H, W]`` for scalars, ``[C, D, H, W]`` for vectors."""
+        return volume.data[0] if volume.channels == 1 else volume.data
 
 
 _READERS: list[VolumeReader] = []
