@@ -63,6 +63,15 @@ class _Cursor:
         return len(self.buf) - self.pos
 
 
+def _unique_name(c: _Cursor, kind: str, seen: set[str]) -> str:
+    """The next name of a ``kind`` list; a name the list already had is a damaged header."""
+    name = c.name(kind)
+    if name in seen:
+        raise c.fail(f"{kind} name {name!r} repeated")
+    seen.add(name)
+    return name
+
+
 def _list_header(c: _Cursor, tag: int, what: str, min_item: int) -> int:
     t = c.int32(f"{what} tag")
     n = c.count(f"{what} count")
@@ -105,10 +114,7 @@ def check_classic_header(path: str | os.PathLike) -> dict:
     record_dim = None
     dim_names: set[str] = set()
     for i in range(ndims):
-        dname = c.name("dimension")
-        if dname in dim_names:
-            raise c.fail(f"dimension name {dname!r} repeated")
-        dim_names.add(dname)
+        _unique_name(c, "dimension", dim_names)
         length = c.count("dimension length")
         if length == 0:
             if record_dim is not None:
@@ -122,10 +128,7 @@ def check_classic_header(path: str | os.PathLike) -> dict:
     variables = []
     var_names: set[str] = set()
     for _ in range(nvars):
-        vname = c.name("variable")
-        if vname in var_names:
-            raise c.fail(f"variable name {vname!r} repeated")
-        var_names.add(vname)
+        vname = _unique_name(c, "variable", var_names)
         nd = c.count("variable rank")
         if nd > MAX_VAR_DIMS:
             raise c.fail(f"variable {vname!r} has {nd} dimensions")
