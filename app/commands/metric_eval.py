@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--families", default="waves,shapes,advdiff,burgers,smoke,noise",
                         help="families to test (default %(default)s)")
     parser.add_argument("--held-out", default="waves,shapes", help="families not trained on (default %(default)s)")
+    parser.add_argument("--scope", choices=("sequence", "pair"), default="sequence",
+                        help="value normalisation: 'sequence' (default) maps every frame of a sequence with the "
+                        "sequence's joint bounds, as volsight's series view and the official VolSiM evaluation; "
+                        "'pair' normalises each (frame 0, frame j) pair on its own, as `volsight compare` on two files")
     parser.add_argument("--resampled", action="store_true",
                         help="also evaluate volsight's weights on inputs resampled to their training size")
     parser.add_argument("--json", default=None, help="also write the table as JSON here")
@@ -76,21 +80,22 @@ def run(args: argparse.Namespace) -> int:
     weights = Path(args.weights) if args.weights else default_weights_path()
     if weights.exists():
         # as `volsight compare` runs it: at the size of the data (the network is fully convolutional)
-        specs.append(registry_metric("volsim (volsight)", "volsim", weights=weights))
+        specs.append(registry_metric("volsim (volsight)", "volsim", weights=weights, scope=args.scope))
         work = working_size_of(weights)
         if args.resampled and work and work != args.size:
             specs.append(registry_metric(f"volsim (volsight, resampled to {work}^3)", "volsim", weights=weights,
-                                         options={"resample": work},
+                                         options={"resample": work}, scope=args.scope,
                                          note=f"inputs resampled (trilinear) to the {work}^3 training size"))
     elif args.weights:
         raise WeightsError(weights, "no such weights file; train weights with volsight metric-train")
     else:
         say(f"no volsight VolSiM weights at {weights}; evaluating the other metrics only")
     if args.official:
-        specs.append(registry_metric("volsim (official MS_3scales)", "volsim", weights=args.official))
+        specs.append(registry_metric("volsim (official MS_3scales)", "volsim", weights=args.official,
+                                     scope=args.scope))
     for name in [m for m in args.metrics.split(",") if m]:
         try:
-            specs.append(registry_metric(name, name))
+            specs.append(registry_metric(name, name, scope=args.scope))
         except (MetricError, KeyError) as exc:
             raise VolsightError(f"metric {name!r}: {exc}") from exc
     if args.lsim_weights:
@@ -98,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             say("lsim is not available in this build (core.metrics.lsim missing); skipping LSiM")
         else:
             specs.append(registry_metric("lsim (slices)", "lsim", weights=args.lsim_weights,
-                                         options={"axis": "all", "stride": args.lsim_stride},
+                                         options={"axis": "all", "stride": args.lsim_stride}, scope=args.scope,
                                          note=f"2D LSiM on every {args.lsim_stride}th slice along z, y and x, mean"))
     if not specs:
         raise VolsightError("nothing to evaluate: no weights and no metrics")

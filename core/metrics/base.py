@@ -92,6 +92,12 @@ class Metric:
     is_metric: ClassVar[bool] = False  # non-negativity, symmetry, d(x,x)=0 and triangle inequality promised
     has_voxel_map: ClassVar[bool] = False
     preprocessing: ClassVar[str] = "none"
+    # with normalize on, each pair is min-max mapped jointly onto input_range (per channel with
+    # input_per_channel); normalize's default is normalizes_by_default. A set (matrix, series) maps
+    # every member with the set's bounds instead, so all its pairs share one value scale.
+    input_range: ClassVar[tuple[float, float] | None] = None
+    input_per_channel: ClassVar[bool] = False
+    normalizes_by_default: ClassVar[bool] = False
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         raise NotImplementedError

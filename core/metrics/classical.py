@@ -104,6 +104,7 @@ class _Classical(Metric):
     dims = (3,)
     channels = (1, 3)
     preprocessing: ClassVar[str] = "none (raw values); normalize=True: joint min-max to [-1, 1]; resample=N: trilinear"
+    input_range = (-1.0, 1.0)
     options: ClassVar[set[str]] = set()
     properties: ClassVar[str] = ""
 

@@ -334,6 +334,9 @@ class LSiM(Metric):
     symmetric = True
     is_metric = True
     has_voxel_map = False
+    input_range = (0.0, 255.0)
+    input_per_channel = True
+    normalizes_by_default = True
     preprocessing = (
         "per image/slice pair: 1 channel repeated to 3; nearest resize to 224x224 (scipy zoom order 0 mapping); "
         "joint per-channel min-max of the pair to [0, 255]; volumes: slices along axis 0|1|2|all, mean over slices"

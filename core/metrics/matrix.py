@@ -53,6 +53,39 @@ def _embeddable(metric: Metric) -> bool:
     return callable(getattr(metric, "embed", None)) and callable(getattr(metric, "compare_embeddings", None))
 
 
+def set_scaling(metric: Metric, volumes: Sequence[Volume],
+                options: dict[str, Any]) -> tuple[Callable[[Volume], Volume], dict[str, Any]]:
+    """How each member of a set goes to a pair-wise ``metric`` so that all pairs share the set's value scale.
+
+    Returns ``(prepare, options)``. A metric that min-max normalises each pair (``input_range``,
+    with ``normalize`` on) gets every volume mapped with the **set's** bounds onto that range and
+    ``normalize=False``; a metric with a ``data_range`` option (PSNR, SSIM) gets the set's range.
+    Otherwise nothing changes. A pair's own bounds would give every pair its own scale: along a
+    sequence, one noisy frame's extreme value would rescale just its own distance.
+    """
+    from core.metrics.preprocess import apply_affine, minmax_affine
+    from core.metrics.volsim import set_bounds
+
+    def unchanged(v: Volume) -> Volume:
+        return v
+
+    normalize = options.get("normalize")
+    normalize = metric.normalizes_by_default if normalize is None else bool(normalize)
+    if metric.input_range is not None and normalize and volumes:
+        lo, hi = set_bounds(volumes, per_channel=metric.input_per_channel)
+        scale, shift = minmax_affine(np.asarray(lo), np.asarray(hi), metric.input_range)
+
+        def prepare(v: Volume) -> Volume:
+            return v.evolve(data=apply_affine(v.data, scale, shift).numpy())
+
+        return prepare, {**options, "normalize": False}
+    if "data_range" in getattr(metric, "options", ()) and options.get("data_range") is None and volumes:
+        lo, hi = set_bounds(volumes)
+        if hi > lo:
+            return unchanged, {**options, "data_range": hi - lo}
+    return unchanged, options
+
+
 def _check(cancelled: CancelHook | None) -> None:
     if cancelled is not None and cancelled():
         raise Cancelled("distance computation cancelled")
@@ -107,10 +140,11 @@ def distance_matrix(
         return _embedded_matrix(m, volumes, progress, cancelled, max_cache_bytes, block, options)
     symmetric = bool(getattr(m, "symmetric", True))
     idx = [(i, j) for i in range(n) for j in range(n) if (j >= i if symmetric else True)]
+    prepare, options = set_scaling(m, volumes, options)
     out = np.zeros((n, n))
     for k, (i, j) in enumerate(idx):
         _check(cancelled)
-        value = m.distance(volumes[i], volumes[j], **options).value
+        value = m.distance(prepare(volumes[i]), prepare(volumes[j]), **options).value
         out[i, j] = value
         if symmetric:
             out[j, i] = value
@@ -194,10 +228,12 @@ def distance_to_reference(
         emb = m.embed(everything, progress=progress, cancelled=cancelled, **options)
         r = ref_index if ref_index is not None else len(items)
         return np.asarray(m.compare_embeddings([e[r : r + 1] for e in emb], [e[: len(items)] for e in emb]))
+    prepare, options = set_scaling(m, items if ref_index is not None else [*items, ref], options)
+    ref = prepare(ref)
     out = np.zeros(len(items))
     for k, v in enumerate(items):
         _check(cancelled)
-        out[k] = m.distance(v, ref, **options).value
+        out[k] = m.distance(prepare(v), ref, **options).value
         if progress is not None:
             progress(k + 1, len(items))
     return out

@@ -58,6 +58,8 @@ class VolSiM(Metric):
     symmetric = True
     is_metric = False  # pseudo-metric only with normalize=False (see module docstring)
     has_voxel_map = False
+    input_range = (-1.0, 1.0)
+    normalizes_by_default = True
     preprocessing: ClassVar[str] = (
         Preprocessing().describe() + " (folded into the first convolutions: same result, less work); "
         "optional resampling (trilinear, or cubic spline)"
@@ -289,7 +291,11 @@ class VolSiM(Metric):
         return d
 
 
-def set_bounds(volumes: Sequence[Volume]) -> tuple[float, float]:
-    """Joint (min, max) over a set of volumes."""
+def set_bounds(volumes: Sequence[Volume], per_channel: bool = False) -> tuple[Any, Any]:
+    """Joint (min, max) over a set of volumes (floats; per channel: float64 arrays ``[C]``)."""
+    if per_channel:
+        lo = np.min([v.data.reshape(v.channels, -1).min(axis=1) for v in volumes], axis=0).astype(np.float64)
+        hi = np.max([v.data.reshape(v.channels, -1).max(axis=1) for v in volumes], axis=0).astype(np.float64)
+        return lo, hi
     ranges = [v.value_range() for v in volumes]
     return min(r[0] for r in ranges), max(r[1] for r in ranges)

@@ -350,6 +350,8 @@ class _WatsonMetric(Metric):
     symmetric = False
     is_metric = False
     has_voxel_map = False
+    input_range = (0.0, 1.0)
+    normalizes_by_default = True
     preprocessing = (
         "per image/slice pair: joint min-max to [0, 1]; H, W centre-cropped to multiples of 8; "
         "3 channels -> YCbCr; volumes: slices along axis 0|1|2|all, mean over slices; a is the reference"

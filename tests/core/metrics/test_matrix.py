@@ -88,3 +88,43 @@ def test_cancel_hook_stops_the_work(volsim, series):
         distance_matrix(series, "mse", cancelled=cancel_later)
     with pytest.raises(Exception, match="outside"):
         distance_to_reference(series, "mse", reference=9)
+
+
+def test_a_series_gives_pairwise_metrics_the_set_value_scale(series):
+    """PSNR/SSIM take the set's range and normalising metrics the set's bounds, so a series has one scale."""
+    lo = min(v.value_range()[0] for v in series)
+    hi = max(v.value_range()[1] for v in series)
+    psnr = get_metric("psnr")
+    d = distance_to_reference(series, psnr)
+    for k in (1, 4):
+        assert d[k] == pytest.approx(psnr.distance(series[0], series[k], data_range=hi - lo).value)
+    # with one range for the set, PSNR ranks the members exactly as MSE does
+    mse = distance_to_reference(series, "mse")
+    assert np.array_equal(np.argsort(-d[1:]), np.argsort(mse[1:]))
+    # a normalising metric sees every member mapped with the set's bounds, not the pair's
+    m = distance_matrix(series, "mse", normalize=True)
+    norm = [Volume.from_array((2 * (v.data - lo) / (hi - lo) - 1).astype(np.float32)) for v in series]
+    assert m[1, 3] == pytest.approx(float(np.mean((norm[1].data - norm[3].data) ** 2)), rel=1e-5)
+    assert m[1, 3] != pytest.approx(get_metric("mse").distance(series[1], series[3], normalize=True).value, rel=1e-3)
+
+
+def test_set_scaling_per_channel_onto_the_metric_range():
+    from core.metrics.base import Metric
+    from core.metrics.matrix import set_scaling
+
+    class PerChannel(Metric):
+        input_range = (0.0, 255.0)
+        input_per_channel = True
+        normalizes_by_default = True
+
+    rng = np.random.default_rng(3)
+    vols = [Volume.from_array(rng.normal(size=(3, 8, 8, 8)).astype(np.float32) * [[[[1]]], [[[5]]], [[[20]]]])
+            for _ in range(3)]
+    prepare, options = set_scaling(PerChannel(), vols, {"stride": 2})
+    assert options == {"stride": 2, "normalize": False}
+    mapped = np.stack([prepare(v).data for v in vols])
+    np.testing.assert_allclose(mapped.min(axis=(0, 2, 3, 4)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(mapped.max(axis=(0, 2, 3, 4)), 255.0, rtol=1e-6)
+    # normalize=False from the caller, or a raw metric: nothing changes
+    same, opts = set_scaling(PerChannel(), vols, {"normalize": False})
+    assert same(vols[0]) is vols[0] and opts == {"normalize": False}

@@ -84,3 +84,20 @@ def test_registry_metric_on_a_generated_sequence(tiny_cache):
     d = spec.distances(seq.frames.astype(np.float32))
     assert d.shape == (10,) and np.isfinite(d).all()
     assert d[-1] > d[0]  # 1 - SSIM grows along the sequence (negated similarity)
+
+
+def test_sequence_scope_uses_one_value_scale_per_sequence():
+    """One noisy frame with a new extreme rescales only its own pair in pair scope, not in sequence scope."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(1, 16, 16, 16)).astype(np.float32)
+    frames = np.stack([base + 0.05 * k * rng.normal(size=base.shape).astype(np.float32) for k in range(11)])
+    frames[3, 0, 0, 0, 0] = 3.0 * float(np.abs(frames).max())  # one voxel: the pair (0, 3) gets a wider range
+    seq = registry_metric("psnr", "psnr").distances(frames)
+    pair = registry_metric("psnr", "psnr", scope="pair").distances(frames)
+    mse = registry_metric("mse", "mse").distances(frames)
+    assert np.array_equal(np.argsort(seq), np.argsort(mse))  # sequence scope: PSNR ranks as MSE
+    # pair scope: the wider range makes frame 3 look closer than frame 4, though its MSE is larger
+    assert mse[2] > mse[3] and pair[2] < pair[3]
+    assert registry_metric("psnr", "psnr").key != registry_metric("psnr", "psnr", scope="pair").key
+    with pytest.raises(ValueError, match="scope"):
+        registry_metric("psnr", "psnr", scope="set")
