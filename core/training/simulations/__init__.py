@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.training.simulations import advection, burgers, noise, shapes, smoke, waves
+from core.training.simulations import advection, burgers, liquid, noise, shapes, smoke, waves
 
 Simulator = Callable[[np.random.Generator, int, int, "str | None"], tuple[np.ndarray, str, np.ndarray]]
 
@@ -26,6 +26,7 @@ FAMILIES: dict[str, tuple[Simulator, int | None, tuple[str, ...]]] = {
     "advdiff": (advection.simulate, 1, advection.PARAMETERS),
     "burgers": (burgers.simulate, 3, burgers.PARAMETERS),
     "smoke": (smoke.simulate, 1, smoke.PARAMETERS),
+    "liquid": (liquid.simulate, 1, liquid.PARAMETERS),
     "waves": (waves.simulate, 1, waves.PARAMETERS),
     "shapes": (shapes.simulate, 1, shapes.PARAMETERS),
     "noise": (noise.simulate, None, noise.PARAMETERS),  # 1 or 3 channels
