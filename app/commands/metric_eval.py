@@ -30,9 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, help=f"sequence cache folder (default {default_cache()})")
     parser.add_argument("--size", type=int, default=64, help="grid size of the test sequences (default 64)")
     parser.add_argument("--per-family", type=int, default=10, help="test sequences per family (default 10)")
-    parser.add_argument("--families", default="waves,shapes,advdiff,burgers,smoke,noise",
+    parser.add_argument("--families", default="waves,shapes,liquid,advdiff,burgers,smoke,noise",
                         help="families to test (default %(default)s)")
-    parser.add_argument("--held-out", default="waves,shapes", help="families not trained on (default %(default)s)")
+    parser.add_argument("--held-out", default=None,
+                        help="families not trained on (default: every tested family that volsight's weights were not "
+                        "trained on, from their provenance; waves,shapes when that is not recorded)")
     parser.add_argument("--scope", choices=("sequence", "pair"), default="sequence",
                         help="value normalisation: 'sequence' (default) maps every frame of a sequence with the "
                         "sequence's joint bounds, as volsight's series view and the official VolSiM evaluation; "
@@ -70,14 +72,19 @@ def run(args: argparse.Namespace) -> int:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise VolsightError(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
-    held_out = [f for f in args.held_out.split(",") if f]
+    weights = Path(args.weights) if args.weights else default_weights_path()
+    if args.held_out is not None:
+        held_out = [f for f in args.held_out.split(",") if f]
+    else:
+        trained = trained_families_of(weights) if weights.exists() else None
+        held_out = [f for f in families if f not in trained] if trained else ["waves", "shapes"]
+    say(f"held-out families: {', '.join(held_out)}")
     folder = (Path(args.cache) if args.cache else default_cache()) / f"test{args.size}"
     items = sorted(((f, TEST_SEED0 + s) for f in families for s in range(args.per_family)), key=lambda x: (x[1], x[0]))
     say(f"test sequences: {len(items)} at {args.size}^3 in {folder}")
     files = build_cache(folder, items, args.size, progress=say)
 
     specs = []
-    weights = Path(args.weights) if args.weights else default_weights_path()
     if weights.exists():
         # as `volsight compare` runs it: at the size of the data (the network is fully convolutional)
         specs.append(registry_metric("volsim (volsight)", "volsim", weights=weights, scope=args.scope))
@@ -135,15 +142,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def working_size_of(path: Path) -> int | None:
-    """The working size recorded in a volsight weights file's provenance (None for official checkpoints)."""
+def _provenance(path: Path) -> dict:
     from core.metrics.weights_io import is_safetensors, load_safetensors
 
     if not is_safetensors(path):
-        return None
+        return {}
     _, header = load_safetensors(path, "VolSiM", "volsight.volsim")
-    size = header.get("provenance", {}).get("working_size")
+    return dict(header.get("provenance", {}))
+
+
+def working_size_of(path: Path) -> int | None:
+    """The working size recorded in a volsight weights file's provenance (None for official checkpoints)."""
+    size = _provenance(path).get("working_size")
     return int(size) if size else None
+
+
+def trained_families_of(path: Path) -> list[str] | None:
+    """The simulation families a volsight weights file was trained on (None when not recorded)."""
+    families = _provenance(path).get("train_families")
+    return [str(f) for f in families] if families else None
 
 
 if __name__ == "__main__":  # pragma: no cover
