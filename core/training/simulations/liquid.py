@@ -23,7 +23,13 @@ from core.training.simulations.grid import (
     random_field,
 )
 
-PARAMETERS = ("time", "speed", "drift")
+# parameter: (its value when another one varies, the first frame's value, the step per frame), ranges to draw from
+SCHEDULES = {
+    "time": ((0.6, 1.2), (0.0, 0.2), (0.06, 0.15)),
+    "speed": ((0.2, 0.6), (0.0, 0.1), (0.04, 0.08)),
+    "drift": ((0.0, 0.3), (0.0, 0.1), (0.04, 0.1)),
+}
+PARAMETERS = tuple(SCHEDULES)
 
 
 def level_set(rng: np.random.Generator, n: int) -> tuple[torch.Tensor, float]:
@@ -51,19 +57,11 @@ def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | Non
         raise ValueError(f"liquid varies one of {PARAMETERS}, not {parameter!r}")
     phi0, top = level_set(rng, n)
     flow = random_flow(rng, n)
-    steps = np.arange(frames, dtype=np.float64)
-    time = np.full(frames, rng.uniform(0.6, 1.2))
-    speed = np.full(frames, rng.uniform(0.2, 0.6))
-    drift = np.full(frames, rng.uniform(0.0, 0.3))
-    if parameter == "time":
-        values = rng.uniform(0.0, 0.2) + steps * rng.uniform(0.06, 0.15)
-        time = values
-    elif parameter == "speed":
-        values = rng.uniform(0.0, 0.1) + steps * rng.uniform(0.04, 0.08)
-        speed = values
-    else:
-        values = rng.uniform(0.0, 0.1) + steps * rng.uniform(0.04, 0.1)
-        drift = values
+    setting = {name: np.full(frames, rng.uniform(*fixed)) for name, (fixed, _, _) in SCHEDULES.items()}
+    first, step = SCHEDULES[parameter][1:]
+    values = rng.uniform(*first) + np.arange(frames, dtype=np.float64) * rng.uniform(*step)
+    setting[parameter] = values
+    time, speed, drift = setting["time"], setting["speed"], setting["drift"]
     softness = float(rng.uniform(0.05, 0.15))  # interface half-width in box units
     # per-frame nuisance: each frame starts from a slightly perturbed interface and flow
     strength = float(rng.uniform(0.0, 0.25))
