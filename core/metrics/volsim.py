@@ -292,10 +292,9 @@ class VolSiM(Metric):
 
 
 def set_bounds(volumes: Sequence[Volume], per_channel: bool = False) -> tuple[Any, Any]:
-    """Joint (min, max) over a set of volumes (floats; per channel: float64 arrays ``[C]``)."""
+    """Joint (min, max) of the finite values over a set of volumes (floats; per channel: float64 arrays ``[C]``)."""
     if per_channel:
-        lo = np.min([v.data.reshape(v.channels, -1).min(axis=1) for v in volumes], axis=0).astype(np.float64)
-        hi = np.max([v.data.reshape(v.channels, -1).max(axis=1) for v in volumes], axis=0).astype(np.float64)
-        return lo, hi
+        ranges = np.array([[v.channel(c).value_range() for c in range(v.channels)] for v in volumes])  # [N, C, 2]
+        return ranges[..., 0].min(axis=0), ranges[..., 1].max(axis=0)
     ranges = [v.value_range() for v in volumes]
     return min(r[0] for r in ranges), max(r[1] for r in ranges)

@@ -97,7 +97,7 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _config_key(name: str, options: dict[str, Any], kwargs: dict[str, Any], scope: str = "pair") -> str:
+def _config_key(name: str, options: dict[str, Any], kwargs: dict[str, Any], scope: str) -> str:
     import hashlib
     import json
 
