@@ -51,6 +51,16 @@ def series_matrix(volumes: Sequence[Any], metric: str, progress=None) -> np.ndar
     return out
 
 
+def display_values(matrix: np.ndarray) -> np.ndarray:
+    """The matrix for the heatmap's colours: infinities (PSNR of identical volumes) and NaNs become the
+    nearest finite extreme, so they neither blank the colour scale nor hide the other entries."""
+    finite = np.isfinite(matrix)
+    if not finite.any():
+        return np.zeros_like(matrix, dtype=float)
+    lo, hi = float(matrix[finite].min()), float(matrix[finite].max())
+    return np.nan_to_num(matrix, nan=lo, posinf=hi, neginf=lo)
+
+
 class SeriesPanel(QWidget):
     """Heatmap of the pairwise distances and the distance of every member to the first one."""
 
@@ -178,7 +188,9 @@ class SeriesPanel(QWidget):
     def show_matrix(self, matrix: np.ndarray) -> None:
         self.matrix = np.asarray(matrix, dtype=float)
         n = self.matrix.shape[0]
-        self.heat_image.setImage(self.matrix.T, levels=(float(self.matrix.min()), float(self.matrix.max()) or 1.0))
+        shown = display_values(self.matrix)
+        lo, hi = float(shown.min()), float(shown.max())
+        self.heat_image.setImage(shown.T, levels=(lo, hi if hi > lo else lo + 1.0))
         self.heat_image.setRect(-0.5, -0.5, n, n)
         names = [(i, str(i)) for i in range(n)]
         self.heat.getAxis("bottom").setTicks([names])

@@ -130,3 +130,20 @@ def test_open_command_with_two_files(qtbot, tmp_path, rng):
     s = w.session
     assert (s.item("A").path, s.item("B").path) == (str(a), str(b))
     w.close()
+
+
+def test_psnr_series_heatmap_shows_its_entries_despite_the_infinite_diagonal(window, qtbot, tmp_path, rng):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    series = window.panels["series"]
+    series.metric_box.setCurrentIndex(series.metric_box.findData("psnr"))
+    drop_files(window, _series_files(tmp_path, rng, n=4))
+    wait_for(window, qtbot, lambda: series.matrix is not None, timeout=60000)
+    assert np.isinf(np.diag(series.matrix)).all()  # identical members: PSNR is +inf
+    qtbot.wait(200)
+    img = series.heat.grab().toImage()
+    # the heatmap's cells, sampled across the plot: more than the one colour an unscaled image would give
+    colours = {img.pixelColor(int(img.width() * fx), int(img.height() * fy)).rgb()
+               for fx in np.linspace(0.2, 0.95, 12) for fy in np.linspace(0.15, 0.85, 12)}
+    assert len(colours) >= 4
+    levels = series.heat_image.getLevels()
+    assert np.isfinite(levels).all() and levels[1] > levels[0]
