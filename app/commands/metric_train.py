@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-volumes", type=int, default=None,
                         help="volumes for the feature-normalisation pass (whole sequences spread over the "
                         "training set; default: all)")
+    parser.add_argument("--normalisation", choices=("flattened", "spatial", "global"), default="flattened",
+                        help="feature scales: per location while training and one per layer (the mean std) in "
+                        "the exported metric (default); per location throughout, as VolSiM; or one per layer "
+                        "from the calibration on")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall time")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(scales=args.scales, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, max_minutes=args.max_minutes,
-                         calibration_volumes=args.calibration_volumes,
+                         calibration_volumes=args.calibration_volumes, normalisation=args.normalisation,
                          checkpoint_minutes=args.checkpoint_minutes, init=args.init,
                          extra={"git_commit": git_commit()})
     try:

@@ -135,6 +135,26 @@ class FeatureComparison(nn.Module):
             m2 += (delta * (f - mean)).mean(dim=1).sum(dim=0)
         self.clear_cache()
 
+    @torch.no_grad()
+    def flatten_statistics(self) -> None:
+        """Make every layer's normalisation spatially uniform: one scale per layer, the map's mean std.
+
+        Every position of a volume then counts alike (the comparison is translation invariant up to
+        padding) instead of following where the calibration data happened to vary. The mean of
+        the stds (not of the gains 1/std^2) keeps a few near-dead, floored locations from setting
+        a layer's scale. The mean map becomes its spatial average (it cancels in the difference of
+        two volumes' features anyway).
+        """
+        for i in range(len(self)):
+            mean, m2 = self.mean_map(i), self.m2_map(i)
+            n = self.counts[i] - 1
+            if n <= 0:
+                raise ValueError(f"layer {i}: no statistics to flatten (count {self.counts[i]:g})")
+            std = float(torch.sqrt(m2.double() / n).mean())
+            m2.fill_(std**2 * n)
+            mean.fill_(float(mean.double().mean()))
+        self.clear_cache()
+
     def clear_cache(self) -> None:
         """Forget resized normalisation maps (call after changing the stored statistics)."""
         self._cache.clear()

@@ -3,7 +3,8 @@
 The network and its comparison live in :mod:`core.metrics.volsim_net` / :mod:`core.metrics.siamese`;
 this module adds the training-only pieces on top of them without changing them:
 - :func:`calibrate`: the feature-normalisation pass (Welford mean/M2 maps of the channel-averaged
-  features of every layer, one sample per volume), run once before training, then frozen;
+  features of every layer, one sample per volume; or pooled to one scale per layer), run once
+  before training, then frozen;
 - :func:`sequence_distances`: distances of all requested frame pairs of one sequence from a single
   forward pass over its frames (features are computed once per frame, not once per pair), with
   optional dropout on the per-channel terms (VolSiM trains its weighting layers with dropout);
@@ -49,13 +50,22 @@ class WelfordMaps:
             self.m2[k] += delta * (m - self.mean[k])
 
 
+NORMALISATIONS = ("flattened", "spatial", "global")
+
+
 @torch.no_grad()
 def calibrate(weights: VolSiMWeights, volumes: Iterable[torch.Tensor], device: torch.device,
-              progress: Callable[[int], None] | None = None) -> int:
+              progress: Callable[[int], None] | None = None, normalisation: str = "spatial") -> int:
     """Accumulate and install the normalisation maps from ``volumes`` (batches [N, 3, D, H, W]); returns the count.
 
     Every volume is one sample; its layer-l sample is the feature map averaged over channels.
+    ``normalisation="spatial"`` (and ``"flattened"``, which flattens only the finished metric, see
+    :meth:`core.metrics.siamese.FeatureComparison.flatten_statistics`) keeps a mean and std per
+    location (VolSiM's maps); ``"global"`` pools every location of a layer into one mean and std,
+    stored as constant maps (same file format).
     """
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, not {normalisation!r}")
     stats = WelfordMaps()
     weights.encoder.eval()
     for batch in volumes:
@@ -67,11 +77,19 @@ def calibrate(weights: VolSiMWeights, volumes: Iterable[torch.Tensor], device: t
     if stats.count < 2:
         raise ValueError("calibration needs at least two volumes")
     comp = weights.comparison
+    n = stats.count
     for k in range(len(comp)):
+        mean, m2 = stats.mean[k], stats.m2[k]
+        if normalisation == "global":  # pooled over samples and locations: M2 = sum_x [M2(x) + n (mean(x) - mean)^2]
+            pooled_mean = mean.mean()
+            total = (m2 + n * (mean - pooled_mean) ** 2).sum()
+            var = total / (n * mean.numel() - 1)
+            mean = torch.full_like(mean, float(pooled_mean))
+            m2 = torch.full_like(m2, float(var) * (n - 1))
+        m2 = m2.float()
         # guard against dead (always-zero) locations: a zero std would blow the scale up to 1/eps
-        m2 = stats.m2[k].float()
         floor = max(float(m2.mean()) * 1e-4, 1e-12)
-        comp.mean_map(k).copy_(stats.mean[k].float().to(comp.mean_map(k).device))
+        comp.mean_map(k).copy_(mean.float().to(comp.mean_map(k).device))
         comp.m2_map(k).copy_(m2.clamp(min=floor).to(comp.m2_map(k).device))
     comp.counts = [float(stats.count)] * len(comp)
     comp.clear_cache()

@@ -51,6 +51,9 @@ class TrainConfig:
     dropout: float = 0.1
     augment: bool = True
     calibration_volumes: int | None = None  # None: every frame of every training sequence; else ~this many
+    # feature scales: per location while training, one per layer (mean std) in the exported metric ("flattened");
+    # per location throughout ("spatial", VolSiM); one per layer from the calibration on ("global")
+    normalisation: str = "flattened"
     max_minutes: float | None = None
     checkpoint_minutes: float = 5.0
     init: str | None = None  # start from these VolSiM weights (network and channel weights; normalisation recalibrated)
@@ -143,7 +146,7 @@ class Trainer:
                 yield self.train.frames(k)
 
         t = time.perf_counter()
-        count = calibrate(self.weights, batches(), self.device)
+        count = calibrate(self.weights, batches(), self.device, normalisation=self.config.normalisation)
         self.calibrated = True
         self.log(f"calibration: {count} volumes in {time.perf_counter() - t:.0f}s")
 
@@ -171,12 +174,13 @@ class Trainer:
         if self.validation is None or len(self.validation) == 0:
             return float("nan")
         self.weights.encoder.eval()
+        metric = self.metric_weights()
         n = self.validation.sequences[0].frames.shape[0]
         ref = (torch.zeros(n - 1, dtype=torch.long), torch.arange(1, n))
         rows = []
         for k in range(len(self.validation)):
             frames = self.validation.frames(k).to(self.device)
-            rows.append(sequence_distances(self.weights, frames, ref).cpu().numpy())
+            rows.append(sequence_distances(metric, frames, ref).cpu().numpy())
         return pooled_spearman(np.stack(rows), linear_distances(n)[0, 1:])
 
     # ------------------------------------------------------------------ the loop
@@ -259,9 +263,24 @@ class Trainer:
             **self.config.extra,
         }
 
+    def metric_weights(self) -> VolSiMWeights:
+        """The metric as validated and exported: the trained weights, with flattened scales if so configured.
+
+        ``normalisation="flattened"`` keeps the calibration's per-location maps for training and
+        gives the finished metric one scale per layer, the maps' mean std
+        (:meth:`~core.metrics.siamese.FeatureComparison.flatten_statistics`); the encoder is shared.
+        """
+        if self.config.normalisation != "flattened":
+            return self.weights
+        import copy
+
+        comparison = copy.deepcopy(self.weights.comparison)
+        comparison.flatten_statistics()
+        return VolSiMWeights(self.weights.arch, self.weights.encoder, comparison, self.weights.provenance)
+
     def export(self, path: str | os.PathLike) -> None:
-        """Write the current weights in volsight's safetensors format."""
-        self.weights.save(path, provenance=self.provenance())
+        """Write the current metric (see :meth:`metric_weights`) in volsight's safetensors format."""
+        self.metric_weights().save(path, provenance=self.provenance())
 
     def save_checkpoint(self) -> None:
         state = {

@@ -114,3 +114,24 @@ def test_gram_matrix_keeps_precision_for_nearly_equal_members_of_a_varied_set():
     assert torch.all(square >= 0)
     torch.testing.assert_close(square[0, 1], direct[0, 1], rtol=1e-4, atol=0)
     torch.testing.assert_close(square, direct, rtol=1e-4, atol=1e-12)
+
+
+def test_flattened_statistics_keep_each_layers_mean_std_and_weigh_every_position_alike():
+    comp, sizes = _comparison((8, 8, 8))
+    stds = [float(comp._stats(layer, s, torch.device("cpu"))[1].double().mean()) for layer, s in enumerate(sizes)]
+    g = torch.Generator().manual_seed(7)
+    fa = [torch.rand(1, c, *s, generator=g) for c, s in zip(comp.channels, sizes)]
+    # the same change at two places: different terms with spatial maps, equal ones once flattened
+    fb1 = [f.clone() for f in fa]
+    fb2 = [f.clone() for f in fa]
+    for f1, f2 in zip(fb1, fb2):
+        f1[..., 1, 1, 1] += 1.0
+        f2[..., -2, -2, -2] += 1.0
+    before = comp.terms(fa, fb1), comp.terms(fa, fb2)
+    assert not torch.allclose(*before, rtol=1e-3)
+    comp.flatten_statistics()
+    for layer, s in enumerate(sizes):
+        std = comp._stats(layer, s, torch.device("cpu"))[1]
+        assert float(std.max() - std.min()) < 1e-6 * float(std.max())
+        assert float(std.double().mean()) == pytest.approx(stds[layer], rel=1e-5)
+    torch.testing.assert_close(comp.terms(fa, fb1), comp.terms(fa, fb2), rtol=1e-5, atol=0)

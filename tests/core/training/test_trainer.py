@@ -56,6 +56,53 @@ def test_calibration_installs_feature_statistics(tiny_cache, tmp_path):
     assert all(float(comp.m2_map(k).min()) > 0 for k in range(len(comp)))
 
 
+def test_global_calibration_pools_every_location_and_spatial_keeps_the_maps(tiny_cache, tmp_path):
+    from core.training.objective import calibrate, encode
+
+    train, val = tiny_cache
+    spatial = Trainer(_config(normalisation="spatial"), train, val, tmp_path / "s")
+    pooled = Trainer(_config(normalisation="global"), train, val, tmp_path / "g")
+    spatial.calibrate()
+    pooled.calibrate()
+    frames = torch.cat([pooled.train.frames(k) for k in range(len(pooled.train))])
+    with torch.no_grad():
+        feats = [f.mean(dim=1).double() for f in encode(pooled.weights.encoder, frames)]
+    for k, f in enumerate(feats):
+        comp_s, comp_g = spatial.weights.comparison, pooled.weights.comparison
+        # spatial: one std per location, over the 22 volumes
+        np.testing.assert_allclose(comp_s.m2_map(k).numpy() / 21, f.var(dim=0).numpy(), rtol=1e-3, atol=1e-9)
+        # global: one constant, the variance over volumes and locations together
+        std = comp_g._stats(k, tuple(f.shape[1:]), torch.device("cpu"))[1]
+        assert float(std.max() - std.min()) == 0.0
+        assert float(std[0, 0, 0]) ** 2 == pytest.approx(float(f.var()), rel=1e-3)
+    with pytest.raises(ValueError, match="normalisation"):
+        calibrate(pooled.weights, iter([frames]), torch.device("cpu"), normalisation="local")
+
+
+def test_flattened_normalisation_trains_on_the_maps_and_exports_one_scale_per_layer(tiny_cache, tmp_path):
+    from core.metrics.volsim_net import load_volsim_weights
+
+    train, val = tiny_cache
+    trainer = Trainer(_config(), train, val, tmp_path)
+    assert trainer.config.normalisation == "flattened"
+    trainer.calibrate()
+    comp = trainer.weights.comparison
+    spatial = [comp.m2_map(k).clone() for k in range(len(comp))]
+    assert all(float(m.max() - m.min()) > 0 for m in spatial)
+    trainer.export(tmp_path / "w.safetensors")
+    exported = load_volsim_weights(tmp_path / "w.safetensors").comparison
+    for k in range(len(comp)):
+        assert torch.equal(comp.m2_map(k), spatial[k])  # training keeps its maps
+        m2 = exported.m2_map(k)
+        assert float(m2.max() - m2.min()) <= 1e-6 * float(m2.max())
+        want = float((spatial[k].double() / (comp.counts[k] - 1)).sqrt().mean())
+        got = float((m2.double() / (exported.counts[k] - 1)).sqrt().mean())
+        assert got == pytest.approx(want, rel=1e-5)  # one scale per layer: the maps' mean std
+    # validation scores the exported (flattened) metric, not the maps used in training
+    flat = trainer.metric_weights()
+    assert flat.encoder is trainer.weights.encoder and flat.comparison is not comp
+
+
 def test_a_few_steps_lower_the_loss(tiny_cache, tmp_path):
     train, val = tiny_cache
     trainer = Trainer(_config(), train, val, tmp_path)
