@@ -33,6 +33,17 @@ def test_weights_file_and_card():
     assert "volsim (volsight)" in card["evaluation"]["spearman"]
 
 
+def test_shipped_weights_compare_every_position_alike():
+    from core.metrics.volsim_net import load_volsim_weights
+
+    comp = load_volsim_weights(WEIGHTS).comparison
+    for k in range(len(comp)):
+        m2 = comp.m2_map(k)
+        assert float(m2.max() - m2.min()) <= 1e-6 * float(m2.max()), f"layer {k}: scales vary over space"
+    card = json.loads(CARD.read_text())
+    assert card["normalisation"]["kind"] == card["training"]["config"]["normalisation"] == "flattened"
+
+
 def test_volsim_defaults_to_the_shipped_weights_and_ranks_a_sequence():
     assert DEFAULT_WEIGHTS.resolve() == WEIGHTS.resolve()
     metric = get_metric("volsim", device="cpu")
