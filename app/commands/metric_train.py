@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linear-targets", action="store_true",
                         help="train on linear parameter offsets instead of VolSiM's non-linear correction")
     parser.add_argument("--no-augment", action="store_true", help="no flips/rotations/channel permutations")
+    parser.add_argument("--nuisance", type=float, default=0.3,
+                        help="half of the augmented sequences get smooth noise that differs from frame to frame, "
+                        "up to this many times the sequence's std, so that the metric ranks by the varied "
+                        "parameter rather than by such noise (default %(default)s; 0 = off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration-volumes", type=int, default=None,
                         help="volumes for the feature-normalisation pass (whole sequences spread over the "
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     write_manifest(folder, split, args.size)
     config = TrainConfig(scales=args.scales, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          nonlinear_targets=not args.linear_targets, dropout=args.dropout,
-                         augment=not args.no_augment, max_minutes=args.max_minutes,
+                         augment=not args.no_augment, nuisance=args.nuisance, max_minutes=args.max_minutes,
                          calibration_volumes=args.calibration_volumes, normalisation=args.normalisation,
                          checkpoint_minutes=args.checkpoint_minutes, init=args.init,
                          extra={"git_commit": git_commit()})

@@ -50,6 +50,7 @@ class TrainConfig:
     nonlinear_targets: bool = True
     dropout: float = 0.1
     augment: bool = True
+    nuisance: float = 0.0  # > 0: half the augmented draws get per-frame smooth noise up to this x the sequence std
     calibration_volumes: int | None = None  # None: every frame of every training sequence; else ~this many
     # feature scales: per location while training, one per layer (mean std) in the exported metric ("flattened");
     # per location throughout ("spatial", VolSiM); one per layer from the calibration on ("global")
@@ -153,7 +154,8 @@ class Trainer:
     def step(self, index: int) -> dict[str, float]:
         """One optimisation step on training sequence ``index``."""
         self.weights.encoder.train()
-        frames = self.train.frames(index, self.generator if self.config.augment else None).to(self.device)
+        generator = self.generator if self.config.augment else None
+        frames = self.train.frames(index, generator, self.config.nuisance).to(self.device)
         pred = sequence_distances(self.weights, frames, self.pairs, self.config.dropout, training=True)
         loss, parts = volsim_loss(pred, self._targets(index), self.config.mse_factor, self.config.corr_factor)
         finite_or_raise(loss, "training loss")
