@@ -124,11 +124,11 @@ def one_thread():
 
 def test_training_is_deterministic_and_resumes_exactly(tiny_cache, tmp_path, one_thread):
     train, val = tiny_cache
-    cfg = _config(epochs=2, augment=True, dropout=0.2)
+    cfg = _config(epochs=2, augment=True, dropout=0.2, nuisance=0.5)
     straight = Trainer(cfg, train, val, tmp_path / "a")
     straight.run()
     # the same seed again, but stopped after one epoch and resumed from the checkpoint
-    first = Trainer(_config(epochs=1, augment=True, dropout=0.2), train, val, tmp_path / "b")
+    first = Trainer(_config(epochs=1, augment=True, dropout=0.2, nuisance=0.5), train, val, tmp_path / "b")
     first.run()
     assert (tmp_path / "b" / CHECKPOINT).exists()
     resumed = Trainer(cfg, train, val, tmp_path / "b")
