@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="half of the augmented sequences get smooth noise that differs from frame to frame, "
                         "up to this many times the sequence's std, so that the metric ranks by the varied "
                         "parameter rather than by such noise (default %(default)s; 0 = off)")
+    parser.add_argument("--average", type=float, default=0.999,
+                        help="validate and export an exponential moving average of the weights with this decay "
+                        "per step (smooths the epoch-to-epoch swings; default %(default)s; 0 = the raw weights)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration-volumes", type=int, default=None,
                         help="volumes for the feature-normalisation pass (whole sequences spread over the "
@@ -93,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     write_manifest(folder, split, args.size)
     config = TrainConfig(scales=args.scales, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          nonlinear_targets=not args.linear_targets, dropout=args.dropout,
-                         augment=not args.no_augment, nuisance=args.nuisance, max_minutes=args.max_minutes,
+                         augment=not args.no_augment, nuisance=args.nuisance, average=args.average,
+                         max_minutes=args.max_minutes,
                          calibration_volumes=args.calibration_volumes, normalisation=args.normalisation,
                          checkpoint_minutes=args.checkpoint_minutes, init=args.init,
                          extra={"git_commit": git_commit()})

@@ -4,7 +4,10 @@ One step = one augmented sequence (batch 1, as VolSiM): its 11 frames go through
 once, the distances of all 55 frame pairs are compared with the (optionally non-linearly
 corrected) ground truth by :func:`core.training.objective.volsim_loss`, and Adam updates the
 encoder and the non-negative channel weights. Before the first step a calibration pass installs
-the feature-normalisation maps. Checkpoints (``checkpoint.pt`` in the output folder: model,
+the feature-normalisation maps. With ``average > 0`` an exponential moving average of the
+trainable parameters (decay ``average`` per step) is kept beside them; it is the metric that is
+validated and exported, which smooths the large epoch-to-epoch swings of single-sequence Adam
+steps (the raw weights keep training unchanged). Checkpoints (``checkpoint.pt`` in the output folder: model,
 optimiser, epoch order and random-generator state) are written every few minutes and at every
 epoch end; ``resume=True`` continues bit-for-bit from the last one. The best epoch by validation
 Spearman (validation seeds of the *training* families only; held-out families are never looked
@@ -50,6 +53,7 @@ class TrainConfig:
     nonlinear_targets: bool = True
     dropout: float = 0.1
     augment: bool = True
+    average: float = 0.0  # > 0: validate/export an exponential moving average of the parameters (decay per step)
     nuisance: float = 0.0  # > 0: half the augmented draws get per-frame smooth noise up to this x the sequence std
     calibration_volumes: int | None = None  # None: every frame of every training sequence; else ~this many
     # feature scales: per location while training, one per layer (mean std) in the exported metric ("flattened");
@@ -98,8 +102,12 @@ class Trainer:
             self._start_from(config.init)
         self.weights.encoder.to(self.device)
         self.weights.comparison.to(self.device)
-        params = list(self.weights.encoder.parameters()) + list(self.weights.comparison.parameters())
+        params = self._parameters()
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
+        if not 0.0 <= config.average < 1.0:
+            raise ValueError(f"average must be in [0, 1), got {config.average}")
+        # the moving average of ``params`` (same order), or None when averaging is off
+        self.averaged: list[torch.Tensor] | None = [p.detach().clone() for p in params] if config.average else None
         self.generator = torch.Generator().manual_seed(config.seed)
         self.pairs = all_pairs(self.train.sequences[0].frames.shape[0])
         self.epoch = 0
@@ -166,7 +174,20 @@ class Trainer:
             for w in self.weights.comparison.weights:
                 w.clamp_(min=0.0)
         self.steps += 1
+        self._update_average()
         return parts
+
+    def _parameters(self) -> list[torch.Tensor]:
+        return list(self.weights.encoder.parameters()) + list(self.weights.comparison.parameters())
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """One step of the moving average; its decay ramps up over the first steps (so early weights fade)."""
+        if self.averaged is None:
+            return
+        decay = min(self.config.average, (1.0 + self.steps) / (10.0 + self.steps))
+        for avg, p in zip(self.averaged, self._parameters(), strict=True):
+            avg.lerp_(p.detach(), 1.0 - decay)
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -266,19 +287,30 @@ class Trainer:
         }
 
     def metric_weights(self) -> VolSiMWeights:
-        """The metric as validated and exported: the trained weights, with flattened scales if so configured.
+        """The metric as validated and exported: the trained (or averaged) weights, flattened if so configured.
 
         ``normalisation="flattened"`` keeps the calibration's per-location maps for training and
         gives the finished metric one scale per layer, the maps' mean std
-        (:meth:`~core.metrics.siamese.FeatureComparison.flatten_statistics`); the encoder is shared.
+        (:meth:`~core.metrics.siamese.FeatureComparison.flatten_statistics`). With ``average > 0``
+        the parameters are the moving average's. Otherwise the encoder is shared with training.
         """
-        if self.config.normalisation != "flattened":
+        flatten = self.config.normalisation == "flattened"
+        if not flatten and self.averaged is None:
             return self.weights
         import copy
 
+        encoder = self.weights.encoder
         comparison = copy.deepcopy(self.weights.comparison)
-        comparison.flatten_statistics()
-        return VolSiMWeights(self.weights.arch, self.weights.encoder, comparison, self.weights.provenance)
+        if self.averaged is not None:
+            encoder = copy.deepcopy(encoder)
+            targets = list(encoder.parameters()) + list(comparison.parameters())
+            with torch.no_grad():
+                for mine, avg in zip(targets, self.averaged, strict=True):
+                    mine.copy_(avg)
+            comparison.clear_cache()
+        if flatten:
+            comparison.flatten_statistics()
+        return VolSiMWeights(self.weights.arch, encoder, comparison, self.weights.provenance)
 
     def export(self, path: str | os.PathLike) -> None:
         """Write the current metric (see :meth:`metric_weights`) in volsight's safetensors format."""
@@ -290,6 +322,7 @@ class Trainer:
             "comparison": self.weights.comparison.state_dict(),
             "counts": list(self.weights.comparison.counts),
             "optimizer": self.optimizer.state_dict(),
+            "averaged": self.averaged if self.averaged is not None else [],
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch,
@@ -322,6 +355,8 @@ class Trainer:
         self.weights.comparison.counts = [float(c) for c in state["counts"]]
         self.weights.comparison.clear_cache()
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.averaged is not None:
+            self.averaged = [t.to(self.device) for t in state["averaged"]]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch = int(state["epoch"])
