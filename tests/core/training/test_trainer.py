@@ -113,6 +113,34 @@ def test_a_few_steps_lower_the_loss(tiny_cache, tmp_path):
     assert _loss_on_all(trainer) < 0.7 * start
 
 
+def test_moving_average_is_validated_and_exported_while_the_raw_weights_train(tiny_cache, tmp_path):
+    from core.metrics.volsim_net import load_volsim_weights
+
+    train, val = tiny_cache
+    trainer = Trainer(_config(average=0.8), train, val, tmp_path)
+    trainer.calibrate()
+    expected = [p.detach().clone() for p in trainer._parameters()]
+    for step in range(6):
+        trainer.step(step % len(trainer.train))
+        decay = min(0.8, (1.0 + trainer.steps) / (10.0 + trainer.steps))
+        expected = [decay * e + (1 - decay) * p.detach() for e, p in zip(expected, trainer._parameters(), strict=True)]
+    metric = trainer.metric_weights()
+    averaged = list(metric.encoder.parameters()) + list(metric.comparison.parameters())
+    for got, want in zip(averaged, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert not all(torch.equal(a, r) for a, r in zip(averaged, trainer._parameters(), strict=True))
+    assert metric.encoder is not trainer.weights.encoder
+    trainer.export(tmp_path / "avg.safetensors")
+    loaded = load_volsim_weights(tmp_path / "avg.safetensors")
+    for got, want in zip(loaded.encoder.parameters(), metric.encoder.parameters(), strict=True):
+        torch.testing.assert_close(got, want.detach(), rtol=0, atol=0)
+    # without averaging the metric is the trained network itself
+    plain = Trainer(_config(), train, val, tmp_path / "plain")
+    assert plain.averaged is None and plain.metric_weights().encoder is plain.weights.encoder
+    with pytest.raises(ValueError, match="average"):
+        Trainer(_config(average=1.0), train, val, tmp_path / "bad")
+
+
 @pytest.fixture
 def one_thread():
     # CPU conv3d backward reduces over threads in a varying order: runs are bit-identical with one thread
@@ -124,11 +152,11 @@ def one_thread():
 
 def test_training_is_deterministic_and_resumes_exactly(tiny_cache, tmp_path, one_thread):
     train, val = tiny_cache
-    cfg = _config(epochs=2, augment=True, dropout=0.2, nuisance=0.5)
+    cfg = _config(epochs=2, augment=True, dropout=0.2, nuisance=0.5, average=0.9)
     straight = Trainer(cfg, train, val, tmp_path / "a")
     straight.run()
     # the same seed again, but stopped after one epoch and resumed from the checkpoint
-    first = Trainer(_config(epochs=1, augment=True, dropout=0.2, nuisance=0.5), train, val, tmp_path / "b")
+    first = Trainer(_config(epochs=1, augment=True, dropout=0.2, nuisance=0.5, average=0.9), train, val, tmp_path / "b")
     first.run()
     assert (tmp_path / "b" / CHECKPOINT).exists()
     resumed = Trainer(cfg, train, val, tmp_path / "b")
@@ -137,6 +165,8 @@ def test_training_is_deterministic_and_resumes_exactly(tiny_cache, tmp_path, one
     result = resumed.run()
     assert result.epochs_done == 2 and result.steps == 4
     for p, q in zip(straight.weights.encoder.parameters(), resumed.weights.encoder.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    for p, q in zip(straight.averaged, resumed.averaged, strict=True):  # the moving average resumes too
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert (tmp_path / "b" / BEST).exists()
 
