@@ -5,11 +5,13 @@ once, the distances of all 55 frame pairs are compared with the (optionally non-
 corrected) ground truth by :func:`core.training.objective.volsim_loss`, and Adam updates the
 encoder and the non-negative channel weights. Before the first step a calibration pass installs
 the feature-normalisation maps. With ``average > 0`` an exponential moving average of the
-trainable parameters (decay ``average`` per step) is kept beside them; it is the metric that is
-validated and exported, which smooths the large epoch-to-epoch swings of single-sequence Adam
-steps (the raw weights keep training unchanged). Checkpoints (``checkpoint.pt`` in the output folder: model,
-optimiser, epoch order and random-generator state) are written every few minutes and at every
-epoch end; ``resume=True`` continues bit-for-bit from the last one. The best epoch by validation
+trainable parameters is kept beside them (decay ``min(average, (1 + t) / (10 + t))`` at step
+``t``: it spans roughly the last tenth of a short run, at most ~1/(1 - average) steps); that
+average is the metric that is validated and exported, which smooths the large epoch-to-epoch
+swings of single-sequence Adam steps (the raw weights train on unchanged). Checkpoints
+(``checkpoint.pt`` in the output folder: model, average, optimiser, epoch order and
+random-generator state) are written every few minutes and at every epoch end; ``resume=True``
+continues bit-for-bit from the last one. The best epoch by validation
 Spearman (validation seeds of the *training* families only; held-out families are never looked
 at) is exported as ``best.safetensors``.
 """
