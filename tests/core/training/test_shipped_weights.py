@@ -53,3 +53,16 @@ def test_volsim_defaults_to_the_shipped_weights_and_ranks_a_sequence():
     d = [metric.distance(frames[0], frames[j]).value for j in (0, 1, 5, 10)]
     assert d[0] == 0.0
     assert np.isfinite(d).all() and 0.0 < d[1] < d[2] < d[3]
+
+
+def test_metric_train_defaults_are_the_shipped_recipe():
+    import argparse
+
+    from app.commands.metric_train import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = parser.parse_args(["-o", "run"])
+    config = json.loads(CARD.read_text())["training"]["config"]
+    for key in ("lr", "epochs", "size", "scales", "dropout", "nuisance", "average", "normalisation"):
+        assert getattr(defaults, key) == config[key], key
