@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.training.simulations import advection, burgers, liquid, noise, shapes, smoke, waves
+from core.training.simulations import advection, blobs, burgers, liquid, noise, shapes, smoke, waves
 
 Simulator = Callable[[np.random.Generator, int, int, "str | None"], tuple[np.ndarray, str, np.ndarray]]
 
@@ -30,6 +30,7 @@ FAMILIES: dict[str, tuple[Simulator, int | None, tuple[str, ...]]] = {
     "waves": (waves.simulate, 1, waves.PARAMETERS),
     "shapes": (shapes.simulate, 1, shapes.PARAMETERS),
     "noise": (noise.simulate, None, noise.PARAMETERS),  # 1 or 3 channels
+    "blobs": (blobs.simulate, 1, blobs.PARAMETERS),
 }
 FRAMES = 11
 
