@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="half of the augmented sequences get smooth noise that differs from frame to frame, "
                         "up to this many times the sequence's std, so that the metric ranks by the varied "
                         "parameter rather than by such noise (default %(default)s; 0 = off)")
+    parser.add_argument("--nuisance-grids", default="4",
+                        help="comma-separated coarsening factors of the nuisance noise, one drawn per sequence: "
+                        "1 = voxel-level white noise, 4 = smooth blotches a few voxels wide (default %(default)s)")
     parser.add_argument("--average", type=float, default=0.999,
                         help="validate and export an exponential moving average of the weights with this decay "
                         "per step (smooths the epoch-to-epoch swings; default %(default)s; 0 = the raw weights)")
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                            held_out_families=[f for f in args.held_out.split(",") if f])
     except ValueError as exc:
         raise VolsightError(str(exc)) from exc
+    grids = nuisance_grids(args.nuisance_grids)
 
     def say(msg: str) -> None:
         print(msg, flush=True)
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(scales=args.scales, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, nuisance=args.nuisance, average=args.average,
+                         nuisance_grids=grids,
                          max_minutes=args.max_minutes,
                          calibration_volumes=args.calibration_volumes, normalisation=args.normalisation,
                          checkpoint_minutes=args.checkpoint_minutes, init=args.init,
@@ -118,6 +123,19 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(out / BEST, args.export)
         say(f"exported {args.export}")
     return 0
+
+
+def nuisance_grids(text: str) -> tuple[int, ...]:
+    """Parse --nuisance-grids ("1,2,4") into coarsening factors, each a whole number >= 1."""
+    from core.errors import VolsightError
+
+    try:
+        factors = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        factors = ()
+    if not factors or min(factors) < 1:
+        raise VolsightError(f"--nuisance-grids wants comma-separated whole numbers >= 1, got {text!r}")
+    return factors
 
 
 def git_commit() -> str | None:

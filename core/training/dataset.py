@@ -145,24 +145,32 @@ def augment(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return frames.contiguous()
 
 
-def nuisance_noise(frames: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:
+def nuisance_noise(frames: torch.Tensor, generator: torch.Generator, strength: float,
+                   grids: Sequence[int] = (4,)) -> torch.Tensor:
     """Add smooth noise that differs between the frames of a normalised sequence [F, C, n, n, n].
 
     A nuisance the ground truth ignores, as measurement noise or small-scale turbulence that differs
     between otherwise comparable volumes: every frame (the reference included) gets its own field,
-    white noise on a grid a quarter of the size, trilinearly upsampled, normalised to unit std, times
-    ``U(0, 1) * strength`` times the sequence's std. Channels that are copies of one scalar (the
-    3-channel form of scalar data) share the field; distinct channels get their own. The result is
-    clamped to the sequence's [-1, 1] range.
+    white noise on a grid ``1/g`` of the size, trilinearly upsampled, normalised to unit std, times
+    ``U(0, 1) * strength`` times the sequence's std. ``g`` is drawn per sequence from ``grids``, so
+    the noise's correlation length varies between sequences: 1 is voxel-level white noise, 4 smooth
+    blotches a few voxels wide. Channels that are copies of one scalar (the 3-channel form of scalar
+    data) share the field; distinct channels get their own. The result is clamped to the sequence's
+    [-1, 1] range.
     """
     if strength <= 0.0:
         return frames
     f, c = frames.shape[:2]
     spatial = tuple(frames.shape[2:])
     scalar = c > 1 and bool((frames == frames[:, :1]).all())
-    coarse = tuple(max(2, s // 4) for s in spatial)
+    if not grids or any(int(g) < 1 for g in grids):
+        raise ValueError(f"nuisance grids must be factors >= 1, got {tuple(grids)}")
+    # one choice draws nothing, so a single factor gives the same stream as before the choice existed
+    factor = int(grids[int(torch.randint(len(grids), (), generator=generator))] if len(grids) > 1 else grids[0])
+    coarse = tuple(max(2, s // factor) for s in spatial)
     white = torch.randn((f, 1 if scalar else c, *coarse), generator=generator, dtype=torch.float32)
-    noise = torch.nn.functional.interpolate(white, size=spatial, mode="trilinear", align_corners=False)
+    noise = white if coarse == spatial else torch.nn.functional.interpolate(
+        white, size=spatial, mode="trilinear", align_corners=False)
     dims = (-3, -2, -1)
     noise = (noise - noise.mean(dim=dims, keepdim=True)) / noise.std(dim=dims, keepdim=True).clamp(min=1e-12)
     amplitude = strength * float(torch.rand((), generator=generator)) * float(frames.std())
@@ -180,16 +188,17 @@ class SequenceStore:
     def __len__(self) -> int:
         return len(self.sequences)
 
-    def frames(self, index: int, generator: torch.Generator | None = None, nuisance: float = 0.0) -> torch.Tensor:
+    def frames(self, index: int, generator: torch.Generator | None = None, nuisance: float = 0.0,
+               nuisance_grids: Sequence[int] = (4,)) -> torch.Tensor:
         """Frames of sequence ``index`` as float32 [F, 3, n, n, n] in [-1, 1], augmented when a generator is given.
 
         With a generator and ``nuisance > 0``, half of the draws also get :func:`nuisance_noise` of
-        up to that strength.
+        up to that strength, on one of ``nuisance_grids``.
         """
         t = torch.from_numpy(self.sequences[index].frames.astype(np.float32))
         if generator is None:
             return normalize_sequence(t)
         t = normalize_sequence(augment(t, generator))
         if nuisance > 0.0 and torch.rand((), generator=generator) < 0.5:
-            t = nuisance_noise(t, generator, nuisance)
+            t = nuisance_noise(t, generator, nuisance, nuisance_grids)
         return t

@@ -57,6 +57,7 @@ class TrainConfig:
     augment: bool = True
     average: float = 0.0  # > 0: validate/export an exponential moving average of the parameters (decay per step)
     nuisance: float = 0.0  # > 0: half the augmented draws get per-frame smooth noise up to this x the sequence std
+    nuisance_grids: tuple[int, ...] = (4,)  # the noise's grid is 1/g of the volume's, g drawn from these
     calibration_volumes: int | None = None  # None: every frame of every training sequence; else ~this many
     # feature scales: per location while training, one per layer (mean std) in the exported metric ("flattened");
     # per location throughout ("spatial", VolSiM); one per layer from the calibration on ("global")
@@ -165,7 +166,8 @@ class Trainer:
         """One optimisation step on training sequence ``index``."""
         self.weights.encoder.train()
         generator = self.generator if self.config.augment else None
-        frames = self.train.frames(index, generator, self.config.nuisance).to(self.device)
+        frames = self.train.frames(index, generator, self.config.nuisance,
+                                   tuple(self.config.nuisance_grids)).to(self.device)
         pred = sequence_distances(self.weights, frames, self.pairs, self.config.dropout, training=True)
         loss, parts = volsim_loss(pred, self._targets(index), self.config.mse_factor, self.config.corr_factor)
         finite_or_raise(loss, "training loss")

@@ -51,6 +51,28 @@ def test_nuisance_noise_is_seeded_off_at_zero_and_independent_per_vector_channel
     assert not torch.allclose(d[:, 0], d[:, 1])
 
 
+def _neighbour_correlation(d: torch.Tensor) -> float:
+    a, b = d[:, 0, :, :, :-1].flatten(), d[:, 0, :, :, 1:].flatten()
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def test_nuisance_grids_set_the_noise_correlation_length():
+    x = _scalar_sequence()
+    white = nuisance_noise(x, torch.Generator().manual_seed(3), 0.3, grids=(1,)) - x
+    smooth = nuisance_noise(x, torch.Generator().manual_seed(3), 0.3, grids=(4,)) - x
+    assert abs(_neighbour_correlation(white)) < 0.2 < 0.8 < _neighbour_correlation(smooth)
+    # a single factor draws no choice: (4,) is the stream of the default
+    assert torch.equal(smooth + x, nuisance_noise(x, torch.Generator().manual_seed(3), 0.3))
+    # several factors: each sequence gets one of them, and over many draws every one occurs
+    seen = set()
+    for seed in range(30):
+        d = nuisance_noise(x, torch.Generator().manual_seed(seed), 0.3, grids=(1, 4)) - x
+        seen.add(_neighbour_correlation(d) > 0.5)
+    assert seen == {True, False}
+    with pytest.raises(ValueError, match="grids"):
+        nuisance_noise(x, torch.Generator().manual_seed(3), 0.3, grids=(0,))
+
+
 @pytest.mark.parametrize("nuisance", [0.0, 0.3])
 def test_store_applies_nuisance_to_about_half_of_the_augmented_draws(tiny_cache, nuisance):
     train, _ = tiny_cache

@@ -45,3 +45,12 @@ def test_eval_refuses_missing_weights(tmp_path, capsys):
 @pytest.mark.parametrize("family", ["lava"])
 def test_eval_refuses_unknown_family(tmp_path, family, capsys):
     assert main(["metric-eval", "-o", str(tmp_path / "r.csv"), "--families", family]) == 2
+
+
+@pytest.mark.parametrize("grids", ["0,2", "a", ""])
+def test_train_refuses_bad_nuisance_grids_before_simulating(tmp_path, grids, capsys):
+    code = main(["metric-train", "-o", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"),
+                 "--per-family", "1", "--train-families", "noise", "--size", "16", "--nuisance-grids", grids])
+    assert code == 2
+    assert "--nuisance-grids" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # refused before any sequence was simulated
