@@ -61,7 +61,7 @@ def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | Non
     level0 = float(rng.uniform(-0.6, 0.6))
     softness = float(rng.uniform(0.05, 0.25))  # interface half-width in box units
     values = np.arange(frames, dtype=np.float64) * rng.uniform(*STEPS[parameter])
-    fields = base.expand(frames, n, n, n).clone()
+    fields = base.expand(frames, n, n, n)  # a view: every branch below builds new tensors
     levels = np.full(frames, level0)
     if parameter == "level":
         levels = level0 + values * rng.choice((-1.0, 1.0))
