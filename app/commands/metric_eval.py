@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "'pair' normalises each (frame 0, frame j) pair on its own, as `volsight compare` on two files")
     parser.add_argument("--resampled", action="store_true",
                         help="also evaluate volsight's weights on inputs resampled to their training size")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="also print how far volsight's weights lead every other metric per family, with a 95%% "
+                        "paired bootstrap interval over the test sequences from N draws (e.g. 1000; default off)")
     parser.add_argument("--json", default=None, help="also write the table as JSON here")
     parser.add_argument("--no-distance-cache", action="store_true",
                         help="recompute every distance (default: reuse distances cached under CACHE/testSIZE/distances"
@@ -114,10 +117,16 @@ def run(args: argparse.Namespace) -> int:
                                          note=f"2D LSiM on every {args.lsim_stride}th slice along z, y and x, mean"))
     if not specs:
         raise VolsightError("nothing to evaluate: no weights and no metrics")
+    if args.bootstrap < 0:
+        raise VolsightError(f"--bootstrap must be >= 0 draws, got {args.bootstrap}")
     table = evaluate(files, specs, held_out, progress=say,
                      distance_cache=None if args.no_distance_cache else folder / "distances")
     say("")
     say(table.format())
+    if args.bootstrap and len(specs) > 1:
+        table.bootstrap_differences(specs[0].label, samples=args.bootstrap)
+        say("")
+        say(table.format_bootstrap())
     table.write_csv(args.output)
     say(f"wrote {args.output}")
     if args.json:

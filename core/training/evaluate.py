@@ -159,6 +159,9 @@ class EvaluationTable:
     notes: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     scope: str = "sequence"
+    # metric -> family -> frame-0 distances [sequences, F-1], sequences in the same order for every metric
+    distances: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    bootstrap: dict[str, Any] = field(default_factory=dict)  # filled by :meth:`bootstrap_differences`
 
     def columns(self) -> list[str]:
         return [*self.families, "held-out mean", "all"]
@@ -168,6 +171,62 @@ class EvaluationTable:
         for m in self.metrics:
             out.append([m, *[self.pooled[m].get(c, float("nan")) for c in self.columns()]])
         return out
+
+    def bootstrap_differences(self, reference: str, samples: int = 1000, seed: int = 0,
+                              level: float = 0.95) -> dict[str, dict[str, tuple[float, float, float]]]:
+        """How far ``reference`` leads every other metric, with a paired bootstrap interval over sequences.
+
+        Per family, the test sequences are drawn with replacement ``samples`` times; every metric is
+        scored on the same draw (the comparison is paired, so what the sequences have in common
+        cancels). Returns metric -> family (and ``"held-out mean"``) -> (difference on the full
+        set, lower, upper bound of the central ``level`` interval), difference = reference's pooled
+        Spearman minus the metric's: positive where the reference ranks better. Also kept in
+        :attr:`bootstrap` for the CSV and JSON outputs.
+        """
+        if reference not in self.distances:
+            raise ValueError(f"no distances of {reference!r} in this table (metrics: {', '.join(self.distances)})")
+        if samples < 1:
+            raise ValueError(f"bootstrap samples must be >= 1, got {samples}")
+        first = next(iter(self.distances[reference].values()))
+        truth = np.arange(1, first.shape[1] + 1, dtype=np.float64) / first.shape[1]
+        rng = np.random.default_rng(seed)
+        others = [m for m in self.metrics if m != reference and m in self.distances]
+        draws: dict[str, dict[str, np.ndarray]] = {m: {} for m in others}
+        for fam in self.families:
+            count = self.distances[reference][fam].shape[0]
+            picks = rng.integers(0, count, size=(samples, count))
+            ref = np.array([pooled_spearman(self.distances[reference][fam][i], truth) for i in picks])
+            for m in others:
+                draws[m][fam] = ref - np.array([pooled_spearman(self.distances[m][fam][i], truth) for i in picks])
+        tail = 100.0 * (1.0 - level) / 2.0
+        out: dict[str, dict[str, tuple[float, float, float]]] = {}
+        for m in others:
+            cols = dict(draws[m])
+            if self.held_out:
+                cols["held-out mean"] = np.mean([draws[m][f] for f in self.held_out], axis=0)
+            out[m] = {}
+            for c, values in cols.items():
+                lo, hi = np.percentile(values, [tail, 100.0 - tail])
+                out[m][c] = (self.pooled[reference][c] - self.pooled[m][c], float(lo), float(hi))
+        self.bootstrap = {"reference": reference, "samples": samples, "level": level, "seed": seed,
+                          "differences": out}
+        return out
+
+    def format_bootstrap(self) -> str:
+        """The bootstrap differences as text (empty before :meth:`bootstrap_differences`)."""
+        if not self.bootstrap:
+            return ""
+        ref, diffs = self.bootstrap["reference"], self.bootstrap["differences"]
+        cols = [*self.families, *(["held-out mean"] if self.held_out else [])]
+        heads = [f"{c}{'*' if c in self.held_out else ''}" for c in cols]
+        width = max(len(m) for m in [*diffs, "metric"]) + 2
+        lines = [f"{ref} minus each metric (pooled Spearman; {100 * self.bootstrap['level']:.0f}% paired bootstrap "
+                 f"interval over sequences, {self.bootstrap['samples']} draws; > 0: {ref} ranks better)",
+                 "metric".ljust(width) + "".join(h.rjust(26) for h in heads)]
+        for m, row in diffs.items():
+            cells = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in (row[c] for c in cols)]
+            lines.append(m.ljust(width) + "".join(cell.rjust(26) for cell in cells))
+        return "\n".join(lines)
 
     def format(self) -> str:
         """A plain-text table (Spearman, pooled protocol)."""
@@ -196,6 +255,13 @@ class EvaluationTable:
                         vals = [table[m].get(c, float("nan")) for c in self.columns()]
                         w.writerow([m, proto, *[f"{v:.4f}" for v in vals], f"{self.seconds.get(m, 0):.1f}",
                                     self.notes.get(m, "")])
+                if self.bootstrap:
+                    ref, level = self.bootstrap["reference"], self.bootstrap["level"]
+                    for m, row in self.bootstrap["differences"].items():
+                        for k, label in enumerate(("difference", "low", "high")):
+                            proto = f"{ref} minus metric: {label}" + ("" if k == 0 else f" ({100 * level:.0f}%)")
+                            w.writerow([m, proto, *[f"{row[c][k]:.4f}" if c in row else "" for c in self.columns()],
+                                        "", f"paired bootstrap over sequences, {self.bootstrap['samples']} draws"])
 
     def as_dict(self) -> dict[str, Any]:
         def clean(v: float) -> float | None:
@@ -210,6 +276,10 @@ class EvaluationTable:
             "mean_per_sequence_spearman": {m: {c: clean(v) for c, v in self.per_sequence[m].items()}
                                            for m in self.metrics},
             "notes": {m: n for m, n in self.notes.items() if n},
+            **({"bootstrap": {**{k: v for k, v in self.bootstrap.items() if k != "differences"},
+                              "differences": {m: {c: [clean(v) for v in cell] for c, cell in row.items()}
+                                              for m, row in self.bootstrap["differences"].items()}}}
+               if self.bootstrap else {}),
         }
 
 
@@ -276,6 +346,7 @@ def evaluate(sequences: Sequence[CachedSequence | str | os.PathLike], metrics: S
         per_seq["all"] = mean_sequence_spearman(np.concatenate([np.stack(r) for r in rows.values()]), truth)
         table.pooled[spec.label] = pooled
         table.per_sequence[spec.label] = per_seq
+        table.distances[spec.label] = {f: np.stack(rows[f]) for f in families}
         table.notes[spec.label] = spec.note
         table.seconds[spec.label] = time.perf_counter() - t
         if progress is not None:

@@ -25,14 +25,15 @@ def test_train_then_evaluate(tmp_path, capsys):
     csv_path = tmp_path / "r.csv"
     assert main(["metric-eval", "-o", str(csv_path), "--weights", str(tmp_path / "w.safetensors"),
                  "--cache", str(cache), "--size", "16", "--per-family", "1", "--families", "shapes,noise",
-                 "--metrics", "mse", "--threads", "1"]) == 0
+                 "--metrics", "mse", "--threads", "1", "--bootstrap", "20"]) == 0
     text = capsys.readouterr().out
     assert "volsim (volsight)" in text and "mse" in text
+    assert "volsim (volsight) minus each metric" in text
     # held-out families default to those the weights were not trained on (their provenance)
     assert "held-out families: shapes\n" in text and "shapes*" in text and "noise*" not in text
     assert "value normalisation per sequence" in text
     rows = list(csv.reader(open(csv_path)))
-    assert [r[0] for r in rows[1:]] == ["volsim (volsight)"] * 2 + ["mse"] * 2
+    assert [r[0] for r in rows[1:]] == ["volsim (volsight)"] * 2 + ["mse"] * 5  # + mse's bootstrap rows
 
 
 def test_eval_refuses_missing_weights(tmp_path, capsys):

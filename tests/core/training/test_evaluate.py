@@ -101,3 +101,34 @@ def test_sequence_scope_uses_one_value_scale_per_sequence():
     assert registry_metric("psnr", "psnr").key != registry_metric("psnr", "psnr", scope="pair").key
     with pytest.raises(ValueError, match="scope"):
         registry_metric("psnr", "psnr", scope="set")
+
+
+def test_bootstrap_differences_are_paired_and_cover_the_lead(tmp_path):
+    seqs = [_sequence("shapes", s, 0.0) for s in range(12)] + [_sequence("noise", 100 + s, 0.0) for s in range(12)]
+
+    def exact(frames):  # ranks every sequence perfectly
+        return np.arange(1, frames.shape[0], dtype=np.float64)
+
+    def noisy(frames):  # the same, scrambled by a fixed, sequence-dependent noise
+        rng = np.random.default_rng(int(abs(float(frames[0].sum())) * 1000) % 2**32)
+        return np.arange(1, frames.shape[0], dtype=np.float64) + rng.normal(0, 3.0, frames.shape[0] - 1)
+
+    specs = [MetricSpec("exact", exact), MetricSpec("twin", exact), MetricSpec("noisy", noisy)]
+    table = evaluate(seqs, specs, held_out=["shapes"])
+    diffs = table.bootstrap_differences("exact", samples=200, seed=1)
+    assert set(diffs) == {"twin", "noisy"}
+    # a metric equal to the reference: every paired draw differs by exactly 0
+    assert diffs["twin"]["shapes"] == (0.0, 0.0, 0.0)
+    d, lo, hi = diffs["noisy"]["shapes"]
+    assert d == pytest.approx(table.pooled["exact"]["shapes"] - table.pooled["noisy"]["shapes"])
+    assert 0.0 < lo <= d <= hi  # the exact metric leads, and the interval says so
+    assert diffs["noisy"]["held-out mean"] == diffs["noisy"]["shapes"]  # one held-out family: the same draws
+    text = table.format_bootstrap()
+    assert "exact minus each metric" in text and "noisy" in text and "shapes*" in text
+    table.write_csv(tmp_path / "r.csv")
+    rows = list(csv.reader(open(tmp_path / "r.csv")))
+    assert [r[1] for r in rows if r[0] == "noisy"][2:] == [
+        "exact minus metric: difference", "exact minus metric: low (95%)", "exact minus metric: high (95%)"]
+    assert json.loads(json.dumps(table.as_dict()))["bootstrap"]["differences"]["twin"]["noise"] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="absent"):
+        table.bootstrap_differences("absent")
