@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"wrote {args.json}")
     if args.card:
         from core.io.atomic import atomic_path
-        from core.training.evaluate import make_card
+        from core.training.card import make_card
 
         if not weights.exists():
             raise WeightsError(weights, "a card describes volsight weights; none were evaluated")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -25,7 +26,8 @@ def test_train_then_evaluate(tmp_path, capsys):
     csv_path = tmp_path / "r.csv"
     assert main(["metric-eval", "-o", str(csv_path), "--weights", str(tmp_path / "w.safetensors"),
                  "--cache", str(cache), "--size", "16", "--per-family", "1", "--families", "shapes,noise",
-                 "--metrics", "mse", "--threads", "1", "--bootstrap", "20"]) == 0
+                 "--metrics", "mse", "--threads", "1", "--bootstrap", "20",
+                 "--card", str(tmp_path / "card.json"), "--run", str(out)]) == 0
     text = capsys.readouterr().out
     assert "volsim (volsight)" in text and "mse" in text
     assert "volsim (volsight) minus each metric" in text
@@ -34,6 +36,12 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert "value normalisation per sequence" in text
     rows = list(csv.reader(open(csv_path)))
     assert [r[0] for r in rows[1:]] == ["volsim (volsight)"] * 2 + ["mse"] * 5  # + mse's bootstrap rows
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert sorted(card["data"]["train_families"]) == ["burgers", "noise"] and card["working_size"] == 16
+    assert card["training"]["history"][0]["epoch"] == 1
+    assert card["evaluation"]["held_out_families"] == ["shapes"]
+    assert card["evaluation"]["bootstrap"]["reference"] == "volsim (volsight)"
+    assert set(card["evaluation"]["bootstrap"]["differences"]["mse"]) == {"shapes", "noise", "held-out mean"}
 
 
 def test_eval_refuses_missing_weights(tmp_path, capsys):
