@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         table.bootstrap_differences(specs[0].label, samples=args.bootstrap)
         say("")
         say(table.format_bootstrap())
+    elif args.bootstrap:
+        say("--bootstrap: only one metric was evaluated, so there is nothing to compare it with")
     table.write_csv(args.output)
     say(f"wrote {args.output}")
     if args.json:
