@@ -337,16 +337,18 @@ def evaluate(sequences: Sequence[CachedSequence | str | os.PathLike], metrics: S
             if progress is not None and (k + 1) % 10 == 0:
                 progress(f"{spec.label}: {k + 1}/{len(seqs)} sequences")
         _save_distances(store, known)
-        pooled = {f: pooled_spearman(np.stack(rows[f]), truth) for f in families}
-        per_seq = {f: mean_sequence_spearman(np.stack(rows[f]), truth) for f in families}
-        for table_part, vals in ((pooled, pooled), (per_seq, per_seq)):
-            held = [vals[f] for f in table.held_out]
-            table_part["held-out mean"] = float(np.mean(held)) if held else float("nan")
-        pooled["all"] = pooled_spearman(np.concatenate([np.stack(r) for r in rows.values()]), truth)
-        per_seq["all"] = mean_sequence_spearman(np.concatenate([np.stack(r) for r in rows.values()]), truth)
+        stacked = {f: np.stack(rows[f]) for f in families}  # [sequences, F-1] per family
+        everything = np.concatenate(list(stacked.values()))
+        pooled = {f: pooled_spearman(d, truth) for f, d in stacked.items()}
+        per_seq = {f: mean_sequence_spearman(d, truth) for f, d in stacked.items()}
+        for part in (pooled, per_seq):
+            held = [part[f] for f in table.held_out]
+            part["held-out mean"] = float(np.mean(held)) if held else float("nan")
+        pooled["all"] = pooled_spearman(everything, truth)
+        per_seq["all"] = mean_sequence_spearman(everything, truth)
         table.pooled[spec.label] = pooled
         table.per_sequence[spec.label] = per_seq
-        table.distances[spec.label] = {f: np.stack(rows[f]) for f in families}
+        table.distances[spec.label] = stacked
         table.notes[spec.label] = spec.note
         table.seconds[spec.label] = time.perf_counter() - t
         if progress is not None:
