@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="families never trained on (default %(default)s)")
     parser.add_argument("--size", type=int, default=32, help="working size: sequences are simulated at SIZE^3")
     parser.add_argument("--scales", type=int, default=3, help="VolSiM scales (3 = MS_3scales layout)")
+    parser.add_argument("--width", type=float, default=1.0,
+                        help="channel-width factor: scale s gets 4*2^s*WIDTH channels (1 = the official widths)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default %(default)s)")
     parser.add_argument("--dropout", type=float, default=0.1, help="dropout on the per-channel terms")
@@ -61,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--keep-epochs", action="store_true",
+                        help="also write every epoch's weights (OUTPUT/epochNNN.safetensors), to select among later")
     parser.add_argument("--export", default=None, help="also write the best weights to this .safetensors path")
     parser.add_argument("--init", default=None,
                         help="start from these VolSiM weights (e.g. fine-tune weights trained at another --size); "
@@ -98,13 +102,14 @@ def run(args: argparse.Namespace) -> int:
     train_files = build_cache(folder, split.train, args.size, progress=say)
     val_files = build_cache(folder, split.validation, args.size, progress=say)
     write_manifest(folder, split, args.size)
-    config = TrainConfig(scales=args.scales, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
+    config = TrainConfig(scales=args.scales, width=args.width, size=args.size, epochs=args.epochs, lr=args.lr,
+                         seed=args.seed,
                          nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, nuisance=args.nuisance, average=args.average,
                          nuisance_grids=grids,
                          max_minutes=args.max_minutes,
                          calibration_volumes=args.calibration_volumes, normalisation=args.normalisation,
-                         checkpoint_minutes=args.checkpoint_minutes, init=args.init,
+                         checkpoint_minutes=args.checkpoint_minutes, init=args.init, keep_epochs=args.keep_epochs,
                          extra={"git_commit": git_commit()})
     try:
         trainer = Trainer(config, train_files, val_files, out, device=device, log=say)

@@ -46,6 +46,7 @@ class TrainConfig:
     """Everything that determines a training run (stored in checkpoints and the weights card)."""
 
     scales: int = 3
+    width: float = 1.0  # channel-width factor: scale s has int(4 * 2**s * width) channels
     size: int = 32
     epochs: int = 20
     lr: float = 2e-4
@@ -66,6 +67,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     init: str | None = None  # start from these VolSiM weights (network and channel weights; normalisation recalibrated)
     log_every: int = 20
+    keep_epochs: bool = False  # also export every epoch's weights as epochNNN.safetensors
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -97,7 +99,7 @@ class Trainer:
         if sizes != {config.size}:
             raise ValueError(f"training sequences have size(s) {sorted(sizes)}, the config says {config.size}")
         torch.manual_seed(config.seed)
-        self.arch = VolSiMArchitecture.with_scales(config.scales)
+        self.arch = VolSiMArchitecture.with_scales(config.scales, config.width)
         if config.size % self.arch.min_multiple() or config.size < 2 * self.arch.min_multiple():
             raise ValueError(f"size {config.size} does not fit a {config.scales}-scale network")
         self.weights: VolSiMWeights = new_weights(self.arch, norm_size=config.size, seed=config.seed)
@@ -261,6 +263,8 @@ class Trainer:
                 if val > self.best[1]:
                     self.best = (self.epoch, val)
                     self.export(self.output / BEST)
+                if cfg.keep_epochs:
+                    self.export(self.output / f"epoch{self.epoch:03d}.safetensors")
                 self.save_checkpoint()
                 last_ckpt = time.perf_counter()
         self.elapsed = time.perf_counter() - start
@@ -339,7 +343,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "history": json.dumps(self.history),
             "config": json.dumps({k: v for k, v in asdict(self.config).items()
-                                  if k not in ("epochs", "max_minutes", "extra")}),
+                                  if k not in ("epochs", "max_minutes", "keep_epochs", "extra")}),
         }
         with atomic_path(self.output / CHECKPOINT, suffix=".pt") as tmp:
             torch.save(state, tmp)
@@ -351,7 +355,7 @@ class Trainer:
             return False
         state = torch.load(path, map_location="cpu", weights_only=True)
         mine = json.dumps({k: v for k, v in asdict(self.config).items()
-                           if k not in ("epochs", "max_minutes", "extra")})
+                           if k not in ("epochs", "max_minutes", "keep_epochs", "extra")})
         if state["config"] != mine:
             raise ValueError(f"{path}: checkpoint was made with another configuration; use a new output folder")
         self.weights.encoder.load_state_dict(state["encoder"])

@@ -63,3 +63,16 @@ def test_train_refuses_bad_nuisance_grids_before_simulating(tmp_path, grids, cap
     assert code == 2
     assert "--nuisance-grids" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # refused before any sequence was simulated
+
+
+def test_train_wider_network_keeps_every_epoch(tmp_path, capsys):
+    from core.metrics.volsim_net import load_volsim_weights
+
+    out = tmp_path / "run"
+    assert main(["metric-train", "-o", str(out), "--cache", str(tmp_path / "cache"), "--per-family", "1",
+                 "--validation-per-family", "1", "--train-families", "noise", "--held-out", "shapes",
+                 "--size", "16", "--epochs", "2", "--threads", "1", "--width", "2", "--keep-epochs"]) == 0
+    assert sorted(p.name for p in out.glob("epoch*.safetensors")) == ["epoch001.safetensors", "epoch002.safetensors"]
+    weights = load_volsim_weights(out / "epoch002.safetensors")
+    assert weights.arch.widths == (8, 16, 32)
+    assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 2
