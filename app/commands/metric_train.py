@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from core.device import select_device
     from core.errors import VolsightError
+    from core.metrics.volsim_net import VolSiMArchitecture
     from core.training.dataset import build_cache, make_split, write_manifest
     from core.training.trainer import BEST, CHECKPOINT, TrainConfig, Trainer
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         split = make_split(args.per_family, validation_per_family=args.validation_per_family,
                            train_families=[f for f in args.train_families.split(",") if f],
                            held_out_families=[f for f in args.held_out.split(",") if f])
+        VolSiMArchitecture.with_scales(args.scales, args.width)  # refuse a bad layout before simulating
     except ValueError as exc:
         raise VolsightError(str(exc)) from exc
     grids = nuisance_grids(args.nuisance_grids)
@@ -103,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     val_files = build_cache(folder, split.validation, args.size, progress=say)
     write_manifest(folder, split, args.size)
     config = TrainConfig(scales=args.scales, width=args.width, size=args.size, epochs=args.epochs, lr=args.lr,
-                         seed=args.seed,
-                         nonlinear_targets=not args.linear_targets, dropout=args.dropout,
+                         seed=args.seed, nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, nuisance=args.nuisance, average=args.average,
                          nuisance_grids=grids,
                          max_minutes=args.max_minutes,

@@ -58,6 +58,8 @@ class VolSiMArchitecture:
         """Official layouts: 3 scales = multiScaleSkip_12_1, 4 = multiScaleSkip_16_1, 5 = ..._20_1."""
         if scales < 1:
             raise ValueError("VolSiM needs at least one scale")
+        if not int(4 * width_factor) >= 1:
+            raise ValueError(f"width {width_factor} leaves the first scale without channels (needs >= 0.25)")
         return cls(widths=tuple(int(4 * 2**s * width_factor) for s in range(scales)), skip=skip)
 
     @classmethod

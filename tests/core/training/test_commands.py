@@ -76,3 +76,11 @@ def test_train_wider_network_keeps_every_epoch(tmp_path, capsys):
     weights = load_volsim_weights(out / "epoch002.safetensors")
     assert weights.arch.widths == (8, 16, 32)
     assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 2
+
+
+def test_train_refuses_a_width_without_channels(tmp_path, capsys):
+    code = main(["metric-train", "-o", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--per-family", "1",
+                 "--validation-per-family", "1", "--train-families", "noise", "--size", "16", "--width", "0.1"])
+    assert code == 2
+    assert "width 0.1" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # refused before any sequence was simulated
