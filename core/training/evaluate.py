@@ -45,6 +45,11 @@ def rescale_rows(rows: np.ndarray, lo: float = 0.1, hi: float = 1.0) -> np.ndarr
     return np.where(mx > mn, out, 0.5 * (lo + hi))
 
 
+def offsets(count: int) -> np.ndarray:
+    """Ground truth of ``count`` frame-0 distances: the normalised parameter offsets 1/count .. 1."""
+    return np.arange(1, count + 1, dtype=np.float64) / count
+
+
 def pooled_spearman(rows: np.ndarray, truth: np.ndarray) -> float:
     """Spearman of per-sequence-rescaled distances [S, F-1] against the ground truth [F-1], pooled over S."""
     from scipy.stats import spearmanr
@@ -188,7 +193,7 @@ class EvaluationTable:
         if samples < 1:
             raise ValueError(f"bootstrap samples must be >= 1, got {samples}")
         first = next(iter(self.distances[reference].values()))
-        truth = np.arange(1, first.shape[1] + 1, dtype=np.float64) / first.shape[1]
+        truth = offsets(first.shape[1])
         rng = np.random.default_rng(seed)
         others = [m for m in self.metrics if m != reference and m in self.distances]
         draws: dict[str, dict[str, np.ndarray]] = {m: {} for m in others}
@@ -316,8 +321,7 @@ def evaluate(sequences: Sequence[CachedSequence | str | os.PathLike], metrics: S
     if not seqs:
         raise ValueError("no test sequences to evaluate on")
     families = sorted({s.family for s in seqs}, key=lambda f: (f not in held_out, f))
-    n = seqs[0].frames.shape[0]
-    truth = np.arange(1, n, dtype=np.float64) / (n - 1)
+    truth = offsets(seqs[0].frames.shape[0] - 1)
     table = EvaluationTable(families, [f for f in held_out if f in families], [m.label for m in metrics])
     table.sequences = {f: sum(s.family == f for s in seqs) for f in families}
     scopes = {m.scope for m in metrics}
