@@ -15,8 +15,6 @@ from app.loading import LoadedItem
 
 SLOTS = ("A", "B")
 METHODS = ("translucent", "mip", "iso", "attenuated_mip")
-# metrics chosen by default, in table order, where installed
-DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "volsim", "lsim", "watson_dct", "learnsim_ssd")
 
 
 class Session(QObject):

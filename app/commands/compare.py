@@ -15,8 +15,9 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="first volume file")
     parser.add_argument("b", help="second volume file")
-    parser.add_argument("--metric", "-m", default="mse,psnr,ssim,ncc",
-                        help="comma-separated metric names (see `volsight metrics`); default: %(default)s")
+    parser.add_argument("--metric", "-m",
+                        help="comma-separated metric names (see `volsight metrics`); default: mse,psnr,ssim,ncc "
+                        "and volsim (volsight's own weights, or --weights PATH)")
     parser.add_argument("--weights", action="append", metavar="[NAME=]PATH",
                         help="weights of the learned metric (official .pth or volsight .safetensors); "
                         "NAME=PATH when several learned metrics are compared")
@@ -101,9 +102,14 @@ def emit(text: str, output: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.compare import compare
+    from core.compare import compare, default_metrics
 
-    names = [n.strip().lower() for n in args.metric.split(",") if n.strip()]
+    if args.metric is None:
+        names = default_metrics()
+        if args.weights and "volsim" not in names:  # --weights PATH alone: VolSiM with those weights
+            names.append("volsim")
+    else:
+        names = [n.strip().lower() for n in args.metric.split(",") if n.strip()]
     per = slice_options(names, args)
     if args.data_range is not None:
         for n in names:

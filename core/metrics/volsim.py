@@ -73,8 +73,9 @@ class VolSiM(Metric):
         if weights is None and not path.exists():
             raise WeightsError(
                 path,
-                "no VolSiM weights are installed (volsight's own weights are not shipped yet); point at a "
-                "checkpoint with --weights PATH (CLI) or weights=PATH, e.g. the official MS_3scales.pth",
+                f"no VolSiM weights are installed (volsight's own weights file is missing, or ${WEIGHTS_ENV} "
+                "names a file that does not exist); point at a checkpoint with --weights PATH (CLI) or "
+                "weights=PATH, e.g. the official MS_3scales.pth",
             )
         self.weights_path = path
         self.device = select_device(device)

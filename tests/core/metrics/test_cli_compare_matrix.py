@@ -60,6 +60,7 @@ def test_compare_table_csv_and_output_file(tmp_path, capsys, reference):
     assert main(["compare", pa, pb]) == 0
     out = capsys.readouterr().out
     assert "ssim" in out and "similarity" in out
+    assert "volsim" in out and "shares: s0.l0" in out  # volsight's own weights are installed: VolSiM by default
     target = tmp_path / "out" / "result.csv"
     assert main(["compare", pa, pb, "--metric", "mse,psnr", "--data-range", "2", "--csv", "-o", str(target)]) == 0
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
@@ -80,6 +81,8 @@ def test_compare_errors_exit_non_zero(tmp_path, capsys, reference, shared_dir, m
     assert main(["compare", pa, pb, "--metric", "volsim"]) == 2
     err = capsys.readouterr().err
     assert "no VolSiM weights are installed" in err and "--weights PATH" in err
+    assert main(["compare", pa, pb]) == 0  # no weights: the default set is the classical one
+    assert "volsim" not in capsys.readouterr().out
 
     lsim = str(shared_dir / "weights" / "LSIM" / "LSiM.pth")
     assert main(["compare", pa, pb, "--metric", "volsim", "--weights", lsim]) == 2
@@ -136,3 +139,16 @@ def test_metrics_command(capsys):
     items = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
     assert items["volsim"]["learned"] and items["volsim"]["dims"] == [3]
     assert items["rmse"]["metric_properties"] is True
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`volsight metrics | head -1`: the reader leaves early; no traceback, the shell's SIGPIPE status."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "metrics"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command writes anything: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
