@@ -90,6 +90,9 @@ class DistancePanel(QWidget):
         self.bars.setMenuEnabled(False)
         self.bars.setMouseEnabled(x=False, y=False)
         self.bars.setTitle("per-scale contributions", size="9pt")
+        small = QFont()
+        small.setPointSizeF(7.0)
+        self.bars.getAxis("left").setStyle(tickFont=small)
         self.bar_item: pg.BarGraphItem | None = None
         self.bar_names: list[str] = []
 
@@ -264,6 +267,9 @@ class DistancePanel(QWidget):
         brushes = [BAR_HIGHLIGHT if self._highlight == (metric, k) else BAR_BRUSH for k in self.bar_names]
         self.bar_item = pg.BarGraphItem(x=x, height=h, width=0.7, brushes=brushes)
         self.bars.addItem(self.bar_item)
+        # a short plot has room for two value labels, not a crowd: 0 and the largest share
+        top = float(h.max()) if h.size and h.max() > 0 else 1.0
+        self.bars.getAxis("left").setTicks([[(0.0, "0"), (top, f"{top:.2g}")]])
         axis = self.bars.getAxis("bottom")
         axis.setTicks([[(i, k) for i, k in enumerate(self.bar_names)]])
         font = QFont()

@@ -95,6 +95,7 @@ class SeriesPanel(QWidget):
         self.curve.setMenuEnabled(False)
         self.curve.setLabel("bottom", "member")
         self.curve_item = self.curve.plot([], [], pen=pg.mkPen("#4c8bf5", width=2), symbol="o", symbolSize=6)
+        self._show_axes(False)  # no series yet: no value axes with made-up ranges
 
         top = QHBoxLayout()
         top.addWidget(QLabel("metric"))
@@ -185,8 +186,14 @@ class SeriesPanel(QWidget):
         return self.w.tasks.start(task)
 
     # ------------------------------------------------------------------ display
+    def _show_axes(self, shown: bool) -> None:
+        for plot in (self.heat, self.curve):
+            for side in ("left", "bottom"):
+                plot.showAxis(side, shown)
+
     def show_matrix(self, matrix: np.ndarray) -> None:
         self.matrix = np.asarray(matrix, dtype=float)
+        self._show_axes(True)
         n = self.matrix.shape[0]
         shown = display_values(self.matrix)
         lo, hi = float(shown.min()), float(shown.max())

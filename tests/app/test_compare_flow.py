@@ -86,6 +86,9 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     assert len(d.contributions) >= 3 and panel.bar_names == list(d.contributions)
     heights = panel.bar_item.opts["height"]
     assert float(np.sum(heights)) == pytest.approx(d.value, rel=1e-6)
+    # the short chart labels its value axis with 0 and the largest share only
+    (ticks,) = panel.bars.getAxis("left")._tickLevels
+    assert [v for v, _ in ticks] == [0.0, pytest.approx(float(np.max(heights)))]
 
     # copy (full precision) and exports agree with the table
     text = panel.copy_selection()

@@ -23,10 +23,13 @@ def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(win
     window.session.set_metrics(["mse"])
     series = window.panels["series"]
     series.metric_box.setCurrentIndex(series.metric_box.findData("mse"))
+    assert not series.heat.getPlotItem().getAxis("left").isVisible()  # empty: no axes with made-up ranges
     paths = _series_files(tmp_path, rng)
     drop_files(window, paths)
     wait_for(window, qtbot, lambda: series.matrix is not None, timeout=60000)
     assert window.docks["series"].isVisible()
+    assert series.heat.getPlotItem().getAxis("left").isVisible()
+    assert series.curve.getPlotItem().getAxis("bottom").isVisible()
     m = series.matrix
     from core.io import read_volume
     from core.metrics.matrix import distance_matrix
