@@ -35,6 +35,7 @@ class LoadedItem:
     frames: int = 1
     neural_field: Any = None  # a models.field.NeuralField for kind == "field"
     info: dict[str, Any] = dc_field(default_factory=dict)
+    nan_policy: str = "raise"  # what reading did with NaN/Inf values: "raise" (there were none) or "zero"
 
     @property
     def name(self) -> str:
@@ -58,12 +59,18 @@ class LoadedItem:
             parts.append(f"variable {self.variable}")
         if self.frames > 1:
             parts.append(f"step {(self.index or 0) + 1}/{self.frames}")
+        replaced = self.volume.metadata.get("nonfinite_replaced")
+        if replaced:
+            parts.append(f"{replaced:,} NaN/Inf shown as 0")
         return " · ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
         """How to load this item again (for session files)."""
-        return {"path": self.path, "kind": self.kind, "variable": self.variable, "index": self.index,
-                "name": self.name}
+        out = {"path": self.path, "kind": self.kind, "variable": self.variable, "index": self.index,
+               "name": self.name}
+        if self.nan_policy != "raise":
+            out["nan_policy"] = self.nan_policy
+        return out
 
 
 def _field_store():
@@ -114,8 +121,12 @@ def item_from_field(neural_field: Any, path: str | None = None, progress: Progre
 
 
 def load_item(path: str | os.PathLike, variable: str | None = None, index: int | None = None,
-              progress: ProgressFn | None = None) -> LoadedItem:
-    """Read a volume file or a neural-field file into a slot item; raises core.errors on bad files."""
+              progress: ProgressFn | None = None, nan_policy: str = "raise") -> LoadedItem:
+    """Read a volume file or a neural-field file into a slot item; raises core.errors on bad files.
+
+    ``nan_policy``: ``"raise"`` refuses NaN/Inf values (:class:`core.errors.NonFiniteDataError`),
+    ``"zero"`` replaces them by 0 (the user agreed to, e.g. for a masked region).
+    """
     p = Path(path)
     # a .vsf file that is not a readable field gets the field reader's own error, not "unknown type"
     store = _field_store()
@@ -135,9 +146,9 @@ def load_item(path: str | os.PathLike, variable: str | None = None, index: int |
     frames = next((v.frames for v in var_infos if v.name == chosen), 1)
     if frames > 1 and index is None:
         index = 0
-    vol = registry.read_volume(p, variable=chosen, index=index)
+    vol = registry.read_volume(p, variable=chosen, index=index, nan_policy=nan_policy)
     return LoadedItem(volume=vol, path=str(p), kind="volume", variable=chosen, index=index,
-                      variables=names, frames=max(1, int(frames)))
+                      variables=names, frames=max(1, int(frames)), nan_policy=nan_policy)
 
 
 def demo_items(kind: str = "plume", n: int = 64) -> tuple[LoadedItem, LoadedItem]:

@@ -6,6 +6,7 @@ every long task (reading, baking, comparing, fitting) runs through :class:`app.w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from app.panels.slot_view import SlotView, dropped_paths
 from app.session import SLOTS, Session
 from app.settings import Preferences
 from app.workers import Task, TaskRunner
+from core.errors import NonFiniteDataError
 
 LAYOUT_VERSION = 3  # bump when docks are added or renamed: an older saved layout is then ignored
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
@@ -58,6 +60,7 @@ class MainWindow(QMainWindow):
         self.tasks = TaskRunner(self)
         self.errors: list[str] = []
         self._message_box: QMessageBox | None = None
+        self.nan_as_zero: set[str] = set()  # files whose NaN/Inf values the user agreed to see as 0
         self.panels: dict[str, Any] = {}
         self.docks: dict[str, Any] = {}
         self.catalog: dict[str, dict[str, Any]] = {}
@@ -165,12 +168,15 @@ class MainWindow(QMainWindow):
         """Read ``path`` in the background into ``slot``; a bad file leaves every slot as it was."""
         self.slot_views[slot].set_message(f"loading {Path(path).name}…")
 
+        policy = self.nan_policy_for(path)
+
         def work(progress):
-            return load_item(path, variable=variable, index=index, progress=progress)
+            return load_item(path, variable=variable, index=index, progress=progress, nan_policy=policy)
 
         task = Task(f"load_{slot}", work, label=f"loading {Path(path).name}")
         task.signals.finished.connect(lambda item: self._loaded({slot: item}, [path]))
-        task.signals.failed.connect(lambda exc: self._load_failed([slot], exc))
+        task.signals.failed.connect(lambda exc: self.load_failed(
+            exc, [slot], retry=lambda: self.load_into(slot, path, variable, index)))
         task.signals.cancelled.connect(lambda: self._restore_titles([slot]))
         return self.tasks.start(task)
 
@@ -179,14 +185,17 @@ class MainWindow(QMainWindow):
         for s in SLOTS:
             self.slot_views[s].set_message("loading…")
 
+        policy_a, policy_b = self.nan_policy_for(path_a), self.nan_policy_for(path_b)
+
         def work(progress):
-            a = load_item(path_a, progress=lambda f, m: progress(None, m))
-            b = load_item(path_b, progress=lambda f, m: progress(None, m))
+            a = load_item(path_a, progress=lambda f, m: progress(None, m), nan_policy=policy_a)
+            b = load_item(path_b, progress=lambda f, m: progress(None, m), nan_policy=policy_b)
             return a, b
 
         task = Task("load_pair", work, label="loading A and B")
         task.signals.finished.connect(lambda ab: self._loaded({"A": ab[0], "B": ab[1]}, [path_a, path_b]))
-        task.signals.failed.connect(lambda exc: self._load_failed(list(SLOTS), exc))
+        task.signals.failed.connect(lambda exc: self.load_failed(
+            exc, list(SLOTS), retry=lambda: self.load_pair(path_a, path_b)))
         task.signals.cancelled.connect(lambda: self._restore_titles(list(SLOTS)))
         return self.tasks.start(task)
 
@@ -214,9 +223,37 @@ class MainWindow(QMainWindow):
         for s in items:
             self.item_loaded.emit(s)
 
-    def _load_failed(self, slots: list[str], exc: BaseException) -> None:
-        self._restore_titles(slots)
+    def nan_policy_for(self, path: str | os.PathLike) -> str:
+        """How to read ``path``: ``"zero"`` once the user agreed to see its NaN/Inf values as 0, else ``"raise"``."""
+        return "zero" if os.path.realpath(path) in self.nan_as_zero else "raise"
+
+    def load_failed(self, exc: BaseException, slots: Sequence[str] = (),
+                    retry: Callable[[], Any] | None = None) -> None:
+        """A load went wrong: slots keep what they held, and the error is shown.
+
+        A file refused only for its NaN/Inf values (a masked region, fill values) is offered again
+        with those values as 0; if the user agrees, ``retry`` loads it that way.
+        """
+        self._restore_titles(list(slots))
+        if isinstance(exc, NonFiniteDataError) and exc.path and retry is not None:
+            if self.ask_nonfinite_as_zero(exc):
+                self.nan_as_zero.add(os.path.realpath(exc.path))
+                retry()
+            else:
+                self.statusBar().showMessage(f"{Path(exc.path).name} not opened (NaN/Inf values)", 8000)
+            return
         self.report_error(str(exc) if str(exc) else type(exc).__name__, title="Cannot open file")
+
+    def ask_nonfinite_as_zero(self, exc: NonFiniteDataError) -> bool:
+        """Ask whether a file's NaN/Inf values may be shown (and measured) as 0."""
+        share = 100.0 * exc.count / max(exc.total, 1)
+        text = (f"{Path(exc.path or '').name} has {exc.count:,} of {exc.total:,} values ({share:.3g}%) missing or "
+                "not finite (NaN/Inf), e.g. a masked region or fill values.\n\nOpen it with those values set to "
+                "0? Distances then count them as 0 too.")
+        answer = QMessageBox.question(self, "Missing values", text,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.Yes)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _restore_titles(self, slots: list[str]) -> None:
         for s in slots:
@@ -434,7 +471,7 @@ class MainWindow(QMainWindow):
 
         task = Task("load_pair", lambda progress: demo_items(kind, n), label=f"making the {kind} demo pair")
         task.signals.finished.connect(lambda ab: self._loaded({"A": ab[0], "B": ab[1]}, []))
-        task.signals.failed.connect(lambda exc: self._load_failed(list(SLOTS), exc))
+        task.signals.failed.connect(lambda exc: self.load_failed(exc, list(SLOTS)))
         return self.tasks.start(task)
 
 

@@ -116,7 +116,8 @@ def load_slot_entry(entry: dict[str, Any] | None):
     if not entry.get("path"):
         raise SessionFileError(f"slot item {entry.get('name')!r} has no file (a field fitted in the window "
                                "must be saved before the session can restore it)")
-    return load_item(entry["path"], variable=entry.get("variable"), index=entry.get("index"))
+    return load_item(entry["path"], variable=entry.get("variable"), index=entry.get("index"),
+                     nan_policy="zero" if entry.get("nan_policy") == "zero" else "raise")
 
 
 def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:

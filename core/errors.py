@@ -30,6 +30,15 @@ class ReaderError(FileError):
     """A file could not be read as a volume (corrupt, truncated, wrong layout, ...)."""
 
 
+class NonFiniteDataError(ReaderError):
+    """A file's data has NaN/Inf values (masked regions, fill values) and no policy for them was chosen."""
+
+    def __init__(self, path: str | os.PathLike | None, reason: str, count: int, total: int):
+        self.count = int(count)
+        self.total = int(total)
+        super().__init__(path, reason)
+
+
 class UnsupportedFormatError(ReaderError):
     """No reader recognises the file (by extension or content)."""
 

@@ -21,8 +21,8 @@ from renderer.raymarch import FieldRenderer, MarchSettings
 from renderer.transfer import TransferFunction
 
 
-def load_source(path: str | os.PathLike, variable: str | None = None) -> Any:
-    """A Volume (through core.io) or, for a neural-field file, the NeuralField (models.store)."""
+def load_source(path: str | os.PathLike, variable: str | None = None, nan_policy: str = "raise") -> Any:
+    """A Volume (through core.io; ``nan_policy`` as there) or, for a neural-field file, the NeuralField."""
     p = Path(path)
     if not p.exists():
         raise VolsightError(f"{p}: no such file")
@@ -35,7 +35,7 @@ def load_source(path: str | os.PathLike, variable: str | None = None) -> Any:
         return store.load_field(p)
     from core.io.registry import read_volume
 
-    return read_volume(p, variable=variable)
+    return read_volume(p, variable=variable, nan_policy=nan_policy)
 
 
 def default_transfer_function(renderer: FieldRenderer, colormap: str = "viridis",

@@ -32,10 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-range", type=float,
                         help="data range R of PSNR/SSIM/LCC (default: the pair's joint range)")
     add_slice_arguments(parser)
+    add_nan_argument(parser)
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
     parser.add_argument("-o", "--output", help="write the JSON/CSV/table to this file instead of stdout")
+
+
+def add_nan_argument(parser: argparse.ArgumentParser) -> None:
+    """``--nan raise|zero``: what reading does with NaN/Inf values (masked regions, fill values)."""
+    parser.add_argument("--nan", choices=("raise", "zero"), default="raise",
+                        help="NaN/Inf values in a file (masked regions, fill values): refuse the file (raise, "
+                        "default) or replace them by 0 (zero)")
 
 
 def add_slice_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
         for n in names:
             if n in ("psnr", "ssim", "lcc"):
                 per.setdefault(n, {})["data_range"] = args.data_range
-    result = compare(args.a, args.b, names, weights=parse_weights(args.weights), metric_options=per,
+    from core.io.registry import read_volume
+
+    a, b = (read_volume(p, nan_policy=args.nan) for p in (args.a, args.b))
+    result = compare(a, b, names, weights=parse_weights(args.weights), metric_options=per,
                      normalize=args.normalize, resample=args.resample, interpolation=args.interpolation)
     if args.json:
         emit(result.to_json() + "\n", args.output)

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=["small", "medium", "large"], default="medium",
                         help="model size preset (medium APMGSRN = the paper's train.json model)")
     parser.add_argument("--iterations", type=int, default=1000)
+    from app.commands.compare import add_nan_argument
+
+    add_nan_argument(parser)
     parser.add_argument("--points", type=int, default=100_000, help="training points per iteration")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variable", default=None, help="variable to read (NetCDF/.npz)")
@@ -84,7 +87,7 @@ def fit_to_file(volume: Any, output: str, model: str = "apmgsrn", size: str = "m
 def run(args: argparse.Namespace) -> int:
     from core.io.registry import read_volume
 
-    volume = read_volume(args.volume, variable=args.variable)
+    volume = read_volume(args.volume, variable=args.variable, nan_policy=args.nan)
     fit_to_file(volume, args.output, model=args.model, size=args.size, iterations=args.iterations,
                 points=args.points, seed=args.seed, device=args.device, checkpoint=args.checkpoint,
                 resume=args.resume)

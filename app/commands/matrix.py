@@ -20,9 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="min-max the whole set jointly to [-1, 1] first")
     norm.add_argument("--no-normalize", dest="normalize", action="store_false", help="use raw values")
     parser.add_argument("--resample", type=int, metavar="N", help="resample every volume to N^3 (trilinear)")
-    from app.commands.compare import add_slice_arguments
+    from app.commands.compare import add_nan_argument, add_slice_arguments
 
     add_slice_arguments(parser)
+    add_nan_argument(parser)
     parser.add_argument("-o", "--output", help="CSV file to write (atomically)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.files) < 2:
         raise MetricError("a matrix needs at least two files")
-    volumes = [read_volume(f) for f in args.files]
+    volumes = [read_volume(f, nan_policy=args.nan) for f in args.files]
     from app.commands.compare import slice_options
 
     name = args.metric.strip().lower()

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True,
                         help="output .png (one frame), or a folder / .gif with --turntable")
     parser.add_argument("--variable", help="variable to read from a multi-variable file")
+    from app.commands.compare import add_nan_argument
+
+    add_nan_argument(parser)
     parser.add_argument("--azi", type=float, default=30.0, help="camera azimuth in degrees (default 30)")
     parser.add_argument("--polar", type=float, default=60.0, help="camera polar angle from +z in degrees (default 60)")
     parser.add_argument("--dist", type=float, default=5.0, help="camera distance (the longest box side is 2)")
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from renderer.offline import load_source, render_offline, save_png, turntable
     from renderer.raymarch import FieldRenderer
 
-    source = load_source(args.file, args.variable)
+    source = load_source(args.file, args.variable, nan_policy=args.nan)
     device = select_device(args.device)
     renderer = FieldRenderer(source, device=device)
     tf = _transfer_function(args, renderer)

@@ -131,16 +131,18 @@ class SeriesPanel(QWidget):
         """Read every file in the background; the first two go to A and B, then the matrix is computed."""
         paths = [str(p) for p in paths]
 
+        policies = [self.w.nan_policy_for(p) for p in paths]
+
         def work(progress):
             items = []
-            for i, p in enumerate(paths):
+            for i, (p, policy) in enumerate(zip(paths, policies, strict=True)):
                 progress(i / len(paths), f"reading {Path(p).name} ({i + 1}/{len(paths)})")
-                items.append(load_item(p))
+                items.append(load_item(p, nan_policy=policy))
             return items
 
         task = Task("load_pair", work, label=f"reading {len(paths)} files")
         task.signals.finished.connect(lambda items: self.set_series(items, paths))
-        task.signals.failed.connect(lambda exc: self.w.report_error(str(exc), title="Cannot open file"))
+        task.signals.failed.connect(lambda exc: self.w.load_failed(exc, retry=lambda: self.load_files(paths)))
         return self.w.tasks.start(task)
 
     def series_from_time_axis(self) -> Task | None:
@@ -149,12 +151,13 @@ class SeriesPanel(QWidget):
             self.w.report_error("slot A holds no file with a time axis (more than one step)")
             return None
         path, variable, frames = item.path, item.variable, item.frames
+        policy = self.w.nan_policy_for(path)
 
         def work(progress):
             out = []
             for i in range(frames):
                 progress(i / frames, f"reading step {i + 1}/{frames}")
-                out.append(load_item(path, variable=variable, index=i))
+                out.append(load_item(path, variable=variable, index=i, nan_policy=policy))
             return out
 
         task = Task("load_pair", work, label=f"reading {frames} time steps")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ReaderError, VolumeError
+from core.errors import NonFiniteDataError, ReaderError, VolumeError
 from core.volume import SUPPORTED_CHANNELS, Volume
 
 _CH = SUPPORTED_CHANNELS
@@ -134,8 +134,10 @@ def make_volume(path: str | os.PathLike, data: np.ndarray, *, name: str, variabl
         bad = int(data.size - np.count_nonzero(np.isfinite(data)))
         if bad:
             extra = f" ({missing_hint})" if missing_hint else ""
-            raise ReaderError(path, f"{what} has {bad} of {data.size} values missing or non-finite (NaN/Inf){extra}; "
-                                    "choose nan_policy='zero' to replace them by 0 or 'allow' to keep them as NaN")
+            raise NonFiniteDataError(
+                path, f"{what} has {bad} of {data.size} values missing or non-finite (NaN/Inf){extra}; choose "
+                "nan_policy='zero' (command line: --nan zero) to replace them by 0 or 'allow' to keep them as NaN",
+                bad, data.size)
     kwargs: dict[str, Any] = {"name": name, "source": os.fspath(Path(path)), "metadata": dict(metadata or {}),
                               "nan_policy": nan_policy}
     if spacing is not None:

@@ -128,3 +128,51 @@ def test_volumes_of_different_shapes_are_compared_on_a_common_grid(window, qtbot
     wait_for(window, qtbot, lambda: window.session.comparison is not None
              and isinstance(window.session.comparison.get("mse"), Exception), timeout=60000)
     assert "shape" in str(window.session.comparison["mse"])
+
+
+def _masked_netcdf(path, data, fill=-999.0):
+    """A NetCDF variable with a land-mask-like region stored as _FillValue (read as missing)."""
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w") as ds:
+        for dim, n in zip(("z", "y", "x"), data.shape, strict=True):
+            ds.createDimension(dim, n)
+        var = ds.createVariable("density", "f4", ("z", "y", "x"), fill_value=fill)
+        stored = data.copy()
+        stored[:, :4, :] = fill
+        var[:] = stored
+    return path
+
+
+def test_masked_file_is_offered_with_missing_values_as_zero(window, qtbot, tmp_path, rng, monkeypatch):
+    """A file refused only for NaN/Inf values is offered again; yes opens it with them as 0, no keeps the slots."""
+    data = smooth_volume(rng, 16)
+    good = write_netcdf(tmp_path / "good.nc", data)
+    masked = _masked_netcdf(tmp_path / "masked.nc", data)
+    drop_files(window.slot_views["A"], [good])
+    wait_for(window, qtbot, lambda: window.session.item("A") is not None)
+    before = window.session.item("A")
+
+    asked = []
+    monkeypatch.setattr(window, "ask_nonfinite_as_zero", lambda exc: asked.append(exc) or False)
+    drop_files(window.slot_views["A"], [masked])
+    qtbot.waitUntil(lambda: bool(asked), timeout=20000)
+    assert asked[0].count == 16 * 4 * 16 and asked[0].total == 16**3 and asked[0].path.endswith("masked.nc")
+    assert window.session.item("A") is before and "not opened" in window.statusBar().currentMessage()
+
+    monkeypatch.setattr(window, "ask_nonfinite_as_zero", lambda exc: asked.append(exc) or True)
+    drop_files(window.slot_views["A"], [masked])
+    wait_for(window, qtbot, lambda: window.session.item("A") is not before)
+    item = window.session.item("A")
+    assert len(asked) == 2 and item.nan_policy == "zero"
+    assert np.all(item.volume.data[0, :, :4, :] == 0)
+    np.testing.assert_array_equal(item.volume.data[0, :, 4:, :], data[:, 4:, :])
+    assert "1,024 NaN/Inf shown as 0" in window.slot_views["A"].title.text()
+    from app.session_file import load_slot_entry
+
+    assert load_slot_entry(item.to_json()).nan_policy == "zero"  # a saved session reopens it the same way
+
+    # the choice holds for the file: loading it again (a pair) asks no more
+    drop_files(window, [good, masked])
+    wait_for(window, qtbot, lambda: getattr(window.session.item("B"), "path", None) == str(masked))
+    assert len(asked) == 2

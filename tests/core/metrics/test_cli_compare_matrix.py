@@ -103,6 +103,20 @@ def test_compare_errors_exit_non_zero(tmp_path, capsys, reference, shared_dir, m
     assert main(["compare", pa, pb, "--metric", "nosuch"]) == 2
     assert "unknown metric" in capsys.readouterr().err
     assert main(["compare", pa, str(tmp_path / "missing.npy")]) == 2
+    capsys.readouterr()
+
+    # NaN/Inf values (a masked region) are refused with the way out named; --nan zero reads them as 0
+    masked = np.load(pa)
+    masked[:8] = np.nan
+    pm = str(tmp_path / "masked.npy")
+    np.save(pm, masked)
+    assert main(["compare", pa, pm, "--metric", "mse"]) == 2
+    assert "masked.npy" in (err := capsys.readouterr().err) and "--nan zero" in err
+    assert main(["compare", pa, pm, "--metric", "mse", "--nan", "zero", "--json"]) == 0
+    filled = np.where(np.isfinite(masked), masked, 0.0)
+    expected = float(np.mean((np.load(pa).astype(np.float64) - filled) ** 2))
+    assert json.loads(capsys.readouterr().out)["distances"]["mse"]["value"] == pytest.approx(expected, rel=1e-5)
+    assert main(["matrix", pa, pb, pm, "--metric", "mse", "--nan", "zero"]) == 0
 
 
 class _Payload:
