@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
+
 from core.errors import MetricError
 from core.metrics.base import Distance, Metric
 from core.metrics.preprocess import Preprocessing, prepare_pair
@@ -65,37 +67,38 @@ def _data_range(ta, tb, options: dict[str, Any]) -> float:
     return hi - lo
 
 
-def _symmetric_index(n: int, pad: int):
-    """Indices of a length-``n`` axis padded by ``pad`` with half-sample symmetric reflection (scipy 'reflect')."""
-    import torch
+def local_moments(a, b, kernel) -> list:
+    """Windowed means of ``a``, ``b``, ``a*a``, ``b*b`` and ``a*b`` (float64 ``[D, H, W]`` arrays).
 
-    i = torch.arange(-pad, n + pad) % (2 * n)
-    return torch.where(i >= n, 2 * n - 1 - i, i)
+    The window is the separable 1D ``kernel`` along each axis, with half-sample symmetric
+    boundaries (scipy's 'reflect', as scikit-image's SSIM). scipy's 1D correlation filters in
+    place into two buffers per moment, so a pair needs about 11 volumes of memory, not the dozens
+    of padded copies a convolution framework makes; the five moments run on parallel threads
+    (scipy releases the GIL).
+    """
+    from scipy import ndimage
 
+    from core.threads import cpu_map
 
-def separable_filter(x, kernel):
-    """Filter ``[N, D, H, W]`` with a 1D ``kernel`` along each spatial axis (symmetric boundary)."""
-    import torch.nn.functional as F
+    k = np.asarray(kernel, dtype=np.float64)
 
-    k = kernel.to(x.dtype).reshape(1, 1, -1)
-    pad = (k.shape[-1] - 1) // 2
-    out = x
-    for axis in (1, 2, 3):
-        moved = out.movedim(axis, -1)
-        shape = moved.shape
-        padded = moved.index_select(-1, _symmetric_index(shape[-1], pad))
-        filtered = F.conv1d(padded.reshape(-1, 1, padded.shape[-1]), k)
-        out = filtered.reshape(shape).movedim(-1, axis)
-    return out
+    def moment(which: int):
+        src = (a, b)[which] if which < 2 else np.multiply(*((a, a), (b, b), (a, b))[which - 2])
+        out = np.empty_like(a)
+        tmp = np.empty_like(a) if which < 2 else src  # a product is scratch once it has been read
+        ndimage.correlate1d(src, k, axis=0, output=out, mode="reflect")
+        ndimage.correlate1d(out, k, axis=1, output=tmp, mode="reflect")
+        ndimage.correlate1d(tmp, k, axis=2, output=out, mode="reflect")
+        return out
+
+    return cpu_map(moment, range(5))
 
 
 def gaussian_kernel(sigma: float, truncate: float = 3.5):
     """Normalised 1D Gaussian of radius ``int(truncate * sigma + 0.5)`` (scipy's rule)."""
-    import torch
-
     radius = int(truncate * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
 
 
@@ -215,24 +218,33 @@ class SSIM(_Classical):
     options = {"data_range", "sigma"}
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        import torch
-
         ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         r = _data_range(ta, tb, options)
         sigma = float(options.get("sigma", 1.5))
         kernel = gaussian_kernel(sigma)
-        pad = (kernel.numel() - 1) // 2
-        if min(ta.shape[1:]) < kernel.numel():
-            raise MetricError(f"ssim: every axis needs at least {kernel.numel()} voxels, got {tuple(ta.shape[1:])}")
+        pad = (kernel.size - 1) // 2
+        if min(ta.shape[1:]) < kernel.size:
+            raise MetricError(f"ssim: every axis needs at least {kernel.size} voxels, got {tuple(ta.shape[1:])}")
         c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
-        stack = torch.cat([ta, tb, ta * ta, tb * tb, ta * tb])  # one filtering pass for all five moments
-        n = ta.shape[0]
-        mu_a, mu_b, aa, bb, ab = separable_filter(stack, kernel).split(n)
-        va, vb, cov = aa - mu_a * mu_a, bb - mu_b * mu_b, ab - mu_a * mu_b
-        s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
-        inner = s[:, pad:-pad, pad:-pad, pad:-pad] if pad else s
-        value = float(inner.mean(dim=(1, 2, 3)).mean())
-        return Distance(self.name, value, kind="similarity", voxel_map=s.mean(0).float().numpy(),
+        inner = (slice(pad, -pad),) * 3 if pad else (slice(None),) * 3
+        values, total = [], None
+        for ca, cb in zip(ta.numpy(), tb.numpy(), strict=True):  # channel by channel: memory of one
+            mu_a, mu_b, va, vb, cov = local_moments(ca, cb, kernel)
+            va -= mu_a * mu_a
+            vb -= mu_b * mu_b
+            cov -= mu_a * mu_b
+            num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+            va += vb
+            va += c2
+            mu_a *= mu_a
+            mu_b *= mu_b
+            mu_a += mu_b
+            mu_a += c1
+            num /= mu_a * va
+            values.append(float(num[inner].mean()))
+            total = num if total is None else np.add(total, num, out=total)
+        return Distance(self.name, float(np.mean(values)), kind="similarity",
+                        voxel_map=(total / len(values)).astype(np.float32),
                         info=self._info(prep, data_range=r, sigma=sigma))
 
 
@@ -266,21 +278,31 @@ class LCC(_Classical):
     options = {"window", "data_range"}
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        import torch
-
         ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         w = int(options.get("window", 9))
         if w < 3 or w % 2 == 0:
             raise MetricError(f"lcc: window must be an odd size >= 3, got {w}")
         r = _data_range(ta, tb, options)
         c = ((0.03 * r) ** 2) / 2
-        n = ta.shape[0]
-        box = torch.full((w,), 1.0 / w, dtype=torch.float64)
-        mu_a, mu_b, aa, bb, ab = separable_filter(torch.cat([ta, tb, ta * ta, tb * tb, ta * tb]), box).split(n)
-        va = (aa - mu_a * mu_a).clamp(min=0)
-        vb = (bb - mu_b * mu_b).clamp(min=0)
-        cov = ab - mu_a * mu_b
-        local = (cov + c) / (torch.sqrt(va * vb) + c) if c > 0 else torch.ones_like(cov)
-        cmap = local.mean(0)
-        return Distance(self.name, float(cmap.mean()), kind="similarity", voxel_map=cmap.float().numpy(),
+        box = np.full(w, 1.0 / w)
+        cmap = None
+        for ca, cb in zip(ta.numpy(), tb.numpy(), strict=True):
+            mu_a, mu_b, va, vb, cov = local_moments(ca, cb, box)
+            if c > 0:
+                va -= mu_a * mu_a
+                vb -= mu_b * mu_b
+                cov -= mu_a * mu_b
+                np.maximum(va, 0, out=va)
+                np.maximum(vb, 0, out=vb)
+                va *= vb
+                np.sqrt(va, out=va)
+                va += c
+                cov += c
+                cov /= va
+                local = cov
+            else:
+                local = np.ones_like(cov)
+            cmap = local if cmap is None else np.add(cmap, local, out=cmap)
+        cmap /= ta.shape[0]
+        return Distance(self.name, float(cmap.mean()), kind="similarity", voxel_map=cmap.astype(np.float32),
                         info=self._info(prep, window=w, data_range=r))

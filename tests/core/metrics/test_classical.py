@@ -20,27 +20,27 @@ def _pair(rng, shape=(20, 24, 28), channels=1, noise=0.2):
     return a, b, Volume.from_array(a), Volume.from_array(b)
 
 
-def test_ssim_matches_scikit_image_1e4(rng):
+def test_ssim_matches_scikit_image(rng):
     a, b, va, vb = _pair(rng)
     r = float(max(a.max(), b.max()) - min(a.min(), b.min()))
-    ref = structural_similarity(a[0], b[0], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                data_range=r)
+    x, y = a[0].astype(np.float64), b[0].astype(np.float64)  # scikit-image computes float32 input in float32
+    ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=r)
     d = get_metric("ssim").distance(va, vb)
-    assert d.value == pytest.approx(ref, abs=1e-4)
+    assert d.value == pytest.approx(ref, abs=1e-9)
     assert d.kind == "similarity" and d.voxel_map.shape == (20, 24, 28)
     # explicit data range, and full map agrees in the interior
-    ref2, full = structural_similarity(a[0], b[0], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    ref2, full = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                        data_range=4.0, full=True)
     d2 = get_metric("ssim").distance(va, vb, data_range=4.0)
-    assert d2.value == pytest.approx(ref2, abs=1e-4)
-    np.testing.assert_allclose(d2.voxel_map[5:-5, 5:-5, 5:-5], full[5:-5, 5:-5, 5:-5], atol=1e-4)
+    assert d2.value == pytest.approx(ref2, abs=1e-9)
+    np.testing.assert_allclose(d2.voxel_map[5:-5, 5:-5, 5:-5], full[5:-5, 5:-5, 5:-5], atol=1e-6)
 
 
 def test_ssim_three_channels_matches_scikit_image(rng):
     a, b, va, vb = _pair(rng, shape=(16, 16, 16), channels=3)
-    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                data_range=2.5, channel_axis=0)
-    assert get_metric("ssim").distance(va, vb, data_range=2.5).value == pytest.approx(ref, abs=1e-4)
+    ref = structural_similarity(a.astype(np.float64), b.astype(np.float64), gaussian_weights=True, sigma=1.5,
+                                use_sample_covariance=False, data_range=2.5, channel_axis=0)
+    assert get_metric("ssim").distance(va, vb, data_range=2.5).value == pytest.approx(ref, abs=1e-9)
 
 
 def test_mse_family_definitions_and_maps(rng):
@@ -78,6 +78,17 @@ def test_correlations(rng):
     assert get_metric("ncc").distance(va, neg).value == pytest.approx(-1.0, abs=1e-9)
     lcc = get_metric("lcc").distance(va, vb)
     assert lcc.voxel_map.shape == (20, 24, 28) and -1 <= lcc.value <= 1
+    # the definition, written out with scipy's box filter (symmetric boundary)
+    from scipy.ndimage import uniform_filter
+
+    x, y = a[0].astype(np.float64), b[0].astype(np.float64)
+    mx, my = uniform_filter(x, 9, mode="reflect"), uniform_filter(y, 9, mode="reflect")
+    vx = np.maximum(uniform_filter(x * x, 9, mode="reflect") - mx * mx, 0)
+    vy = np.maximum(uniform_filter(y * y, 9, mode="reflect") - my * my, 0)
+    c = (0.03 * float(max(x.max(), y.max()) - min(x.min(), y.min()))) ** 2 / 2
+    local = (uniform_filter(x * y, 9, mode="reflect") - mx * my + c) / (np.sqrt(vx * vy) + c)
+    assert lcc.value == pytest.approx(float(local.mean()), abs=1e-9)
+    np.testing.assert_allclose(lcc.voxel_map, local, atol=1e-6)
     assert get_metric("lcc").distance(va, va).value == pytest.approx(1.0)
     assert get_metric("lcc").distance(va, neg).value < 0
     flat = Volume.from_array(np.ones((1, 8, 8, 8), np.float32))
