@@ -49,6 +49,7 @@ from core.metrics.preprocess import joint_minmax
 from core.metrics.registry import register
 from core.metrics.slicing import pair_data
 from core.metrics.weights_io import load_safetensors, save_safetensors
+from core.threads import cpu_map
 from core.volume import Volume
 
 FORMAT_NAME = "volsight-learnsim"
@@ -56,6 +57,7 @@ FORMAT_VERSION = 1
 FEATURES = (4, 8, 8)
 LCC_EPS = 1e-5
 NEGATIVE_SLOPE = 0.2
+SLAB_BYTES = 64 << 20  # one encoder layer's activations per slab (inference in slabs, see encode_in_slabs)
 Similarity = Literal["ssd", "lcc"]
 
 
@@ -124,6 +126,42 @@ class LearnSimNetwork(nn.Module):
         for conv in self.convs:
             x = F.leaky_relu(conv(x), NEGATIVE_SLOPE)
         return x
+
+    @torch.no_grad()
+    def encode_in_slabs(self, x: torch.Tensor, slab: int | None = None,
+                        keep_features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(aggregate(encode(x)), encode(x) or None)`` for ``[N, 1, D, H, W]``, slab by slab along D.
+
+        The same values as the whole-volume pass, in bounded memory: each slab is read with a halo of
+        one voxel per conv, every conv replicate-pads only where the slab meets the volume's border,
+        and only the aggregated map (plus the features when asked) is kept for the whole volume, so a
+        256³ pair needs a few hundred MB instead of several GB of activations. ``slab`` (depth per
+        slab) defaults to what keeps one layer's activations near :data:`SLAB_BYTES`: a 64³ volume
+        is one slab, a 256³ one has slabs of 32.
+        """
+        n, _, depth, h, w = x.shape
+        if slab is None:
+            slab = max(1, SLAB_BYTES // (n * FEATURES[-1] * h * w * x.element_size()))
+        halo = len(self.convs)
+        # channels-last activations: oneDNN's 3D convolutions with few channels run much faster on them
+        last = torch.channels_last_3d
+        weights = [(c.weight.contiguous(memory_format=last), c.bias) for c in self.convs]
+        z = x.new_empty((n, 1, depth, h, w))
+        feats = x.new_empty((n, FEATURES[-1], depth, h, w)) if keep_features else None
+        for d0 in range(0, depth, slab):
+            d1 = min(depth, d0 + slab)
+            lo, hi = max(0, d0 - halo), min(depth, d1 + halo)
+            t = x[:, :, lo:hi]
+            for weight, bias in weights:
+                front, back = int(lo == 0), int(hi == depth)
+                t = F.pad(t, (1, 1, 1, 1, front, back), mode="replicate").contiguous(memory_format=last)
+                t = F.leaky_relu_(F.conv3d(t, weight, bias), NEGATIVE_SLOPE)
+                lo, hi = lo + 1 - front, hi - 1 + back
+            t = t[:, :, d0 - lo:d1 - lo]
+            z[:, :, d0:d1] = F.conv3d(t, self.aggregate.weight)
+            if feats is not None:
+                feats[:, :, d0:d1] = t
+        return z, feats
 
     def aggregation_weights(self) -> torch.Tensor:
         return self.aggregate.weight.reshape(-1)
@@ -241,8 +279,10 @@ class LearnSimMetric(Metric):
         data_a, data_b = pair_data(self, a, b, options)
         normalize = options.get("normalize")
         ta, tb = self.prepare(data_a, data_b, True if normalize is None else bool(normalize))
+        # each input on its own worker, in slabs: bounded memory at any size
+        (za, fa), (zb, fb) = cpu_map(lambda t: self.network.encode_in_slabs(t, keep_features=features), [ta, tb])
         with torch.no_grad():
-            vmap, fa, fb = self.network(ta, tb)
+            vmap = plain_map(za, zb, self.network.similarity)
             value = float(self.reduce(vmap)[0])
         total = float(vmap.double().sum())
         energy = 0.5 * total if self.similarity == "ssd" else -total

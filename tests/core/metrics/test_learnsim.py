@@ -53,6 +53,23 @@ def test_encoder_is_exact_identity_at_init(rng):
     assert all(float(c.weight[1:].detach().abs().sum()) > 0 for c in net.convs)
 
 
+@pytest.mark.parametrize("slab", [1, 2, 5, 32])
+def test_slab_encoding_equals_the_whole_volume_pass(rng, slab):
+    """Slabs with halos and border-only replicate padding give the whole-volume values (a non-identity net)."""
+    net = LearnSimNetwork("lcc", seed=5)
+    with torch.no_grad():
+        for p in net.parameters():  # random weights everywhere, so every channel and border matters
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
+    x = torch.from_numpy(rng.random((2, 1, 11, 7, 9)).astype(np.float32))
+    with torch.no_grad():
+        feats = net.encode(x)
+        z = net.aggregate(feats)
+    zs, fs = net.encode_in_slabs(x, slab=slab, keep_features=True)
+    torch.testing.assert_close(zs, z, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fs, feats, rtol=1e-5, atol=1e-6)
+    assert net.encode_in_slabs(x, slab=slab)[1] is None
+
+
 def test_learned_ssd_equals_plain_ssd_at_init(rng):
     va, vb = _pair(rng)
     m = LearnSimSSD()

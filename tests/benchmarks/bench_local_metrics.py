@@ -1,14 +1,17 @@
-"""Speed and peak memory of the windowed classical metrics (SSIM, LCC) against scikit-image's SSIM.
+"""Speed and peak memory of the metrics built on local windows: SSIM, LCC and LearnSim's learned SSD.
 
-Run: ``python -m tests.benchmarks.bench_classical [--sizes 64 128 256] [--repeats 3]``.
+Run: ``python -m tests.benchmarks.bench_local_metrics [--sizes 64 128 256] [--repeats 3]``.
 
 Every row runs in a fresh process on the same seeded pair (a smooth random volume and a noisy
 copy, float32): best wall time of ``--repeats`` calls after one warm-up, and the process's peak
 resident memory minus what it held before the first call (``ru_maxrss``; the pair itself is
 loaded first). The baseline is ``skimage.metrics.structural_similarity`` with the settings
 volsight's SSIM reproduces (Gaussian window sigma 1.5, population covariances, the pair's range),
-on float64 input as volsight computes; the last column is volsight's agreement with it. Other
-jobs share the machine: the load average is printed, and only ratios within one run mean much.
+on float64 input as volsight computes; the last column is volsight's agreement with it.
+``learnsim-ssd`` (slab by slab, each input on its own worker) has its own baseline: the same
+network's whole-volume pass on both inputs at once (``LearnSimNetwork.forward``), with the
+agreement of the two values. Other jobs share the machine: the load average is printed, and
+only ratios within one run mean much.
 """
 
 from __future__ import annotations
@@ -49,6 +52,18 @@ def measure(what: str, n: int, repeats: int) -> dict:
         def call() -> float:
             return float(structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                                data_range=r))
+    elif what == "learnsim-whole":
+        import torch
+
+        from core.metrics.registry import get_metric
+        from core.volume import Volume
+
+        metric = get_metric("learnsim-ssd")
+        ta, tb = metric.prepare(Volume.from_array(a), Volume.from_array(b))
+
+        def call() -> float:
+            with torch.no_grad():
+                return float(metric.reduce(metric.network(ta, tb)[0])[0])
     else:
         from core.metrics.registry import get_metric
         from core.volume import Volume
@@ -79,18 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.repeats)))
         return 0
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; threads: torch default")
-    print(f"{'size':>5} {'metric':<13} {'best s':>8} {'peak MiB':>9} {'vs skimage':>11} {'|Δ| vs skimage':>15}")
+    print(f"{'size':>5} {'metric':<15} {'best s':>8} {'peak MiB':>9} {'vs base':>10} {'|Δ| vs base':>13}")
+    print("(base: skimage-ssim for ssim and lcc, learnsim-whole for learnsim-ssd)")
     for n in args.sizes:
         rows = {}
-        for what in ("skimage-ssim", "ssim", "lcc"):
-            out = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_classical", "--one", what, str(n),
-                                  "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
+        for what in ("skimage-ssim", "ssim", "lcc", "learnsim-whole", "learnsim-ssd"):
+            out = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_local_metrics", "--one", what,
+                                  str(n), "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
             rows[what] = json.loads(out.stdout.strip().splitlines()[-1])
-        base = rows["skimage-ssim"]
         for what, r in rows.items():
+            base = rows["learnsim-whole" if what.startswith("learnsim") else "skimage-ssim"]
             speed = base["seconds"] / r["seconds"]
-            diff = abs(r["value"] - base["value"]) if what == "ssim" else float("nan")
-            print(f"{n:>5} {what:<13} {r['seconds']:>8.3f} {r['peak_mib']:>9.0f} {speed:>10.2f}x {diff:>15.2e}")
+            diff = abs(r["value"] - base["value"]) if what in ("ssim", "learnsim-ssd") else float("nan")
+            print(f"{n:>5} {what:<15} {r['seconds']:>8.3f} {r['peak_mib']:>9.0f} {speed:>9.2f}x {diff:>13.2e}")
     return 0
 
 
