@@ -42,8 +42,10 @@ from core.volume import Volume
 _RAW = Preprocessing(normalize=False, channels=None)
 
 
-def _pair_arrays(metric: Metric, a: Volume, b: Volume, options: dict[str, Any], allowed: set[str]):
-    """Check and (optionally) preprocess a pair; returns float64 torch tensors ``[C, D, H, W]``."""
+def _pair_arrays(metric: Metric, a: Volume, b: Volume, options: dict[str, Any], allowed: set[str],
+                 double: bool = True):
+    """Check and (optionally) preprocess a pair; returns torch tensors ``[C, D, H, W]``, float64 unless
+    ``double=False`` (float32, for metrics that go to float64 slab by slab)."""
     unknown = set(options) - allowed - {"normalize", "resample", "interpolation"}
     if unknown:
         raise MetricError(f"{metric.name}: unknown option(s) {', '.join(sorted(unknown))}")
@@ -53,7 +55,7 @@ def _pair_arrays(metric: Metric, a: Volume, b: Volume, options: dict[str, Any], 
     elif a.channels != b.channels:
         raise MetricError(f"{metric.name}: channel counts differ ({a.channels} vs {b.channels})")
     ta, tb = prepare_pair(a.data, b.data, prep)
-    return ta.double(), tb.double(), prep
+    return (ta.double(), tb.double(), prep) if double else (ta, tb, prep)
 
 
 def _data_range(ta, tb, options: dict[str, Any]) -> float:
@@ -67,14 +69,16 @@ def _data_range(ta, tb, options: dict[str, Any]) -> float:
     return hi - lo
 
 
+SLAB_BYTES = 32 << 20  # one float64 working array per slab of a windowed metric (about 11 are alive)
+
+
 def local_moments(a, b, kernel) -> list:
     """Windowed means of ``a``, ``b``, ``a*a``, ``b*b`` and ``a*b`` (float64 ``[D, H, W]`` arrays).
 
     The window is the separable 1D ``kernel`` along each axis, with half-sample symmetric
     boundaries (scipy's 'reflect', as scikit-image's SSIM). scipy's 1D correlation filters in
-    place into two buffers per moment, so a pair needs about 11 volumes of memory, not the dozens
-    of padded copies a convolution framework makes; the five moments run on parallel threads
-    (scipy releases the GIL).
+    place into two buffers per moment; the five moments run on parallel threads (scipy releases
+    the GIL).
     """
     from scipy import ndimage
 
@@ -92,6 +96,36 @@ def local_moments(a, b, kernel) -> list:
         return out
 
     return cpu_map(moment, range(5))
+
+
+def windowed_map(a, b, kernel, combine, crop: int = 0, slab: int | None = None) -> tuple[np.ndarray, float]:
+    """A per-voxel map from the local moments of ``a`` and ``b`` ([D, H, W]), computed slab by slab along D.
+
+    ``combine(mu_a, mu_b, aa, bb, ab)`` turns one slab's moments (float64, may be overwritten) into
+    its map. Each slab is filtered with a halo of the kernel's radius, where the symmetric boundary
+    of the slab only disturbs the halo, so the result equals the whole-volume computation while the
+    working memory stays near ``11 * SLAB_BYTES`` at any size. Returns the float32 map and the
+    float64 mean of the map without a border of ``crop`` voxels.
+    """
+    depth, h, w = a.shape
+    radius = (len(kernel) - 1) // 2
+    if slab is None:
+        slab = max(1, SLAB_BYTES // (8 * h * w))
+    out = np.empty((depth, h, w), np.float32)
+    inner = (slice(crop, h - crop), slice(crop, w - crop))
+    total, count = 0.0, 0
+    for d0 in range(0, depth, slab):
+        d1 = min(depth, d0 + slab)
+        lo, hi = max(0, d0 - radius), min(depth, d1 + radius)
+        moments = local_moments(np.asarray(a[lo:hi], np.float64), np.asarray(b[lo:hi], np.float64), kernel)
+        part = combine(*(m[d0 - lo:d1 - lo] for m in moments))
+        out[d0:d1] = part
+        start, stop = max(crop, d0), min(depth - crop, d1)  # this slab's rows inside the crop
+        if stop > start:
+            rows = part[start - d0:stop - d0][(slice(None), *inner)]
+            total += float(rows.sum())
+            count += rows.size
+    return out, total / max(count, 1)
 
 
 def gaussian_kernel(sigma: float, truncate: float = 3.5):
@@ -218,7 +252,7 @@ class SSIM(_Classical):
     options = {"data_range", "sigma"}
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
         r = _data_range(ta, tb, options)
         sigma = float(options.get("sigma", 1.5))
         kernel = gaussian_kernel(sigma)
@@ -226,10 +260,8 @@ class SSIM(_Classical):
         if min(ta.shape[1:]) < kernel.size:
             raise MetricError(f"ssim: every axis needs at least {kernel.size} voxels, got {tuple(ta.shape[1:])}")
         c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
-        inner = (slice(pad, -pad),) * 3 if pad else (slice(None),) * 3
-        values, total = [], None
-        for ca, cb in zip(ta.numpy(), tb.numpy(), strict=True):  # channel by channel: memory of one
-            mu_a, mu_b, va, vb, cov = local_moments(ca, cb, kernel)
+
+        def combine(mu_a, mu_b, va, vb, cov):  # in place where possible: slabs are the working memory
             va -= mu_a * mu_a
             vb -= mu_b * mu_b
             cov -= mu_a * mu_b
@@ -241,10 +273,15 @@ class SSIM(_Classical):
             mu_a += mu_b
             mu_a += c1
             num /= mu_a * va
-            values.append(float(num[inner].mean()))
-            total = num if total is None else np.add(total, num, out=total)
+            return num
+
+        values, total = [], None
+        for ca, cb in zip(ta.numpy(), tb.numpy(), strict=True):  # channel by channel
+            smap, value = windowed_map(ca, cb, kernel, combine, crop=pad)
+            values.append(value)
+            total = smap if total is None else np.add(total, smap, out=total)
         return Distance(self.name, float(np.mean(values)), kind="similarity",
-                        voxel_map=(total / len(values)).astype(np.float32),
+                        voxel_map=total / np.float32(len(values)),
                         info=self._info(prep, data_range=r, sigma=sigma))
 
 
@@ -278,31 +315,34 @@ class LCC(_Classical):
     options = {"window", "data_range"}
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
         w = int(options.get("window", 9))
         if w < 3 or w % 2 == 0:
             raise MetricError(f"lcc: window must be an odd size >= 3, got {w}")
         r = _data_range(ta, tb, options)
         c = ((0.03 * r) ** 2) / 2
         box = np.full(w, 1.0 / w)
-        cmap = None
+
+        def combine(mu_a, mu_b, va, vb, cov):
+            if c <= 0:
+                return np.ones_like(cov)
+            va -= mu_a * mu_a
+            vb -= mu_b * mu_b
+            cov -= mu_a * mu_b
+            np.maximum(va, 0, out=va)
+            np.maximum(vb, 0, out=vb)
+            va *= vb
+            np.sqrt(va, out=va)
+            va += c
+            cov += c
+            cov /= va
+            return cov
+
+        cmap, values = None, []
         for ca, cb in zip(ta.numpy(), tb.numpy(), strict=True):
-            mu_a, mu_b, va, vb, cov = local_moments(ca, cb, box)
-            if c > 0:
-                va -= mu_a * mu_a
-                vb -= mu_b * mu_b
-                cov -= mu_a * mu_b
-                np.maximum(va, 0, out=va)
-                np.maximum(vb, 0, out=vb)
-                va *= vb
-                np.sqrt(va, out=va)
-                va += c
-                cov += c
-                cov /= va
-                local = cov
-            else:
-                local = np.ones_like(cov)
+            local, value = windowed_map(ca, cb, box, combine)
+            values.append(value)
             cmap = local if cmap is None else np.add(cmap, local, out=cmap)
-        cmap /= ta.shape[0]
-        return Distance(self.name, float(cmap.mean()), kind="similarity", voxel_map=cmap.astype(np.float32),
+        cmap /= np.float32(ta.shape[0])
+        return Distance(self.name, float(np.mean(values)), kind="similarity", voxel_map=cmap,
                         info=self._info(prep, window=w, data_range=r))

@@ -121,3 +121,17 @@ def test_descriptions_say_what_is_a_metric():
     for name in ("ssim", "lcc", "ncc", "psnr"):
         assert info[name]["kind"] == "similarity" and "not a metric" in info[name]["properties"]
     assert info["volsim"]["learned"] and "pseudo-metric" in info["volsim"]["properties"]
+
+
+@pytest.mark.parametrize("rows", [1, 4, 7])
+def test_windowed_metrics_slab_by_slab_equal_the_whole_volume(rng, monkeypatch, rows):
+    """Slabs of a few rows (halo = the window's radius) give the single-slab SSIM and LCC values and maps."""
+    import core.metrics.classical as classical
+
+    a, b, va, vb = _pair(rng, channels=3)
+    whole = {m: get_metric(m).distance(va, vb) for m in ("ssim", "lcc")}
+    monkeypatch.setattr(classical, "SLAB_BYTES", 8 * 24 * 28 * rows)  # _pair's volumes are 20 x 24 x 28
+    for m, ref in whole.items():
+        d = get_metric(m).distance(va, vb)
+        assert d.value == pytest.approx(ref.value, abs=1e-12)
+        np.testing.assert_allclose(d.voxel_map, ref.voxel_map, atol=1e-6)
