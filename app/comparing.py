@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from core.errors import MetricError
+from core.errors import FeatureMemoryError, MetricError
 from core.volume import Volume
 
 ProgressFn = Callable[[float | None, str], None]
@@ -102,7 +102,11 @@ def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: It
             out[name] = MetricError(f"{name}: not available (the metric is not installed)")
             continue
         try:
-            out[name] = distance_of(a, b, name, features=name in wanted_features, resample=resample)
+            try:
+                out[name] = distance_of(a, b, name, features=name in wanted_features, resample=resample)
+            except FeatureMemoryError as exc:  # too big to keep the maps: the value alone, and why
+                out[name] = distance_of(a, b, name, features=False, resample=resample)
+                out[name].info["features"] = str(exc)
         except MetricError as exc:
             out[name] = exc
         except Exception as exc:  # noqa: BLE001 - one metric's failure must not hide the others

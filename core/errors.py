@@ -55,6 +55,10 @@ class MetricError(VolsightError, ValueError):
     """A metric cannot be applied to these inputs or with these options."""
 
 
+class FeatureMemoryError(MetricError):
+    """A learned metric's feature maps would not fit in the memory available (the distance alone may)."""
+
+
 class WeightsError(FileError):
     """Metric weights are missing, of the wrong kind, or unsafe to load."""
 

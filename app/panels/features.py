@@ -158,7 +158,8 @@ class FeaturePanel(QWidget):
             if metric and d is None:
                 self.info.setText(f"{metric}: no distance yet (load A and B, or see the distance table)")
             elif metric:
-                self.info.setText(f"{metric}: feature maps were not kept with this distance")
+                why = (getattr(d, "info", None) or {}).get("features")  # e.g. too large to keep
+                self.info.setText(why or f"{metric}: feature maps were not kept with this distance")
             return
         self._on_scale()
 

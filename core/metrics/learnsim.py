@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import MetricError, WeightsError
+from core.errors import FeatureMemoryError, MetricError, WeightsError
 from core.metrics.base import Distance, Metric, ScaleFeatures
 from core.metrics.preprocess import joint_minmax
 from core.metrics.registry import register
@@ -279,6 +279,15 @@ class LearnSimMetric(Metric):
         data_a, data_b = pair_data(self, a, b, options)
         normalize = options.get("normalize")
         ta, tb = self.prepare(data_a, data_b, True if normalize is None else bool(normalize))
+        if features:  # both inputs' features and their weighted difference are kept whole
+            from core.io.memory import available_memory, format_bytes
+
+            need, have = 3 * FEATURES[-1] * ta.numel() * ta.element_size(), available_memory()
+            if need > have:
+                raise FeatureMemoryError(
+                    f"{self.name}: the feature maps of a {'x'.join(map(str, ta.shape[2:]))} pair need about "
+                    f"{format_bytes(need)}, {format_bytes(have)} are available; compare without feature maps, "
+                    "or resample to a smaller grid")
         # each input on its own worker, in slabs: bounded memory at any size
         (za, fa), (zb, fb) = cpu_map(lambda t: self.network.encode_in_slabs(t, keep_features=features), [ta, tb])
         with torch.no_grad():

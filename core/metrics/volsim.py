@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from core.errors import MetricError, WeightsError
+from core.errors import FeatureMemoryError, MetricError, WeightsError
+from core.io.memory import available_memory, format_bytes
 from core.metrics.base import Distance, Metric, shares
 from core.metrics.preprocess import Preprocessing, prepare_batch, prepare_volume, working_size
 from core.metrics.registry import register
@@ -147,10 +148,24 @@ class VolSiM(Metric):
         import torch
 
         n = len(pairs)
+        size = tuple(prep.resample) if prep.resample else tuple(pairs[0][0].shape)
+        per_input = self.feature_bytes(size)
+        if features and self.device.type == "cpu":
+            # all feature maps of both inputs, kept, plus their weighted differences: refuse clearly
+            # instead of letting the process be killed for memory
+            need, have = 3 * 2 * n * per_input, available_memory()
+            if need > have:
+                raise FeatureMemoryError(
+                    f"volsim: the feature maps of a {'x'.join(map(str, size))} pair need about "
+                    f"{format_bytes(need)}, {format_bytes(have)} are available; compare without feature maps, "
+                    "or resample to a smaller grid")
         x = prepare_batch([(a.data, b.data) for a, b in pairs], prep).to(self.device)
         comparison = self.net.comparison
+        # one worker per input keeps every feature map of its input until both are compared; past a
+        # quarter of the free memory the layer-by-layer pass below (two layers alive) is used instead
+        parallel = 2 * n * per_input <= available_memory() // 4
         with torch.inference_mode():
-            if self.device.type == "cpu" and workers() > 1:
+            if self.device.type == "cpu" and workers() > 1 and (parallel or features):
                 # every input on its own single-threaded worker (core/threads.py), then compare
                 per_input = cpu_map(self.net.encoder, [x[i : i + 1] for i in range(2 * n)])
                 feats = [torch.cat(layer) if n > 1 else layer for layer in zip(*per_input, strict=True)]
@@ -174,6 +189,13 @@ class VolSiM(Metric):
             terms = terms_t.double().cpu().numpy()
         size = tuple(x.shape[2:])
         return [self._result(terms[i], maps[i], prep, size) for i in range(n)]
+
+    def feature_bytes(self, size: Sequence[int]) -> int:
+        """Bytes of all feature maps of one input of spatial ``size`` (float32)."""
+        from core.metrics.volsim_net import feature_sizes
+
+        sizes = feature_sizes(self.net.arch, tuple(int(n) for n in size))
+        return 4 * sum(c * int(np.prod(s)) for c, s in zip(self.net.arch.layer_channels, sizes, strict=True))
 
     def _result(self, terms: np.ndarray, maps, prep: Preprocessing, size: tuple[int, ...]) -> Distance:
         value = float(np.sqrt(max(terms.sum(), 0.0)))

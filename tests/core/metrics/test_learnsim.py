@@ -171,3 +171,15 @@ def test_resample_option_compares_different_shapes(rng):
     m = LearnSimSSD()
     d = m.distance(va, vb, resample=10)
     assert d.voxel_map.shape == (10, 10, 10) and d.value > 0
+
+
+def test_feature_maps_too_large_for_memory_are_refused_clearly(rng, monkeypatch):
+    from core.errors import FeatureMemoryError
+
+    va, vb = _pair(rng)
+    m = LearnSimSSD()
+    plain = m.distance(va, vb).value
+    monkeypatch.setenv("VOLSIGHT_MEMORY_LIMIT", "1000")
+    with pytest.raises(FeatureMemoryError, match="feature maps of a .* pair need about"):
+        m.distance(va, vb, features=True)
+    assert m.distance(va, vb).value == plain  # the distance alone still runs

@@ -111,3 +111,30 @@ def test_blocked_convolution_equals_the_direct_one(rng, cin):
     out = blocked_conv.from_blocks(blocks)
     assert out.shape == direct.shape and out.is_contiguous(memory_format=torch.channels_last_3d)
     torch.testing.assert_close(out, direct, rtol=1e-5, atol=1e-5)
+
+
+def test_memory_tight_paths_give_the_same_distance_and_a_clear_refusal_of_feature_maps(metric, rng, monkeypatch):
+    """Short of memory, the distance takes the layer-by-layer pass (same value) and feature maps are refused."""
+    from app.comparing import compute_distances
+    from core.errors import FeatureMemoryError
+
+    a, b = _smooth(rng, (1, 32, 32, 32)), _smooth(rng, (1, 32, 32, 32))
+    roomy = metric.distance(a, b)
+    per_input = metric.feature_bytes((32, 32, 32))
+    assert per_input == 4 * (4 * 32**3 + 3 * 4 * 16**3 + 8 * 16**3 + 3 * 8 * 8**3 + 16 * 8**3 + 3 * 16 * 4**3)
+
+    encoded = []
+    monkeypatch.setattr(volsim_module, "cpu_map", lambda fn, items: encoded.append(len(items)) or cpu_map(fn, items))
+    monkeypatch.setenv("VOLSIGHT_MEMORY_LIMIT", str(6 * per_input - 1))  # short for the parallel pass and the maps
+    tight = metric.distance(a, b)
+    assert encoded == [] and tight.value == pytest.approx(roomy.value, rel=1e-5)
+    with pytest.raises(FeatureMemoryError, match=r"32x32x32 pair need about .* available"):
+        metric.distance(a, b, features=True)
+
+    # the window's comparison keeps the value and says why the maps are missing
+    import app.comparing as comparing
+
+    monkeypatch.setattr(comparing, "built_metric", lambda name: metric)
+    d = compute_distances(a, b, ["volsim"], features_for=["volsim"])["volsim"]
+    assert d.value == pytest.approx(roomy.value, rel=1e-5) and d.features is None
+    assert "need about" in d.info["features"]
