@@ -47,7 +47,7 @@ def test_cli_render_writes_png(plume, tmp_path, monkeypatch, capsys):
     import renderer.offline as offline
 
     # the file readers belong to core.io; here the loader is replaced so the command itself is tested
-    monkeypatch.setattr(offline, "load_source", lambda path, variable=None: plume)
+    monkeypatch.setattr(offline, "load_source", lambda path, variable=None, nan_policy="raise": plume)
     cam = tmp_path / "cam.json"
     cam.write_text(json.dumps(OrbitCamera(azimuth=200, polar=80).to_dict()))
     out = tmp_path / "out.png"
@@ -64,7 +64,7 @@ def test_cli_render_writes_png(plume, tmp_path, monkeypatch, capsys):
 def test_cli_turntable_and_errors(plume, tmp_path, monkeypatch, capsys):
     import renderer.offline as offline
 
-    monkeypatch.setattr(offline, "load_source", lambda path, variable=None: plume)
+    monkeypatch.setattr(offline, "load_source", lambda path, variable=None, nan_policy="raise": plume)
     gif = tmp_path / "turn.gif"
     rc = main(["render", "x.npy", "-o", str(gif), "--turntable", "3", "--size", "24", "24", "--spp", "32",
                "--method", "mip", "--device", "cpu"])
