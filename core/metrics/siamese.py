@@ -32,6 +32,8 @@ from torch import nn
 from core.metrics.base import ScaleFeatures
 
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+LAYER_CHUNK_BYTES = 4 << 20  # feature difference per partial sum in layer_term (no autograd): bounded memory, and
+# float32 sums over at most 1M values, added in float64 (one float32 sum over a 256³ layer is off by ~1e-4)
 
 
 def distance_from_terms(terms: torch.Tensor) -> torch.Tensor:
@@ -176,21 +178,31 @@ class FeatureComparison(nn.Module):
 
     def layer_term(self, layer: int, fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
         """The term ``[N]`` of one layer (fast path: scaled raw difference; the mean cancels)."""
-        _, _, inv = self._stats(layer, tuple(fa.shape[2:]), fa.device)
-        diff = fa - fb
-        if diff.requires_grad:
-            return self._term(layer, diff * inv)
+        if fa.requires_grad or fb.requires_grad:
+            _, _, inv = self._stats(layer, tuple(fa.shape[2:]), fa.device)
+            return self._term(layer, (fa - fb) * inv)
         # no autograd: square in place, then one weighted reduction sum_s diff^2 inv^2 (a batched
-        # matrix-vector product) instead of scaling, squaring and averaging in separate passes
-        n, c = diff.shape[:2]
+        # matrix-vector product) instead of scaling, squaring and averaging in separate passes; a
+        # large layer goes in slabs along its first spatial axis, so the difference never needs
+        # more than LAYER_CHUNK_BYTES at a time
+        n, c = fa.shape[:2]
         inv2 = self._inv_squared(layer, tuple(fa.shape[2:]), fa.device)
-        sq = diff.mul_(diff)
-        if sq.dim() == 5 and sq.is_contiguous(memory_format=torch.channels_last_3d):
-            per_channel = inv2 @ sq.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # [N, C]
-        else:
-            per_channel = sq.reshape(n, c, -1) @ inv2
+        plane = inv2.numel() // fa.shape[2]
+        rows = max(1, LAYER_CHUNK_BYTES // max(1, n * c * plane * fa.element_size()))
+        per_channel = None
+        for r0 in range(0, fa.shape[2], rows):
+            r1 = min(fa.shape[2], r0 + rows)
+            sq = fa[:, :, r0:r1] - fb[:, :, r0:r1]
+            sq.mul_(sq)
+            w = inv2[r0 * plane:r1 * plane]
+            if sq.dim() == 5 and sq.is_contiguous(memory_format=torch.channels_last_3d):
+                part = w @ sq.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # [N, C]
+            else:
+                part = sq.reshape(n, c, -1) @ w
+            part = part.double()  # partial sums of at most LAYER_CHUNK_BYTES, added in float64
+            per_channel = part if per_channel is None else per_channel + part
         per_channel = per_channel / inv2.numel()
-        return per_channel @ self.clamped_weights(layer).to(per_channel.dtype)
+        return (per_channel @ self.clamped_weights(layer).to(per_channel.dtype)).to(fa.dtype)
 
     def _inv_squared(self, layer: int, size: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """The squared inverse scale map, flattened (cached with the other resized maps)."""

@@ -42,6 +42,25 @@ def test_fast_terms_equal_literal_formula(spatial):
     assert torch.all(square.diagonal(dim1=0, dim2=1) == 0)
 
 
+@pytest.mark.parametrize("spatial", [(8, 8, 8), (12, 10)])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_layer_terms_in_slabs_equal_the_literal_formula(spatial, rows, monkeypatch):
+    """A large layer's difference is formed a few rows at a time (bounded memory): same terms."""
+    import core.metrics.siamese as siamese
+
+    comp, sizes = _comparison(spatial)
+    g = torch.Generator().manual_seed(2)
+    fa = [torch.rand(2, c, *s, generator=g) for c, s in zip(comp.channels, sizes)]
+    fb = [torch.rand(2, c, *s, generator=g) for c, s in zip(comp.channels, sizes)]
+    ref = comp.terms_reference(fa, fb)
+    plane = int(np.prod(spatial[1:]))
+    monkeypatch.setattr(siamese, "LAYER_CHUNK_BYTES", 2 * 9 * plane * 4 * rows)  # `rows` rows of the widest layer
+    cl = [f.contiguous(memory_format=torch.channels_last_3d) if f.dim() == 5 else f for f in fa]
+    clb = [f.contiguous(memory_format=torch.channels_last_3d) if f.dim() == 5 else f for f in fb]
+    for a, b in ((fa, fb), (cl, clb)):
+        torch.testing.assert_close(comp.terms(a, b), ref, rtol=1e-5, atol=0)
+
+
 def test_negative_weights_are_clamped():
     comp, sizes = _comparison((6, 6, 6), negative=True)
     assert torch.any(comp.weights[0] < 0)
