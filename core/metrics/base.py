@@ -71,6 +71,19 @@ class Distance:
         }
 
 
+def require_feature_memory(metric: str, shape: Sequence[int], need: int) -> None:
+    """Raise :class:`core.errors.FeatureMemoryError` when keeping ``need`` bytes of feature maps of a
+    pair of spatial ``shape`` would not fit in the free memory (rather than have the process killed)."""
+    from core.errors import FeatureMemoryError
+    from core.io.memory import available_memory, format_bytes
+
+    have = available_memory()
+    if need > have:
+        raise FeatureMemoryError(
+            f"{metric}: the feature maps of a {'x'.join(map(str, shape))} pair need about {format_bytes(need)}, "
+            f"{format_bytes(have)} are available; compare without feature maps, or resample to a smaller grid")
+
+
 def shares(value: float, terms: Mapping[str, float]) -> dict[str, float]:
     """Split ``value`` over scales in proportion to their (non-negative) terms."""
     total = float(sum(terms.values()))

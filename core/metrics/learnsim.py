@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import FeatureMemoryError, MetricError, WeightsError
-from core.metrics.base import Distance, Metric, ScaleFeatures
+from core.errors import MetricError, WeightsError
+from core.metrics.base import Distance, Metric, ScaleFeatures, require_feature_memory
 from core.metrics.preprocess import joint_minmax
 from core.metrics.registry import register
 from core.metrics.slicing import pair_data
@@ -280,14 +280,7 @@ class LearnSimMetric(Metric):
         normalize = options.get("normalize")
         ta, tb = self.prepare(data_a, data_b, True if normalize is None else bool(normalize))
         if features:  # both inputs' features and their weighted difference are kept whole
-            from core.io.memory import available_memory, format_bytes
-
-            need, have = 3 * FEATURES[-1] * ta.numel() * ta.element_size(), available_memory()
-            if need > have:
-                raise FeatureMemoryError(
-                    f"{self.name}: the feature maps of a {'x'.join(map(str, ta.shape[2:]))} pair need about "
-                    f"{format_bytes(need)}, {format_bytes(have)} are available; compare without feature maps, "
-                    "or resample to a smaller grid")
+            require_feature_memory(self.name, tuple(ta.shape[2:]), 3 * FEATURES[-1] * ta.numel() * ta.element_size())
         # each input on its own worker, in slabs: bounded memory at any size
         (za, fa), (zb, fb) = cpu_map(lambda t: self.network.encode_in_slabs(t, keep_features=features), [ta, tb])
         with torch.no_grad():

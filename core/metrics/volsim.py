@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from core.errors import FeatureMemoryError, MetricError, WeightsError
-from core.io.memory import available_memory, format_bytes
-from core.metrics.base import Distance, Metric, shares
+from core.errors import MetricError, WeightsError
+from core.io.memory import available_memory
+from core.metrics.base import Distance, Metric, require_feature_memory, shares
 from core.metrics.preprocess import Preprocessing, prepare_batch, prepare_volume, working_size
 from core.metrics.registry import register
 from core.threads import cpu_map, workers
@@ -150,15 +150,8 @@ class VolSiM(Metric):
         n = len(pairs)
         size = tuple(prep.resample) if prep.resample else tuple(pairs[0][0].shape)
         per_input = self.feature_bytes(size)
-        if features and self.device.type == "cpu":
-            # all feature maps of both inputs, kept, plus their weighted differences: refuse clearly
-            # instead of letting the process be killed for memory
-            need, have = 3 * 2 * n * per_input, available_memory()
-            if need > have:
-                raise FeatureMemoryError(
-                    f"volsim: the feature maps of a {'x'.join(map(str, size))} pair need about "
-                    f"{format_bytes(need)}, {format_bytes(have)} are available; compare without feature maps, "
-                    "or resample to a smaller grid")
+        if features and self.device.type == "cpu":  # all maps of both inputs, kept, plus their differences
+            require_feature_memory(self.name, size, 3 * 2 * n * per_input)
         x = prepare_batch([(a.data, b.data) for a, b in pairs], prep).to(self.device)
         comparison = self.net.comparison
         # one worker per input keeps every feature map of its input until both are compared; past a
