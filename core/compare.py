@@ -24,6 +24,8 @@ def default_metrics() -> list[str]:
     from core.metrics.volsim import default_weights_path
 
     return [*DEFAULT_METRICS, *(["volsim"] if default_weights_path().is_file() else [])]
+
+
 SHARED_OPTIONS = ("normalize", "resample", "interpolation")
 
 

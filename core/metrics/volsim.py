@@ -149,14 +149,14 @@ class VolSiM(Metric):
 
         n = len(pairs)
         size = tuple(prep.resample) if prep.resample else tuple(pairs[0][0].shape)
-        per_input = self.feature_bytes(size)
+        input_bytes = self.feature_bytes(size)
         if features and self.device.type == "cpu":  # all maps of both inputs, kept, plus their differences
-            require_feature_memory(self.name, size, 3 * 2 * n * per_input)
+            require_feature_memory(self.name, size, 3 * 2 * n * input_bytes)
         x = prepare_batch([(a.data, b.data) for a, b in pairs], prep).to(self.device)
         comparison = self.net.comparison
         # one worker per input keeps every feature map of its input until both are compared; past a
         # quarter of the free memory the layer-by-layer pass below (two layers alive) is used instead
-        parallel = 2 * n * per_input <= available_memory() // 4
+        parallel = 2 * n * input_bytes <= available_memory() // 4
         with torch.inference_mode():
             if self.device.type == "cpu" and workers() > 1 and (parallel or features):
                 # every input on its own single-threaded worker (core/threads.py), then compare
