@@ -133,6 +133,7 @@ class MultiScaleEncoder(nn.Module):
                     out = conv_relu(blocked_conv.to_blocks(h), w, bias, [1, 1, 1], [1, 1, 1], [1, 1, 1], 1, "relu",
                                     [None], "")
                     h = blocked_conv.from_blocks(out)
+                    del out  # the block-layout copy: at 512³ it is as large as the widest activation
                 elif conv_relu is not None:
                     w, bias = self._packed_weight(conv, fold)
                     h = conv_relu(h, w, bias, list(conv.padding), list(conv.stride), [1, 1, 1], 1, "relu", [None], "")
