@@ -91,7 +91,10 @@ class FileOpening:
         return self.load_pair(paths[0], paths[1])
 
     def set_items(self, items: dict[str, LoadedItem]) -> None:
-        """Put already loaded items into slots (demo pair, fitted fields, series cells)."""
+        """Put already loaded items into slots (demo pair, fitted fields, series cells, restored sessions)."""
+        for it in items.values():  # another step or variable of such a file is read the same way
+            if it.nan_policy == "zero" and it.path:
+                self.nan_as_zero.add(os.path.realpath(it.path))
         if set(items) == set(SLOTS):
             self.session.set_pair(items["A"], items["B"])
         else:

@@ -171,6 +171,9 @@ def test_masked_file_is_offered_with_missing_values_as_zero(window, qtbot, tmp_p
     from app.session_file import load_slot_entry
 
     assert load_slot_entry(item.to_json()).nan_policy == "zero"  # a saved session reopens it the same way
+    window.nan_as_zero.clear()  # as in a new window restoring that session: the restored item carries the choice
+    window.set_items({"A": load_slot_entry(item.to_json())})
+    assert window.nan_policy_for(masked) == "zero"
 
     # the choice holds for the file: loading it again (a pair) asks no more
     drop_files(window, [good, masked])
