@@ -17,12 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=["small", "medium", "large"], default="medium",
                         help="model size preset (medium APMGSRN = the paper's train.json model)")
     parser.add_argument("--iterations", type=int, default=1000)
-    from app.commands.compare import add_nan_argument
-
-    add_nan_argument(parser)
     parser.add_argument("--points", type=int, default=100_000, help="training points per iteration")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variable", default=None, help="variable to read (NetCDF/.npz)")
+    from app.commands.compare import add_nan_argument
+
+    add_nan_argument(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument("--checkpoint", default=None, help="write resumable training state here")
     parser.add_argument("--resume", default=None, help="continue from a checkpoint written by --checkpoint")
