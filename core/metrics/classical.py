@@ -98,7 +98,7 @@ def local_moments(a, b, kernel) -> list:
     return cpu_map(moment, range(5))
 
 
-def windowed_map(a, b, kernel, combine, crop: int = 0, slab: int | None = None) -> tuple[np.ndarray, float]:
+def windowed_map(a, b, kernel, combine, crop: int = 0) -> tuple[np.ndarray, float]:
     """A per-voxel map from the local moments of ``a`` and ``b`` ([D, H, W]), computed slab by slab along D.
 
     ``combine(mu_a, mu_b, aa, bb, ab)`` turns one slab's moments (float64, may be overwritten) into
@@ -109,8 +109,7 @@ def windowed_map(a, b, kernel, combine, crop: int = 0, slab: int | None = None) 
     """
     depth, h, w = a.shape
     radius = (len(kernel) - 1) // 2
-    if slab is None:
-        slab = max(1, SLAB_BYTES // (8 * h * w))
+    slab = max(1, SLAB_BYTES // (8 * h * w))
     out = np.empty((depth, h, w), np.float32)
     inner = (slice(crop, h - crop), slice(crop, w - crop))
     total, count = 0.0, 0
