@@ -56,9 +56,16 @@ def run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("normalize", args.normalize), ("resample", args.resample)) if v is not None}
     options.update(slice_options([name], args).get(name, {}))
 
+    tty = sys.stderr.isatty()
+
     def progress(done: int, total: int) -> None:
-        if not args.quiet:
+        # a terminal gets one line updated in place; a log gets a line per tenth of the work
+        if args.quiet:
+            return
+        if tty:
             print(f"\r{done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elif done == total or done % max(1, total // 10) == 0:
+            print(f"{done}/{total}", file=sys.stderr, flush=True)
 
     m = distance_matrix(volumes, name, weights=args.weights, progress=progress, **options)
     emit(matrix_csv([v.name for v in volumes], m), args.output)

@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -139,7 +140,11 @@ def test_matrix_command(tmp_path, capsys, weights):
     m = np.array([[float(x) for x in r[1:]] for r in rows[1:]])
     assert np.allclose(m, m.T) and np.all(np.diag(m) == 0) and m[0, 2] > m[0, 1] > 0
     assert main(["matrix", *files, "--metric", "rmse"]) == 0
-    assert "v2" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "v2" in captured.out
+    # stderr is not a terminal here: whole progress lines, no carriage returns piling up in a log
+    assert "\r" not in captured.err
+    assert re.fullmatch(r"(\d+)/\1", captured.err.strip().splitlines()[-1])
     assert main(["matrix", files[0], "--metric", "rmse"]) == 2
 
 
