@@ -191,7 +191,7 @@ class DistancePanel(QWidget):
                 value, note = "—", getattr(d, "reason", None) or str(d)  # the file is in the tooltip
             else:
                 value, note = format_value(d.value), ("learned" if info.get("learned") else "")
-                if d.contributions:
+                if len(d.contributions) > 1:  # a single term is the value itself: nothing to break down
                     note = (note + f", {len(d.contributions)} scales").lstrip(", ")
             v = QTableWidgetItem(value)
             v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

@@ -79,6 +79,8 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     for m in METRICS:
         assert shown[m] == pytest.approx(float(cli[m]["value"]), rel=1e-6), m
 
+    from PySide6.QtCore import Qt
+
     # VolSiM's per-scale contributions are on the bar chart and sum to its value
     panel = window.panels["distances"]
     panel.show_contributions("volsim")
@@ -86,6 +88,12 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     assert len(d.contributions) >= 3 and panel.bar_names == list(d.contributions)
     heights = panel.bar_item.opts["height"]
     assert float(np.sum(heights)) == pytest.approx(d.value, rel=1e-6)
+    # the Note column counts the scales of a metric that breaks its value down, and only then
+    notes = {panel.table.item(r, 0).data(Qt.ItemDataRole.UserRole): panel.table.item(r, 3).text()
+             for r in range(panel.table.rowCount())}
+    for m in METRICS:
+        n = len(s.distance(m).contributions)
+        assert (f"{n} scales" in notes[m]) if n > 1 else ("scale" not in notes[m]), (m, notes[m])
     # the short chart labels its value axis with 0 and the largest share only
     (ticks,) = panel.bars.getAxis("left")._tickLevels
     assert [v for v, _ in ticks] == [0.0, pytest.approx(float(np.max(heights)))]
@@ -94,7 +102,6 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     text = panel.copy_selection()
     rows = {line.split("\t")[0]: line.split("\t")[1] for line in text.splitlines()[1:]}
     assert float(rows["MSE"]) == shown["mse"]
-    from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
 
     assert QGuiApplication.clipboard().text() == text
