@@ -90,6 +90,12 @@ class SeriesPanel(QWidget):
         self.heat_image.setColorMap(pg.colormap.get("viridis"))
         self.heat.addItem(self.heat_image)
         self.heat_image.mouseClickEvent = self._on_heat_click
+        self.heat_image.hoverEvent = self._on_heat_hover
+        # the value scale of the cells' colours (read-only: the levels follow the matrix)
+        self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False, width=12)
+        self.colorbar.setImageItem(self.heat_image, insert_in=self.heat.getPlotItem())
+        self.colorbar.axis.setWidth(None)  # as wide as its labels (the bar's default width clips long ones)
+        self.colorbar.setVisible(False)
         self.curve = pg.PlotWidget(title="distance to the first")
         self.curve.setObjectName("series_curve")
         self.curve.setMenuEnabled(False)
@@ -161,12 +167,14 @@ class SeriesPanel(QWidget):
             return out
 
         task = Task("load_pair", work, label=f"reading {frames} time steps")
-        task.signals.finished.connect(lambda items: self.set_series(items, []))
+        task.signals.finished.connect(lambda items: self.set_series(items, [], member="time step"))
         task.signals.failed.connect(lambda exc: self.w.report_error(str(exc)))
         return self.w.tasks.start(task)
 
-    def set_series(self, items: list[LoadedItem], paths: Sequence[str]) -> None:
+    def set_series(self, items: list[LoadedItem], paths: Sequence[str], member: str = "member") -> None:
+        """Show ``items`` as the series (``member`` names one of them on the curve's axis, e.g. "time step")."""
         self.items = list(items)
+        self.curve.setLabel("bottom", member)
         for p in paths:
             self.w.prefs.add_recent(p)
         self.w.docks["series"].setVisible(True)
@@ -193,6 +201,7 @@ class SeriesPanel(QWidget):
         for plot in (self.heat, self.curve):
             for side in ("left", "bottom"):
                 plot.showAxis(side, shown)
+        self.colorbar.setVisible(shown)
 
     def show_matrix(self, matrix: np.ndarray) -> None:
         self.matrix = np.asarray(matrix, dtype=float)
@@ -200,7 +209,12 @@ class SeriesPanel(QWidget):
         n = self.matrix.shape[0]
         shown = display_values(self.matrix)
         lo, hi = float(shown.min()), float(shown.max())
-        self.heat_image.setImage(shown.T, levels=(lo, hi if hi > lo else lo + 1.0))
+        levels = (lo, hi if hi > lo else lo + 1.0)
+        self.heat_image.setImage(shown.T, levels=levels)
+        self.colorbar.setLevels(levels)
+        # the ends and middle of the scale, written out (automatic ticks crowd or vanish at tiny values)
+        ticks = np.linspace(levels[0], levels[1], 3)
+        self.colorbar.axis.setTicks([[(float(t), f"{t:.3g}") for t in ticks]])
         self.heat_image.setRect(-0.5, -0.5, n, n)
         names = [(i, str(i)) for i in range(n)]
         self.heat.getAxis("bottom").setTicks([names])
@@ -212,15 +226,31 @@ class SeriesPanel(QWidget):
         more = "" if n <= 8 else f", … ({n} in all)"
         self.info.setText(f"{self.metric} between {n} volumes — {label}{more}")
 
-    def _on_heat_click(self, event) -> None:
+    def cell_text(self, i: int, j: int) -> str:
+        """What cell (row ``i``, column ``j``) of the heatmap holds, in words."""
         if self.matrix is None:
-            return
-        pos = event.pos()
+            return ""
+        names = [it.name for it in self.items]
+        a = names[i] if i < len(names) else str(i)
+        b = names[j] if j < len(names) else str(j)
+        return f"{i}: {a}  vs  {j}: {b}\n{self.metric} = {float(self.matrix[i, j]):.6g} (click to compare)"
+
+    def _cell_at(self, pos) -> tuple[int, int] | None:
+        if self.matrix is None:
+            return None
         i, j = int(np.floor(pos.y())), int(np.floor(pos.x()))
         n = self.matrix.shape[0]
-        if 0 <= i < n and 0 <= j < n:
+        return (i, j) if 0 <= i < n and 0 <= j < n else None
+
+    def _on_heat_hover(self, event) -> None:
+        cell = None if event.isExit() else self._cell_at(event.pos())
+        self.heat.setToolTip("" if cell is None else self.cell_text(*cell))
+
+    def _on_heat_click(self, event) -> None:
+        cell = self._cell_at(event.pos())
+        if cell is not None:
             event.accept()
-            self.pair_chosen.emit(i, j)
+            self.pair_chosen.emit(*cell)
 
     def load_pair(self, i: int, j: int) -> None:
         """Put members ``i`` and ``j`` into A and B (and so compare them)."""

@@ -3,6 +3,8 @@ and the launch paths: demo pair with no files, ``volsight open A B``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,29 @@ def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(win
         def accept(self):
             self.accepted = True
 
+    # the colour bar gives the cells' value range; hovering a cell names its pair and value
+    assert series.colorbar.isVisible()
+    assert series.colorbar.levels() == pytest.approx((m.min(), m.max()))
+    (ticks,) = series.colorbar.axis._tickLevels  # both ends and the middle, written out
+    assert [v for v, _ in ticks] == pytest.approx([m.min(), (m.min() + m.max()) / 2, m.max()])
+
+    class Hover(Click):
+        def __init__(self, x, y, exit=False):
+            super().__init__(x, y)
+            self._exit = exit
+
+        def isExit(self):  # noqa: N802 - pyqtgraph's name
+            return self._exit
+
+    series._on_heat_hover(Hover(2.5, 0.5))
+    tip = series.heat.toolTip()
+    assert f"0: {Path(paths[0]).stem}" in tip and f"2: {Path(paths[2]).stem}" in tip
+    assert f"{m[0, 2]:.6g}" in tip
+    series._on_heat_hover(Hover(9.5, 0.5))  # outside the matrix: no tip
+    assert series.heat.toolTip() == ""
+    series._on_heat_hover(Hover(2.5, 0.5, exit=True))
+    assert series.heat.toolTip() == ""
+
     ev = Click(1.5, 3.5)
     series._on_heat_click(ev)
     assert ev.accepted
@@ -95,6 +120,7 @@ def test_netcdf_time_axis_gives_a_selector_and_a_series(window, qtbot, tmp_path,
     wait_for(window, qtbot, lambda: series.matrix is not None and series.matrix.shape == (3, 3), timeout=60000)
     expected = np.mean((frames[0] * 2 - frames[1] * 2) ** 2)
     assert series.matrix[0, 1] == pytest.approx(expected, rel=1e-4)
+    assert series.curve.getPlotItem().getAxis("bottom").labelText == "time step"
 
 
 def _open(argv):
