@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 AXES = ("z (axial)", "y", "x")
@@ -15,6 +15,18 @@ def slice_of(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     index = int(np.clip(index, 0, array.shape[axis] - 1))
     plane = np.take(array, index, axis=axis)
     return np.ascontiguousarray(plane.T)  # ImageView's first axis runs left to right
+
+
+def voxel_at(axis: int, index: int, u: int, v: int) -> tuple[int, int, int]:
+    """The (z, y, x) voxel under pixel (``u`` right, ``v`` down) of the plane :func:`slice_of` shows.
+
+    The plane keeps the two other axes in order (a0, a1) and is displayed transposed, so ``u``
+    runs along a1 and ``v`` along a0.
+    """
+    a0, a1 = (k for k in range(3) if k != axis)
+    voxel = [0, 0, 0]
+    voxel[axis], voxel[a0], voxel[a1] = int(index), int(v), int(u)
+    return voxel[0], voxel[1], voxel[2]
 
 
 def _image_view() -> pg.ImageView:
@@ -46,6 +58,11 @@ class SlicePanel(QWidget):
         self.slider.valueChanged.connect(lambda _v: self.update_images())
         self.index_label = QLabel("0")
         self.index_label.setMinimumWidth(48)
+        # the voxel under the mouse in any of the three images, with A's, B's and the difference's value
+        self.probe_label = QLabel("")
+        self.probe_label.setObjectName("slice_probe")
+        self.probe_label.setMinimumWidth(320)
+        self.probe_label.setStyleSheet("color: #888;")
         self.views = {"A": _image_view(), "B": _image_view(), "diff": _image_view()}
         self.titles = {k: QLabel(t) for k, t in (("A", "A"), ("B", "B"), ("diff", self.diff_label))}
         for t in self.titles.values():
@@ -58,6 +75,8 @@ class SlicePanel(QWidget):
         self.views["B"].getView().setYLink(self.views["A"].getView())
         self.views["diff"].getView().setXLink(self.views["A"].getView())
         self.views["diff"].getView().setYLink(self.views["A"].getView())
+        for view in self.views.values():
+            view.scene.sigMouseMoved.connect(lambda pos, view=view: self._on_mouse(view, pos))
 
         top = QHBoxLayout()
         top.addWidget(QLabel("axis"))
@@ -65,6 +84,7 @@ class SlicePanel(QWidget):
         top.addWidget(QLabel("slice"))
         top.addWidget(self.slider, 1)
         top.addWidget(self.index_label)
+        top.addWidget(self.probe_label)
         grid = QGridLayout()
         grid.setSpacing(2)
         for i, k in enumerate(("A", "B", "diff")):
@@ -135,6 +155,26 @@ class SlicePanel(QWidget):
         if not getattr(self, "_ranged", False) and ab:
             self.views["A"].getView().autoRange()
             self._ranged = True
+
+    def _on_mouse(self, view: pg.ImageView, scene_pos: QPointF) -> None:
+        item = view.getImageItem()
+        if item.image is None or not item.sceneBoundingRect().contains(scene_pos):
+            self.probe_label.setText("")
+            return
+        p = item.mapFromScene(scene_pos)
+        self.probe(int(np.floor(p.x())), int(np.floor(p.y())))
+
+    def probe(self, u: int, v: int) -> str:
+        """Show (and return) the voxel under displayed pixel (``u``, ``v``) and the values there."""
+        voxel = voxel_at(self.axis, self.slider.value(), u, v)
+        parts = []
+        for key, name in (("A", "A"), ("B", "B"), ("diff", self.diff_label)):
+            arr = self.arrays[key]
+            if arr is not None and all(0 <= c < n for c, n in zip(voxel, arr.shape)):
+                parts.append(f"{name} {float(arr[voxel]):.5g}")
+        text = f"z {voxel[0]}  y {voxel[1]}  x {voxel[2]}:  " + "   ".join(parts) if parts else ""
+        self.probe_label.setText(text)
+        return text
 
     def image(self, key: str) -> np.ndarray | None:
         """The 2D array shown in view ``key`` ("A", "B", "diff")."""

@@ -161,6 +161,24 @@ def test_difference_view_and_slices(compared, qtbot):
     np.testing.assert_array_equal(slices.image("A"), a[slices.slider.value()].T)
     slices.axis_box.setCurrentIndex(1)
     np.testing.assert_array_equal(slices.image("A"), a[:, slices.slider.value(), :].T)
+
+    # the mouse over any slice image reads out its voxel in A, B and the difference
+    b = s.item("B").volume.data[0]
+    k = slices.slider.value()
+    u, v = 5, 9  # displayed pixel: along x (right) and z (down) on a y slice
+    from PySide6.QtCore import QPointF
+
+    for key in ("A", "diff"):
+        slices.probe_label.setText("")
+        item = slices.views[key].getImageItem()
+        slices.views[key].scene.sigMouseMoved.emit(item.mapToScene(QPointF(u + 0.5, v + 0.5)))
+        text = slices.probe_label.text()
+        assert text.startswith(f"z {v}  y {k}  x {u}:"), text
+        assert f"A {a[v, k, u]:.5g}" in text and f"B {b[v, k, u]:.5g}" in text
+        assert f"{mse_map[v, k, u]:.5g}" in text.split("B ")[1]
+    off = slices.views["A"].getImageItem().mapToScene(QPointF(-50.0, -50.0))  # off the image
+    slices.views["A"].scene.sigMouseMoved.emit(off)
+    assert slices.probe_label.text() == ""
     view = window.diff_view.view
     assert view is not None and view.isVisible()
     qtbot.waitUntil(lambda: _non_background_fraction(view.grab_image()) > 0.01, timeout=20000)

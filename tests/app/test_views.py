@@ -118,3 +118,15 @@ def test_session_file_carries_cameras_and_transfer_functions(pair_window, qtbot,
     assert not w2.session.shared_tf and not w2.session.link_cameras
     w2.tasks.wait_all(30000)
     w2.close()
+
+
+def test_voxel_at_inverts_the_displayed_slice_on_every_axis():
+    from app.panels.slices import slice_of, voxel_at
+
+    arr = np.random.default_rng(0).random((5, 6, 7))
+    for axis in range(3):
+        index = arr.shape[axis] - 2
+        img = slice_of(arr, axis, index)
+        for u in range(img.shape[0]):
+            for v in range(img.shape[1]):
+                assert arr[voxel_at(axis, index, u, v)] == img[u, v]
