@@ -77,6 +77,7 @@ class FeaturePanel(QWidget):
             self.images[key] = img
             self.boxes[key] = vb
 
+        self.canvas.scene().sigMouseMoved.connect(self._on_mouse)
         self.canvas.ci.layout.setRowStretchFactor(1, 10)  # the images get the height, not the titles
         self.canvas.ci.setContentsMargins(2, 2, 2, 2)
         row1 = QHBoxLayout()
@@ -216,6 +217,35 @@ class FeaturePanel(QWidget):
                           f"channel {c} weight {w:.4g}")
         for vb in self.boxes.values():
             vb.enableAutoRange()  # refit when the plane's shape changes (scale, axis)
+
+    def _on_mouse(self, scene_pos) -> None:
+        for img in self.images.values():
+            if img.image is not None and img.sceneBoundingRect().contains(scene_pos):
+                p = img.mapFromScene(scene_pos)
+                self.probe(int(np.floor(p.x())), int(np.floor(p.y())))
+                return
+        self.canvas.setToolTip("")
+
+    def probe(self, u: int, v: int) -> str:
+        """Tooltip (returned too) with the feature position under displayed pixel (``u``, ``v``) and the
+        values of the three panes there."""
+        sf = self.current_scale_features()
+        shown = {k: self.images[k].image for k, _t in PANES}
+        if sf is None or any(a is None for a in shown.values()) or not (
+                0 <= u < shown["a"].shape[0] and 0 <= v < shown["a"].shape[1]):
+            self.canvas.setToolTip("")
+            return ""
+        if sf.a.ndim == 4:
+            from app.panels.slices import voxel_at
+
+            z, y, x = voxel_at(self.axis_box.currentIndex(), self.slider.value(), u, v)
+            where = f"z {z}, y {y}, x {x}"
+        else:
+            where = f"y {v}, x {u}"
+        values = "   ".join(f"{title} {float(shown[k][u, v]):.5g}" for k, title in PANES)
+        text = f"{self.scale_box.currentText()} channel {self.channel_box.value()} at {where}\n{values}"
+        self.canvas.setToolTip(text)
+        return text
 
     def shown(self, key: str) -> np.ndarray | None:
         """The image shown in pane ``key`` ("a", "b", "diff")."""

@@ -146,6 +146,18 @@ def test_feature_maps_from_the_same_pass_and_scale_highlight(compared, qtbot):
     feats.axis_box.setCurrentIndex(2)
     sf = d.features[feats.scale_box.currentText()]
     np.testing.assert_array_equal(feats.shown("a"), np.take(sf.a[1], feats.slider.value(), axis=2).T)
+    # the mouse over a pane: a tooltip with the feature position and the three panes' values there
+    from PySide6.QtCore import QPointF
+
+    k = feats.slider.value()
+    item = feats.images["diff"]
+    feats.canvas.scene().sigMouseMoved.emit(item.mapToScene(QPointF(1.5, 2.5)))  # u = y 1, v = z 2 on an x plane
+    tip = feats.canvas.toolTip()
+    assert f"channel 1 at z 2, y 1, x {k}" in tip, tip
+    assert f"A {sf.a[1, 2, 1, k]:.5g}" in tip and f"B {sf.b[1, 2, 1, k]:.5g}" in tip
+    assert f"weighted difference {sf.diff[1, 2, 1, k]:.5g}" in tip
+    feats.canvas.scene().sigMouseMoved.emit(item.mapToScene(QPointF(-40.0, -40.0)))
+    assert feats.canvas.toolTip() == ""
 
 
 def test_difference_view_and_slices(compared, qtbot):
