@@ -71,6 +71,7 @@ class SeriesPanel(QWidget):
         self.w = window
         self.items: list[LoadedItem] = []
         self.matrix: np.ndarray | None = None
+        self.kinds: dict[str, str] = {}  # metric -> "distance" or "similarity" (from the catalog)
         self.metric_box = QComboBox()
         self.metric_box.setToolTip("metric of the distance matrix")
         self.metric_box.currentIndexChanged.connect(lambda _i: self.compute())
@@ -101,6 +102,7 @@ class SeriesPanel(QWidget):
         self.curve.setMenuEnabled(False)
         self.curve.setLabel("bottom", "member")
         self.curve_item = self.curve.plot([], [], pen=pg.mkPen("#4c8bf5", width=2), symbol="o", symbolSize=6)
+        self.curve.scene().sigMouseMoved.connect(self._on_curve_mouse)
         self._show_axes(False)  # no series yet: no value axes with made-up ranges
 
         top = QHBoxLayout()
@@ -121,6 +123,7 @@ class SeriesPanel(QWidget):
     def set_catalog(self, catalog: dict[str, dict[str, Any]]) -> None:
         self.metric_box.blockSignals(True)
         self.metric_box.clear()
+        self.kinds = {name: m.get("kind", "distance") for name, m in catalog.items()}
         for name, m in catalog.items():
             self.metric_box.addItem(m.get("label") or name, name)
         first = next((i for i in range(self.metric_box.count()) if self.metric_box.itemData(i) in
@@ -221,7 +224,11 @@ class SeriesPanel(QWidget):
         self.heat.getAxis("left").setTicks([names])
         self.heat.autoRange()
         self.curve_item.setData(np.arange(n), self.matrix[0])
+        self.curve.autoRange()  # now rather than at the next paint, so points map to where they are drawn
         self.curve.setLabel("left", self.metric)
+        kind = self.kinds.get(self.metric, "distance")
+        self.curve.setTitle(f"{kind} to the first")  # PSNR, SSIM, NCC: higher is closer
+        self.heat.setTitle(f"{kind} matrix (click a cell to compare that pair)")
         label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
         more = "" if n <= 8 else f", … ({n} in all)"
         self.info.setText(f"{self.metric} between {n} volumes — {label}{more}")
@@ -241,6 +248,30 @@ class SeriesPanel(QWidget):
         i, j = int(np.floor(pos.y())), int(np.floor(pos.x()))
         n = self.matrix.shape[0]
         return (i, j) if 0 <= i < n and 0 <= j < n else None
+
+    def point_text(self, i: int) -> str:
+        """What point ``i`` of the distance-to-first curve stands for, in words."""
+        if self.matrix is None or not 0 <= i < self.matrix.shape[0]:
+            return ""
+        name = self.items[i].name if i < len(self.items) else str(i)
+        label = self.curve.getPlotItem().getAxis("bottom").labelText or "member"
+        return f"{label} {i}: {name}\n{self.metric} with the first = {float(self.matrix[0, i]):.6g}"
+
+    def _on_curve_mouse(self, scene_pos) -> None:
+        """Tooltip for the curve point nearest the mouse (within a few pixels)."""
+        if self.matrix is None:
+            return
+        vb = self.curve.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            self.curve.setToolTip("")
+            return
+        dist = np.full(self.matrix.shape[0], np.inf)
+        for i, y in enumerate(self.matrix[0]):
+            if np.isfinite(y):  # e.g. PSNR of the first with itself is +inf and is not drawn
+                p = vb.mapViewToScene(pg.Point(float(i), float(y)))
+                dist[i] = np.hypot(p.x() - scene_pos.x(), p.y() - scene_pos.y())
+        k = int(np.argmin(dist))
+        self.curve.setToolTip(self.point_text(k) if dist[k] <= 8.0 else "")
 
     def _on_heat_hover(self, event) -> None:
         cell = None if event.isExit() else self._cell_at(event.pos())

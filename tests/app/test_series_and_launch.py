@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 
 from tests.app.conftest import drop_files, smooth_volume, wait_for, write_netcdf
@@ -39,6 +40,7 @@ def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(win
     vols = [read_volume(p) for p in paths]
     np.testing.assert_allclose(m, distance_matrix(vols, "mse"), rtol=1e-9, atol=1e-15)
     assert np.all(np.diag(m) == 0) and np.all(np.diff(m[0]) > 0)  # more noise, farther from the first
+    assert series.curve.getPlotItem().titleLabel.text == "distance to the first"
     xs, ys = series.curve_item.getData()
     np.testing.assert_allclose(ys, m[0])
     assert window.session.item("A").path == str(paths[0]) and window.session.item("B").path == str(paths[1])
@@ -79,6 +81,15 @@ def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(win
     assert series.heat.toolTip() == ""
     series._on_heat_hover(Hover(2.5, 0.5, exit=True))
     assert series.heat.toolTip() == ""
+
+    # the mouse near a point of the distance-to-first curve names that member and its distance
+    vb = series.curve.getPlotItem().getViewBox()
+    near = vb.mapViewToScene(pg.Point(2.0, float(m[0, 2])))
+    series._on_curve_mouse(near + pg.Point(3.0, -2.0))
+    tip = series.curve.toolTip()
+    assert tip.startswith(f"member 2: {Path(paths[2]).stem}") and f"{m[0, 2]:.6g}" in tip, tip
+    series._on_curve_mouse(near + pg.Point(0.0, 60.0))  # far from every point
+    assert series.curve.toolTip() == ""
 
     ev = Click(1.5, 3.5)
     series._on_heat_click(ev)
@@ -176,3 +187,6 @@ def test_psnr_series_heatmap_shows_its_entries_despite_the_infinite_diagonal(win
     assert len(colours) >= 4
     levels = series.heat_image.getLevels()
     assert np.isfinite(levels).all() and levels[1] > levels[0]
+    # PSNR is a similarity: the plots say so
+    assert series.curve.getPlotItem().titleLabel.text == "similarity to the first"
+    assert series.heat.getPlotItem().titleLabel.text.startswith("similarity matrix")
