@@ -96,7 +96,6 @@ class SeriesPanel(QWidget):
         self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False, width=12)
         self.colorbar.setImageItem(self.heat_image, insert_in=self.heat.getPlotItem())
         self.colorbar.axis.setWidth(None)  # as wide as its labels (the bar's default width clips long ones)
-        self.colorbar.setVisible(False)
         self.curve = pg.PlotWidget(title="distance to the first")
         self.curve.setObjectName("series_curve")
         self.curve.setMenuEnabled(False)
