@@ -123,6 +123,7 @@ class FieldPanel(QWidget):
         self.loss_box.addItem(self.loss_curve)
         self.plot.getPlotItem().vb.sigResized.connect(
             lambda: self.loss_box.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect()))
+        self._show_axes(False)  # no fit yet: no axes with made-up ranges
 
         form = QGridLayout()
         for i, (label, w) in enumerate((("model", self.model_box), ("size", self.size_box),
@@ -183,7 +184,13 @@ class FieldPanel(QWidget):
         if self.task is not None:
             self.task.cancel()
 
+    def _show_axes(self, shown: bool) -> None:
+        for side in ("left", "bottom", "right"):
+            self.plot.showAxis(side, shown)
+
     def _on_progress(self, data: tuple[int, float, float]) -> None:
+        if not self.history:
+            self._show_axes(True)
         self.history.append(data)
         h = np.array(self.history, dtype=float)
         self.psnr_curve.setData(h[:, 0], np.where(np.isfinite(h[:, 2]), h[:, 2], 0.0))

@@ -27,6 +27,8 @@ def test_fit_a_field_to_a_then_compare_it_in_b(demo_window, qtbot, tmp_path):
     a = window.session.item("A")
     got = []
     panel.fit_finished.connect(got.append)
+    plot = panel.plot.getPlotItem()
+    assert not any(plot.getAxis(side).isVisible() for side in ("left", "bottom", "right"))  # nothing to show yet
     task = panel.start_fit(model_options=TINY, model="apmgsrn", size="small", iterations=60, points=4096)
     assert task is not None
     wait_for(window, qtbot, lambda: bool(got), timeout=180000)
@@ -39,6 +41,7 @@ def test_fit_a_field_to_a_then_compare_it_in_b(demo_window, qtbot, tmp_path):
     assert len(panel.history) >= 3
     xs, ys = panel.psnr_curve.getData()
     assert len(xs) == len(panel.history) and np.isfinite(ys).all()
+    assert all(plot.getAxis(side).isVisible() for side in ("left", "bottom", "right"))
     # and the pair (A, field) was compared with the numbers compare() gives for the baked field
     wait_for(window, qtbot, lambda: window.session.comparison is not None
              and window.session.comparison_pair == (a.name, b.name), timeout=60000)
