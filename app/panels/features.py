@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.panels.slices import voxel_at
 from app.session import Session
 
 PANES = (("a", "A"), ("b", "B"), ("diff", "weighted difference"))
@@ -236,8 +237,6 @@ class FeaturePanel(QWidget):
             self.canvas.setToolTip("")
             return ""
         if sf.a.ndim == 4:
-            from app.panels.slices import voxel_at
-
             z, y, x = voxel_at(self.axis_box.currentIndex(), self.slider.value(), u, v)
             where = f"z {z}, y {y}, x {x}"
         else:
