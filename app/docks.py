@@ -358,6 +358,9 @@ def install_panels(window: MainWindow) -> WindowController:
     slices.raise_()
 
     _view_actions(window, ctl)
+    from app.window_actions import install_window_actions
+
+    install_window_actions(window, ctl)
     return ctl
 
 

@@ -189,7 +189,9 @@ class MainWindow(FileOpening, QMainWindow):
             self.progress.setRange(0, 0)
 
     def _about(self) -> None:
-        QMessageBox.about(self, "About volsight", "volsight — see and measure how two volumes differ.")
+        from app.window_actions import about_text
+
+        QMessageBox.about(self, "About volsight", about_text())
 
     # ------------------------------------------------------------------ lifetime
     def restore_layout(self) -> None:

@@ -66,6 +66,22 @@ class Session(QObject):
         self.item_changed.emit("A")
         self.item_changed.emit("B")
 
+    def swap(self) -> None:
+        """Exchange A and B; each volume keeps its transfer function (the comparison becomes stale).
+
+        Listeners see two ``item_changed`` signals, then the transfer functions as they were
+        before the swap, so an editor that refits its range on a new item does not undo them.
+        """
+        items, tfs = dict(self._items), dict(self._transfer)
+        self._items["A"], self._items["B"] = items["B"], items["A"]
+        self.set_comparison(None)
+        self.item_changed.emit("A")
+        self.item_changed.emit("B")
+        for s, other in (("A", "B"), ("B", "A")):
+            if other in tfs:
+                self._transfer[s] = tfs[other]
+                self.transfer_changed.emit(s, tfs[other])
+
     def has_pair(self) -> bool:
         return all(self._items[s] is not None for s in SLOTS)
 

@@ -32,6 +32,9 @@ from typing import Any
 import numpy as np
 
 DEFAULT_FOV = 45.0
+# (azimuth, polar) whose eye looks along each world axis: eye offset = −direction
+AXIS_VIEWS = {"+x": (270.0, 90.0), "-x": (90.0, 90.0), "+y": (0.0, 90.0), "-y": (180.0, 90.0),
+              "+z": (0.0, 180.0), "-z": (0.0, 0.0)}
 ORTHO_REFERENCE_FOV = 45.0
 
 
@@ -192,6 +195,18 @@ class OrbitCamera:
 
     def zoomed(self, factor: float) -> OrbitCamera:
         return self.evolve(distance=min(max(self.distance * factor, 0.05), 1000.0))
+
+    def looking_along(self, direction: str) -> OrbitCamera:
+        """This camera turned to look along a world axis (``"+x"``, ``"-x"``, … ``"-z"``) at the box centre.
+
+        Distance and field of view stay. Along ±x and ±y, z is up on the screen; along −z (from
+        above) y is up; along +z (from below) −y is up.
+        """
+        try:
+            azimuth, polar = AXIS_VIEWS[direction]
+        except KeyError:
+            raise ValueError(f"view direction must be one of {sorted(AXIS_VIEWS)}, got {direction!r}") from None
+        return self.evolve(azimuth=azimuth, polar=polar, target=(0.0, 0.0, 0.0))
 
     def panned(self, dx: float, dy: float) -> OrbitCamera:
         """Move the target by (dx, dy) fractions of the view's half extent, in the image plane."""

@@ -81,6 +81,21 @@ def test_interaction_helpers():
     assert moved.target[0] > 0 and abs(moved.target[1]) < 1e-12 and abs(moved.target[2]) < 1e-12
 
 
+def test_axis_views_look_along_their_axis_and_keep_the_zoom():
+    cam = OrbitCamera(azimuth=17, polar=33, distance=3.5, target=(0.2, -0.1, 0.3), fov=30)
+    for name, direction in (("+x", [1, 0, 0]), ("-x", [-1, 0, 0]), ("+y", [0, 1, 0]), ("-y", [0, -1, 0]),
+                            ("+z", [0, 0, 1]), ("-z", [0, 0, -1])):
+        view = cam.looking_along(name)
+        right, up, forward = view.basis()
+        np.testing.assert_allclose(forward, direction, atol=1e-12)
+        assert view.target == (0.0, 0.0, 0.0) and view.distance == 3.5 and view.fov == 30
+        if name[1] in "xy":
+            np.testing.assert_allclose(up, [0, 0, 1], atol=1e-12)  # z stays up for side views
+        np.testing.assert_allclose(np.cross(right, up), -forward, atol=1e-12)  # right-handed screen
+    with pytest.raises(ValueError, match="view direction"):
+        cam.looking_along("x")
+
+
 def test_texture_fit_decisions():
     from renderer.gl_caps import GLCaps, fit_to_texture
 

@@ -1,0 +1,163 @@
+"""Menu actions beyond the docks: swapping A and B, camera presets, keyboard shortcuts, the demo pair, help.
+
+Every shortcut is set here, on a menu action, so the help dialog can list them from the menus
+themselves and never drifts from what the window does.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMenu, QVBoxLayout
+
+if TYPE_CHECKING:
+    from app.docks import WindowController
+    from app.main_window import MainWindow
+
+# (direction, menu text); see renderer.camera.OrbitCamera.looking_along
+CAMERA_DIRECTIONS = (("+x", "Look along +&x"), ("-x", "Look along −x"),
+                     ("+y", "Look along +&y (front)"), ("-y", "Look along −y"),
+                     ("-z", "Look along −&z (from above)"), ("+z", "Look along +z (from below)"))
+
+MOUSE_HELP = (
+    ("left drag", "rotate the view (all views when cameras are linked)"),
+    ("Shift + left drag, right drag", "pan"),
+    ("wheel, middle drag", "zoom"),
+    ("R (view focused)", "reset that view's camera"),
+    ("drop one file on A or B", "load it there; two files anywhere fill A and B, more become a series"),
+    ("hover a slice or feature map", "the voxel's position and values of A, B and the difference"),
+    ("Ctrl+C in the distance table", "copy the selected rows in full precision"),
+)
+
+
+def set_cameras(window: MainWindow, camera: Any) -> None:
+    """Give every existing view (A, B, difference) ``camera``, linked or not."""
+    for v in (*window.slot_views.values(), window.diff_view):
+        if v.view is not None:
+            v.view.camera = camera
+
+
+def camera_preset(window: MainWindow, direction: str | None) -> Any:
+    """The camera of a preset: the default view for ``None``, else A's camera turned along ``direction``."""
+    from renderer.camera import OrbitCamera
+
+    if direction is None:
+        return OrbitCamera()
+    current = window.slot_views["A"].view
+    base = current.camera if current is not None else OrbitCamera()
+    return base.looking_along(direction)
+
+
+def swap_slots(window: MainWindow) -> None:
+    """Exchange A and B (volumes with their transfer functions); the pair is compared again."""
+    if all(window.session.item(s) is None for s in ("A", "B")):
+        window.statusBar().showMessage("nothing to swap: A and B are empty", 5000)
+        return
+    window.session.swap()
+    a, b = (window.session.item(s) for s in ("A", "B"))
+    window.statusBar().showMessage(f"swapped: A is {a.name if a else '(empty)'}, B is {b.name if b else '(empty)'}",
+                                   6000)
+
+
+def shortcut_rows(window: MainWindow) -> list[tuple[str, str]]:
+    """(keys, menu path) of every menu action that has a shortcut, in menu order."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(menu: QMenu, path: str) -> None:
+        for act in menu.actions():
+            text = act.text().replace("&", "").rstrip("…")
+            if act.menu() is not None:
+                walk(act.menu(), f"{path} › {text}")
+            elif not act.shortcut().isEmpty():
+                keys = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+                rows.append((keys, f"{path} › {text}"))
+
+    for top in window.menuBar().actions():
+        if top.menu() is not None:
+            walk(top.menu(), top.text().replace("&", ""))
+    return rows
+
+
+def controls_html(window: MainWindow) -> str:
+    """The help text: mouse controls and the keyboard shortcuts of the menus, as an HTML table."""
+    def table(rows: list[tuple[str, str]]) -> str:
+        body = "".join(f"<tr><td style='padding-right:16px'><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>"
+                       for k, v in rows)
+        return f"<table>{body}</table>"
+
+    return (f"<h3>Mouse</h3>{table(list(MOUSE_HELP))}"
+            f"<h3>Keyboard</h3>{table(shortcut_rows(window))}")
+
+
+def show_controls(window: MainWindow) -> QDialog:
+    """A non-modal dialog with the mouse controls and keyboard shortcuts."""
+    dlg = getattr(window, "_controls_dialog", None)
+    if dlg is None:
+        dlg = QDialog(window)
+        dlg.setWindowTitle("volsight — mouse and keys")
+        label = QLabel()
+        label.setObjectName("controls_text")
+        label.setTextFormat(Qt.TextFormat.RichText)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dlg.close)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(label)
+        lay.addWidget(buttons)
+        window._controls_dialog = dlg
+    dlg.findChild(QLabel, "controls_text").setText(controls_html(window))
+    dlg.show()
+    dlg.raise_()
+    return dlg
+
+
+def about_text() -> str:
+    """Version, licence and where the default learned-metric weights come from."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("volsight")
+    except metadata.PackageNotFoundError:
+        version = "(not installed)"
+    return (f"<b>volsight {html.escape(version)}</b><br>See and measure how two volumes differ.<br><br>"
+            "MIT licence. The default VolSiM weights are volsight's own, trained on its procedural "
+            "simulations (<tt>volsight metric-train</tt>; card in <tt>resources/weights</tt>). The official "
+            "VolSiM and LSiM checkpoints are not included: choose them under Compare › Learned-metric weights.")
+
+
+def install_window_actions(window: MainWindow, ctl: WindowController) -> None:
+    """Swap, camera presets, demo pair and help actions; shortcuts on the common actions."""
+    cm = window.compare_menu
+    first = cm.actions()[0] if cm.actions() else None
+    swap = QAction("&Swap A and B", window)
+    swap.setShortcut(QKeySequence("Ctrl+Shift+X"))
+    swap.setStatusTip("exchange the two volumes (each keeps its transfer function) and compare again")
+    swap.triggered.connect(lambda _=False: swap_slots(window))
+    cm.insertAction(first, swap)
+    window.swap_action = swap
+    for act in cm.actions():
+        if act.text() == "&Recompute":
+            act.setShortcut(QKeySequence("F5"))
+    window.link_action.setShortcut(QKeySequence("Ctrl+L"))
+    window.diff_action.setShortcut(QKeySequence("Ctrl+D"))
+
+    cams = QMenu("&Camera", window)
+    window.view_menu.insertMenu(window.link_action, cams)
+    reset = window._action(cams, "&Reset", lambda: set_cameras(window, camera_preset(window, None)),
+                           QKeySequence("Ctrl+0"), tip="the default view of every volume")
+    window.camera_actions = {"reset": reset}
+    cams.addSeparator()
+    for direction, text in CAMERA_DIRECTIONS:
+        window.camera_actions[direction] = window._action(
+            cams, text, lambda d=direction: set_cameras(window, camera_preset(window, d)),
+            tip=f"look along the {direction} axis at the centre of the box, keeping the zoom")
+
+    demo = QAction("Open &demo pair", window)
+    demo.setStatusTip("the built-in plume and a perturbed copy, in A and B")
+    demo.triggered.connect(lambda _=False: window.load_demo("plume"))
+    window.file_menu.insertAction(window.recent_menu.menuAction(), demo)
+
+    window._action(window.help_menu, "&Mouse and keys", lambda: show_controls(window),
+                   QKeySequence("F1"))
