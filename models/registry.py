@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from core.errors import VolsightError
@@ -22,3 +23,10 @@ def model_config(model: str, size: str = "medium", **overrides: Any) -> dict[str
     if size not in sizes:
         raise VolsightError(f"unknown size {size!r} for {model}; choose one of {list(sizes)}")
     return {**MODEL_CLASSES[model].default_config, **sizes[size], **overrides}
+
+
+@lru_cache(maxsize=64)
+def parameter_count(model: str, size: str = "medium", channels: int = 1) -> int:
+    """Trainable parameters of ``model`` at ``size`` for data with ``channels`` channels (what a fit stores)."""
+    field = MODEL_CLASSES[model](model_config(model, size), channels=channels, value_range=(0.0, 1.0))
+    return int(sum(p.numel() for p in field.parameters()))

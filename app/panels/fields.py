@@ -71,6 +71,25 @@ def fit_to_item(volume: Any, config: dict[str, Any], progress, seed: int = 0):
     return item, summary
 
 
+def _count(n: float) -> str:
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else f"{n:.0f}"
+
+
+def size_estimate(model: str, size: str, volume: Any = None) -> str:
+    """What a fit of ``model`` at ``size`` stores, and its compression ratio for ``volume`` (float32 both)."""
+    from models.registry import parameter_count
+
+    channels = int(getattr(volume, "channels", 1) or 1)
+    params = parameter_count(model, size, channels)
+    text = f"{model} {size}: {_count(params)} parameters ({4 * params / 2**20:.2f} MiB)"
+    if volume is not None:
+        values = int(np.prod(volume.shape)) * channels
+        text += f"; A has {_count(values)} values: " + (
+            f"{values / params:.3g} : 1 compression" if values >= params
+            else f"the field is {params / values:.3g}× larger than A")
+    return text
+
+
 class FieldPanel(QWidget):
     """Model, size and iterations; Fit runs in the background, Cancel stops it, Save writes the field."""
 
@@ -102,10 +121,15 @@ class FieldPanel(QWidget):
         self.save_button = QPushButton("Save field…")
         self.save_button.setEnabled(False)
         self.save_button.clicked.connect(self._ask_save)
-        self.status = QLabel("")
+        self.status = QLabel("Fits a neural field to the volume in A; the field then goes into B and is compared "
+                             "like a volume.")
         self.status.setWordWrap(True)
+        self.estimate = QLabel("")
+        self.estimate.setObjectName("size_estimate")
+        self.estimate.setWordWrap(True)
+        self.estimate.setStyleSheet("color: #888;")
 
-        self.plot = pg.PlotWidget(title="fitting")
+        self.plot = pg.PlotWidget(title="fit: PSNR and loss per iteration")
         self.plot.setObjectName("fit_plot")
         self.plot.setMinimumHeight(80)
         self.plot.setMenuEnabled(False)
@@ -137,6 +161,7 @@ class FieldPanel(QWidget):
         controls = QVBoxLayout()
         controls.addLayout(form)
         controls.addLayout(buttons)
+        controls.addWidget(self.estimate)
         controls.addWidget(self.status)
         controls.addStretch(1)
         lay = QHBoxLayout(self)
@@ -146,6 +171,21 @@ class FieldPanel(QWidget):
         if not fitting_available():
             self.fit_button.setEnabled(False)
             self.status.setText("fitting unavailable: the neural-field package (models) is not installed")
+            return
+        self.model_box.currentTextChanged.connect(lambda _t: self.update_estimate())
+        self.size_box.currentTextChanged.connect(lambda _t: self.update_estimate())
+        window.session.item_changed.connect(lambda slot: self.update_estimate() if slot == "A" else None)
+        self.update_estimate()
+
+    def update_estimate(self) -> None:
+        """Parameters and compression ratio of the chosen model and size for the volume in A."""
+        item = self.w.session.item("A")
+        try:
+            text = size_estimate(self.model_box.currentText(), self.size_box.currentText(),
+                                 item.volume if item is not None else None)
+        except Exception as exc:  # noqa: BLE001 - a hint only; the fit itself reports real errors
+            text = f"size unknown: {exc}"
+        self.estimate.setText(text)
 
     def config(self, model_options: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg = {"model": self.model_box.currentText(), "size": self.size_box.currentText(),

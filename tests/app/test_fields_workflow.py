@@ -95,3 +95,26 @@ def test_cancelling_a_fit_leaves_b_alone(demo_window, qtbot):
     assert window.session.item("B") is b_before
     assert "cancelled" in panel.status.text()
     assert panel.fit_button.isEnabled()
+
+
+def test_size_estimate_follows_model_size_and_the_volume_in_a(demo_window):
+    from models.registry import MODEL_CLASSES, model_config, parameter_count
+
+    panel = demo_window.panels["fields"]
+    panel.model_box.setCurrentText("apmgsrn")
+    panel.size_box.setCurrentText("small")
+    field = MODEL_CLASSES["apmgsrn"](model_config("apmgsrn", "small"), channels=1, value_range=(0.0, 1.0))
+    params = sum(p.numel() for p in field.parameters())
+    assert parameter_count("apmgsrn", "small") == params
+    text = panel.estimate.text()
+    assert text.startswith(f"apmgsrn small: {params / 1e3:.0f} k parameters")
+    assert f"the field is {params / 16**3:.3g}× larger than A" in text  # the 16³ demo volume in A
+    from app.panels.fields import size_estimate
+    from core.volume import Volume
+
+    big = Volume.from_array(np.zeros((64, 64, 64), np.float32), name="big")
+    assert f"{64**3 / params:.3g} : 1 compression" in size_estimate("apmgsrn", "small", big)
+    panel.size_box.setCurrentText("medium")
+    assert panel.estimate.text().startswith("apmgsrn medium: 1.1 M parameters")
+    demo_window.session.set_item("A", None)
+    assert "A has" not in panel.estimate.text()
