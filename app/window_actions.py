@@ -24,8 +24,8 @@ CAMERA_DIRECTIONS = (("+x", "Look along +&x"), ("-x", "Look along −x"),
 
 MOUSE_HELP = (
     ("left drag", "rotate the view (all views when cameras are linked)"),
-    ("Shift + left drag, right drag", "pan"),
-    ("wheel, middle drag", "zoom"),
+    ("Shift + left drag, middle drag", "pan"),
+    ("wheel, right drag", "zoom"),
     ("R (view focused)", "reset that view's camera"),
     ("drop one file on A or B", "load it there; two files anywhere fill A and B, more become a series"),
     ("hover a slice or feature map", "the voxel's position and values of A, B and the difference"),
@@ -49,6 +49,24 @@ def camera_preset(window: MainWindow, direction: str | None) -> Any:
     current = window.slot_views["A"].view
     base = current.camera if current is not None else OrbitCamera()
     return base.looking_along(direction)
+
+
+def update_slice_planes(window: MainWindow, tab_shown: bool | None = None) -> None:
+    """Outline the slice panel's plane in every view while the Slices tab is shown and the option is on.
+
+    ``tab_shown``: the Slices dock's new visibility (its ``visibilityChanged`` argument, which
+    arrives before ``isVisible`` changes); otherwise the last one reported is kept.
+    """
+    panel, dock = window.panels.get("slices"), window.docks.get("slices")
+    if tab_shown is not None:
+        window.slices_tab_shown = tab_shown
+    elif not hasattr(window, "slices_tab_shown"):
+        window.slices_tab_shown = dock is not None and dock.isVisible()
+    plane = panel.plane if panel is not None else None
+    shown = plane is not None and window.plane_action.isChecked() and window.slices_tab_shown
+    for v in (*window.slot_views.values(), window.diff_view):
+        if v.view is not None:
+            v.view.set_slice_plane(*(plane if shown else (None,)))
 
 
 def swap_slots(window: MainWindow) -> None:
@@ -142,6 +160,15 @@ def install_window_actions(window: MainWindow, ctl: WindowController) -> None:
             act.setShortcut(QKeySequence("F5"))
     window.link_action.setShortcut(QKeySequence("Ctrl+L"))
     window.diff_action.setShortcut(QKeySequence("Ctrl+D"))
+
+    window.plane_action = window._action(
+        window.view_menu, "Slice &plane in the views", lambda _on: update_slice_planes(window), checkable=True,
+        checked=True, tip="outline the plane of the Slices tab in the 3D views while that tab is shown")
+    window.view_menu.insertAction(window.link_action, window.plane_action)
+    window.panels["slices"].plane_changed.connect(lambda _p: update_slice_planes(window))
+    window.docks["slices"].visibilityChanged.connect(lambda shown: update_slice_planes(window, shown))
+    for v in (*window.slot_views.values(), window.diff_view):
+        v.view_created.connect(lambda _view: update_slice_planes(window))
 
     cams = QMenu("&Camera", window)
     window.view_menu.insertMenu(window.link_action, cams)

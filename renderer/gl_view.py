@@ -15,6 +15,7 @@ see the same projection (see renderer/camera.py for the conventions).
   volume is drawn with a longer step (about 2.5× fewer samples per ray); the full-resolution
   visual comes back on release (or 200 ms after the last wheel step).
 * Mouse: left drag orbits, right drag (or wheel) zooms, middle drag or shift+left drag pans.
+* ``set_slice_plane`` outlines the plane the slice panel shows (renderer.overlays).
 * Threads: call every method on the GUI thread. Long work (reading, baking a field with
   ``renderer.fields.bake_field``) belongs in a worker; hand the resulting Volume to ``set_volume``.
 * Linking: ``a.link_camera(b)`` keeps both cameras equal (both directions) and shares the
@@ -48,6 +49,7 @@ COARSE_FACTOR = 2
 COARSE_MIN_SIDE = 24  # below this the volume is cheap enough: keep it, only lengthen the step
 WHEEL_SETTLE_MS = 200
 DEFAULT_ATTENUATION = 0.05  # per voxel of normalised value (napari's default)
+PLANE_COLOR = (1.0, 1.0, 1.0, 0.7)  # the slice panel's plane, outlined over the volume
 
 _CAPS_CACHE: dict[str, GLCaps] = {}
 
@@ -143,6 +145,8 @@ class VolumeView(QWidget):
         self._coarse_stale = True
         self._interacting = False
         self._links: list[VolumeView] = []
+        self._plane: tuple[int, float] | None = None  # (array axis, fraction) of the outlined slice plane
+        self._plane_line = None
         self._drag: tuple | None = None
         self._caps = _CAPS_CACHE.get("caps", GLCaps())
         self._wheel_timer = QTimer(self)
@@ -229,6 +233,7 @@ class VolumeView(QWidget):
             for v in (self._visual, self._coarse):
                 if v is not None:
                     v.visible = False
+            self._update_plane()
             self._update_notice()
             self._canvas.update()
             return
@@ -253,6 +258,7 @@ class VolumeView(QWidget):
             self._coarse.visible = False
         self._coarse_stale = True
         self._apply_quality()
+        self._update_plane()
         self._update_notice()
         self._canvas.update()
 
@@ -326,6 +332,35 @@ class VolumeView(QWidget):
         other._links.remove(self)
         self.camera_changed.disconnect(other._on_linked_camera)
         other.camera_changed.disconnect(self._on_linked_camera)
+
+    def set_slice_plane(self, axis: int | None, fraction: float = 0.5) -> None:
+        """Outline the plane perpendicular to array ``axis`` at ``fraction`` of the box (None hides it).
+
+        The outline (renderer.overlays.slice_outline) is drawn over the volume without depth test,
+        so it stays visible inside and behind the data; it follows the volume's box when it changes.
+        """
+        self._plane = None if axis is None else (int(axis), float(fraction))
+        self._update_plane()
+
+    def _update_plane(self) -> None:
+        if self._plane is None or self._display is None:
+            if self._plane_line is not None:
+                self._plane_line.visible = False
+                self._canvas.update()
+            return
+        from renderer.overlays import slice_outline
+
+        half = box_half_extents(self._display.shape, self._display.spacing)
+        pts = slice_outline(half, *self._plane).astype(np.float32)
+        if self._plane_line is None:
+            self._plane_line = scene.visuals.Line(pts, color=PLANE_COLOR, width=1.0, method="gl",
+                                                  parent=self._view.scene)
+            self._plane_line.order = 10  # after the volume
+            self._plane_line.set_gl_state("translucent", depth_test=False)
+        else:
+            self._plane_line.set_data(pts)
+        self._plane_line.visible = True
+        self._canvas.update()
 
     def grab_image(self) -> np.ndarray:
         """Render the current view at full quality: [H, W, 4] uint8 (row 0 at the top)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 AXES = ("z (axial)", "y", "x")
@@ -18,10 +18,10 @@ def slice_of(array: np.ndarray, axis: int, index: int) -> np.ndarray:
 
 
 def voxel_at(axis: int, index: int, u: int, v: int) -> tuple[int, int, int]:
-    """The (z, y, x) voxel under pixel (``u`` right, ``v`` down) of the plane :func:`slice_of` shows.
+    """The (z, y, x) voxel under image pixel (``u``, ``v``) of the plane :func:`slice_of` shows.
 
     The plane keeps the two other axes in order (a0, a1) and is displayed transposed, so ``u``
-    runs along a1 and ``v`` along a0.
+    runs along a1 (drawn to the right) and ``v`` along a0 (drawn upwards).
     """
     a0, a1 = (k for k in range(3) if k != axis)
     voxel = [0, 0, 0]
@@ -41,11 +41,16 @@ def _image_view() -> pg.ImageView:
     view.ui.histogram.vb.setMenuEnabled(False)
     view.ui.roiPlot.setMenuEnabled(False)
     view.getView().setMenuEnabled(False)
+    # the second in-plane axis grows upwards, as in the 3D views (z up; y up seen from above) and
+    # the feature maps
+    view.getView().invertY(False)
     return view
 
 
 class SlicePanel(QWidget):
     """Three linked slice images; A and B share their levels so equal values look equal."""
+
+    plane_changed = Signal(object)  # (axis, fraction of the box) of the shown plane, or None without data
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -127,9 +132,16 @@ class SlicePanel(QWidget):
         self.slider.blockSignals(False)
         self.update_images()
 
+    @property
+    def plane(self) -> tuple[int, float] | None:
+        """(array axis, fraction of the box at the centre of the shown slice), None without data."""
+        n = self._axis_length()
+        return (self.axis, (self.slider.value() + 0.5) / n) if n else None
+
     def update_images(self) -> None:
         i = self.slider.value()
         self.index_label.setText(f"{i}")
+        self.plane_changed.emit(self.plane)
         ab = [x for x in (self.arrays["A"], self.arrays["B"]) if x is not None]
         levels = None
         if ab:

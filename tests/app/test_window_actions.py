@@ -98,3 +98,34 @@ def test_demo_action_loads_the_pair(window, qtbot):
     act.trigger()
     wait_for(window, qtbot, window.session.has_pair, timeout=60000)
     assert window.session.item("A").name == "plume"
+
+
+def test_the_slice_plane_is_outlined_in_the_views_while_the_slices_tab_shows(demo_window, qtbot):
+    w = demo_window
+    panel, va = w.panels["slices"], w.slot_views["A"].view
+    w.docks["slices"].raise_()
+    qtbot.waitUntil(lambda: w.docks["slices"].isVisible())
+    panel.axis_box.setCurrentIndex(2)  # x planes
+    panel.slider.setValue(3)
+    axis, fraction = panel.plane
+    assert axis == 2 and fraction == pytest.approx(3.5 / 16)
+    assert va._plane == (2, pytest.approx(3.5 / 16)) and w.slot_views["B"].view._plane == va._plane
+    with_plane = va.grab_image()
+    w.plane_action.setChecked(False)
+    assert va._plane is None
+    without = va.grab_image()
+    changed = np.abs(with_plane[..., :3].astype(int) - without[..., :3].astype(int)).sum(axis=-1) > 60
+    assert changed.sum() > 20  # the outline's pixels
+    w.plane_action.setChecked(True)
+    assert va._plane is not None
+    w.docks["transfer"].raise_()  # another tab in front: no outline
+    qtbot.waitUntil(lambda: va._plane is None)
+    w.docks["slices"].raise_()
+    qtbot.waitUntil(lambda: va._plane is not None)
+
+
+def test_slices_draw_the_second_axis_upwards_like_the_3d_views(demo_window):
+    panel = demo_window.panels["slices"]
+    item = panel.views["A"].getImageItem()
+    low, high = item.mapToScene(0.5, 0.5), item.mapToScene(0.5, 10.5)
+    assert high.y() < low.y()  # image row v = 10 is drawn above v = 0

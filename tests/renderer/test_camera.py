@@ -104,3 +104,16 @@ def test_texture_fit_decisions():
     assert by_size.factor == 3 and by_size.shape == (200, 33, 33) and "GL_MAX_3D_TEXTURE_SIZE 256" in by_size.notice()
     by_budget = fit_to_texture((128, 128, 128), budget_bytes=2 * 1024**2)
     assert by_budget.factor == 2 and "texture budget 2 MiB" in by_budget.notice()
+
+
+def test_slice_outline_spans_the_box_at_the_plane():
+    from renderer.overlays import slice_outline
+
+    half = box_half_extents((16, 32, 64))  # x 1, y 0.5, z 0.25
+    out = slice_outline(half, 0, 0.75)  # the z plane three quarters up
+    assert out.shape == (5, 3) and np.array_equal(out[0], out[-1])  # closed
+    np.testing.assert_allclose(out[:, 2], 0.25 * 0.5)
+    assert {tuple(p) for p in out[:4, :2]} == {(-1, -0.5), (1, -0.5), (1, 0.5), (-1, 0.5)}
+    np.testing.assert_allclose(slice_outline(half, 2, 0.0)[:, 0], -1.0)  # x plane at the low edge
+    with pytest.raises(ValueError, match="slice axis"):
+        slice_outline(half, 3, 0.5)

@@ -301,3 +301,24 @@ def test_loading_another_volume_updates_the_box_in_place(qapp, rng):
     np.testing.assert_array_equal(a, b)
     for v in views:
         v.close()
+
+
+def test_slice_plane_outline_is_drawn_where_the_plane_cuts_the_box(view):
+    """Seen from above (x right, y up, the box filling the image), the plane x = i is a vertical line at
+    column (i + 0.5) / n of the width, the plane y = j a horizontal one; None removes it."""
+    view.resize(64, 64)
+    view.set_volume(Volume.from_array(np.zeros((32, 32, 32), np.float32), name="empty"))
+    view.set_method("mip")
+    view.camera = top_down_camera()
+    assert view.grab_image()[..., :3].max() == 0  # nothing but background
+    view.set_slice_plane(2, (8 + 0.5) / 32)  # x = 8
+    lit = view.grab_image()[..., :3].max(axis=-1) > 60
+    cols = np.nonzero(lit[8:56].all(axis=0))[0]  # columns lit over the middle rows
+    assert len(cols) >= 1 and np.all(np.abs(cols - 17) <= 1), cols  # x = 8.5 / 32 of 64 px
+    view.set_slice_plane(1, (24 + 0.5) / 32)  # y = 24: rows count down from +y
+    lit = view.grab_image()[..., :3].max(axis=-1) > 60
+    rows = np.nonzero(lit[:, 8:56].all(axis=1))[0]
+    assert len(rows) >= 1 and np.all(np.abs(rows - (64 - 49)) <= 1), rows
+    view.set_slice_plane(None)
+    assert view.grab_image()[..., :3].max() == 0
+    view.resize(SIZE, SIZE)

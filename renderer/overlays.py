@@ -1,0 +1,34 @@
+"""Geometry drawn over a rendered volume: the outline of the plane the slice panel shows.
+
+Coordinates are world coordinates of :mod:`renderer.camera` (box centred at the origin, longest
+side 2, x = W, y = H, z = D).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# array axis of a [D, H, W] volume -> world axis (x = 0, y = 1, z = 2)
+WORLD_AXIS = {0: 2, 1: 1, 2: 0}
+
+
+def slice_outline(half: np.ndarray, axis: int, fraction: float) -> np.ndarray:
+    """Closed outline [5, 3] of the plane perpendicular to array ``axis`` at ``fraction`` of the box.
+
+    ``half`` are the box's half extents (x, y, z) (:func:`renderer.camera.box_half_extents`);
+    ``axis`` is 0, 1 or 2 for the D (z), H (y) or W (x) axis of the array; ``fraction`` runs from
+    0 (the first voxel's low edge) to 1 (the last voxel's high edge): voxel ``i`` of ``n`` has its
+    centre at ``(i + 0.5) / n``. The outline runs along the box's edges in the two other axes.
+    """
+    if axis not in WORLD_AXIS:
+        raise ValueError(f"slice axis must be 0 (z), 1 (y) or 2 (x), got {axis!r}")
+    half = np.asarray(half, dtype=np.float64)
+    w = WORLD_AXIS[axis]
+    u, v = (k for k in range(3) if k != w)
+    corners = ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))
+    out = np.zeros((5, 3), dtype=np.float64)
+    out[:, w] = -half[w] + 2.0 * half[w] * float(np.clip(fraction, 0.0, 1.0))
+    for k, (su, sv) in enumerate(corners):
+        out[k, u] = su * half[u]
+        out[k, v] = sv * half[v]
+    return out
