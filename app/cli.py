@@ -60,10 +60,21 @@ def build_parser(commands: dict[str, str] | None = None) -> argparse.ArgumentPar
         description="See and measure how two volumes differ. With no subcommand, opens the window "
         "(with the given files, or the built-in demo pair).",
     )
+    parser.add_argument("--version", action="version", version=f"volsight {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in commands:
         sub.add_parser(name, help=SUMMARIES.get(name, ""), add_help=False)
     return parser
+
+
+def version() -> str:
+    """The installed package's version ("unknown" when run from a source tree that is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("volsight")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _command_parser(name: str, module) -> argparse.ArgumentParser:
@@ -79,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, rest = argv[0], argv[1:]
     elif argv and argv[0] in ("-h", "--help"):
         build_parser(commands).print_help()
+        return 0
+    elif argv and argv[0] == "--version":
+        print(f"volsight {version()}")
         return 0
     else:
         # no subcommand: files (if any) open in the window

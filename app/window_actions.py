@@ -133,13 +133,9 @@ def show_controls(window: MainWindow) -> QDialog:
 
 def about_text() -> str:
     """Version, licence and where the default learned-metric weights come from."""
-    from importlib import metadata
+    from app.cli import version
 
-    try:
-        version = metadata.version("volsight")
-    except metadata.PackageNotFoundError:
-        version = "(not installed)"
-    return (f"<b>volsight {html.escape(version)}</b><br>See and measure how two volumes differ.<br><br>"
+    return (f"<b>volsight {html.escape(version())}</b><br>See and measure how two volumes differ.<br><br>"
             "MIT licence. The default VolSiM weights are volsight's own, trained on its procedural "
             "simulations (<tt>volsight metric-train</tt>; card in <tt>resources/weights</tt>). The official "
             "VolSiM and LSiM checkpoints are not included: choose them under Compare › Learned-metric weights.")

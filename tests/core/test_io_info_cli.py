@@ -86,3 +86,10 @@ def test_neural_field_files_are_described_through_models_store(tmp_path, capsys,
     assert captured.out.splitlines() == [f"{field}: neural field", "  model: APMGSRN", "  channels: 1",
                                          "  source_shape: (64, 64, 64)"]
     assert captured.err.strip() == f"{broken}: truncated field file"
+
+
+def test_version_is_the_installed_packages(capsys):
+    from importlib import metadata
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"volsight {metadata.version('volsight')}"
