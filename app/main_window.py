@@ -73,6 +73,8 @@ class MainWindow(FileOpening, QMainWindow):
             self.views_splitter.addWidget(v)
         self.views_splitter.setChildrenCollapsible(False)
         self.setCentralWidget(self.views_splitter)
+        # the right-hand docks (distances, feature maps) run the full height; the bottom tabs sit under the views
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         for v in self.slot_views.values():
             v.files_dropped.connect(self._on_slot_drop)
             v.variable_chosen.connect(lambda s, var: self.load_into(s, self._item_path(s), variable=var))
