@@ -360,7 +360,7 @@ def install_panels(window: MainWindow) -> WindowController:
     _view_actions(window, ctl)
     from app.window_actions import install_window_actions
 
-    install_window_actions(window, ctl)
+    install_window_actions(window)
     return ctl
 
 
@@ -392,7 +392,8 @@ def _view_actions(window: MainWindow, ctl: WindowController) -> None:
     vm.addSeparator()
 
     cm = window.compare_menu
-    window._action(cm, "&Recompute", ctl.run_comparison, tip="compute the chosen metrics again")
+    window.recompute_action = window._action(cm, "&Recompute", ctl.run_comparison,
+                                             tip="compute the chosen metrics again")
     window._action(cm, "&Cancel", lambda: window.tasks.cancel("compare"))
     window.diff_menu = cm.addMenu("&Difference shows")
     cm.addSeparator()

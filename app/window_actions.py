@@ -1,7 +1,7 @@
 """Menu actions beyond the docks: swapping A and B, camera presets, keyboard shortcuts, the demo pair, help.
 
-Every shortcut is set here, on a menu action, so the help dialog can list them from the menus
-themselves and never drifts from what the window does.
+Shortcuts live on menu actions only (the File menu's in main_window, the rest here), so the help
+dialog lists them from the menus themselves and never drifts from what the window does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMenu, QVBoxLayout
 
 if TYPE_CHECKING:
-    from app.docks import WindowController
     from app.main_window import MainWindow
 
 # (direction, menu text); see renderer.camera.OrbitCamera.looking_along
@@ -141,7 +140,7 @@ def about_text() -> str:
             "VolSiM and LSiM checkpoints are not included: choose them under Compare › Learned-metric weights.")
 
 
-def install_window_actions(window: MainWindow, ctl: WindowController) -> None:
+def install_window_actions(window: MainWindow) -> None:
     """Swap, camera presets, demo pair and help actions; shortcuts on the common actions."""
     cm = window.compare_menu
     first = cm.actions()[0] if cm.actions() else None
@@ -151,9 +150,7 @@ def install_window_actions(window: MainWindow, ctl: WindowController) -> None:
     swap.triggered.connect(lambda _=False: swap_slots(window))
     cm.insertAction(first, swap)
     window.swap_action = swap
-    for act in cm.actions():
-        if act.text() == "&Recompute":
-            act.setShortcut(QKeySequence("F5"))
+    window.recompute_action.setShortcut(QKeySequence("F5"))
     window.link_action.setShortcut(QKeySequence("Ctrl+L"))
     window.diff_action.setShortcut(QKeySequence("Ctrl+D"))
 
