@@ -78,6 +78,10 @@ class SeriesPanel(QWidget):
         self.time_button = QPushButton("Time steps of A")
         self.time_button.setToolTip("make a series of every time step of the file in slot A")
         self.time_button.clicked.connect(self.series_from_time_axis)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("write the matrix as CSV (the format of `volsight matrix`)")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(lambda: self.export_csv())
         self.info = QLabel("drop more than two volumes (or use the time steps of A) for a series")
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: #888;")
@@ -108,6 +112,7 @@ class SeriesPanel(QWidget):
         top.addWidget(QLabel("metric"))
         top.addWidget(self.metric_box)
         top.addWidget(self.time_button)
+        top.addWidget(self.export_button)
         top.addStretch(1)
         split = QSplitter()
         split.addWidget(self.heat)
@@ -185,10 +190,34 @@ class SeriesPanel(QWidget):
             self.w.set_items({"A": items[0], "B": items[1]})
         self.compute()
 
+    def export_csv(self, path: str | None = None) -> str | None:
+        """Write the shown matrix as CSV (asks for a file name when ``path`` is None); the path written."""
+        if self.matrix is None:
+            self.w.report_error("no matrix to export yet: drop three or more volumes first")
+            return None
+        if path is None:
+            from pathlib import Path
+
+            from PySide6.QtWidgets import QFileDialog
+
+            start = str(Path(self.w.prefs.last_dir()) / f"{self.metric}-matrix.csv")
+            path, _ = QFileDialog.getSaveFileName(self, "Export matrix as CSV", start, "CSV (*.csv)")
+            if not path:
+                return None
+        from app.commands.matrix import matrix_csv
+        from core.io.atomic import write_bytes_atomic
+
+        names = [it.name for it in self.items]
+        write_bytes_atomic(path, matrix_csv(names, self.matrix).encode("utf-8"))
+        self.w.statusBar().showMessage(f"{self.metric} matrix written to {path}", 8000)
+        return path
+
     def compute(self) -> Task | None:
         """Distance matrix and distance-to-first for the current series, in the background."""
         if len(self.items) < 2 or not self.metric:
             return None
+        self.matrix = None  # until the new one arrives, nothing stale can be exported
+        self.export_button.setEnabled(False)
         vols = [it.volume for it in self.items]
         metric = self.metric
         task = Task("series", lambda progress: series_matrix(vols, metric, progress),
@@ -207,6 +236,7 @@ class SeriesPanel(QWidget):
 
     def show_matrix(self, matrix: np.ndarray) -> None:
         self.matrix = np.asarray(matrix, dtype=float)
+        self.export_button.setEnabled(True)
         self._show_axes(True)
         n = self.matrix.shape[0]
         shown = display_values(self.matrix)

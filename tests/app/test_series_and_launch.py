@@ -91,6 +91,13 @@ def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(win
     series._on_curve_mouse(near + pg.Point(0.0, 60.0))  # far from every point
     assert series.curve.toolTip() == ""
 
+    # Export CSV writes what `volsight matrix` writes: names, then full-precision rows
+    assert series.export_button.isEnabled()
+    out = series.export_csv(str(tmp_path / "matrix.csv"))
+    rows = [line.split(",") for line in Path(out).read_text().splitlines()]
+    assert rows[0] == ["", *(it.name for it in series.items)] and rows[1][0].startswith(Path(paths[0]).stem)
+    np.testing.assert_array_equal(np.array([[float(x) for x in r[1:]] for r in rows[1:]]), m)
+
     ev = Click(1.5, 3.5)
     series._on_heat_click(ev)
     assert ev.accepted
