@@ -87,9 +87,13 @@ def common_grid(a: Volume, b: Volume) -> tuple[int, int, int] | None:
 
 
 def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: Iterable[str] = (),
-                      progress: ProgressFn | None = None, resample: tuple[int, ...] | None = None
-                      ) -> dict[str, Any]:
-    """Each metric's Distance, or the exception it raised (shown in its table row)."""
+                      progress: ProgressFn | None = None, resample: tuple[int, ...] | None = None,
+                      on_result: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
+    """Each metric's Distance, or the exception it raised (shown in its table row).
+
+    ``on_result(name, result)`` is called after each metric, so a window can show the fast ones
+    while the slow ones still run.
+    """
     from core.metrics.registry import metric_names
 
     known = set(metric_names())
@@ -115,6 +119,8 @@ def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: It
             from core.errors import VolsightError
 
             out[name] = exc if isinstance(exc, VolsightError) else MetricError(f"{name}: {type(exc).__name__}: {exc}")
+        if on_result is not None:
+            on_result(name, out[name])
     if progress:
         progress(1.0, "comparison done")
     return out

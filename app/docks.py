@@ -40,6 +40,7 @@ class WindowController(QObject):
         self.w = window
         self.session = window.session
         self._syncing_camera = False
+        self._compare_task: Task | None = None
         self.resample_mismatched = True  # compare volumes of different shapes on A's grid
         self._compare_timer = QTimer(self)
         self._compare_timer.setSingleShot(True)
@@ -163,10 +164,14 @@ class WindowController(QObject):
 
         def work(progress):
             return comparing.compute_distances(a, b, metrics, features_for=[feat] if feat else [], progress=progress,
-                                               resample=grid)
+                                               resample=grid, on_result=lambda n, d: progress.emit_data((n, d)))
 
         task = Task("compare", work, label=f"comparing {a.name} and {b.name}")
         pair = (self.session.item("A"), self.session.item("B"))
+
+        def one_result(result: tuple[str, Any]) -> None:  # each metric's row fills in as soon as it is done
+            if (self.session.item("A"), self.session.item("B")) == pair and self._compare_task is task:
+                self.w.panels["distances"].show_result(*result)
 
         def finished(results: dict[str, Any]) -> None:
             if (self.session.item("A"), self.session.item("B")) == pair:  # still the same pair
@@ -174,8 +179,10 @@ class WindowController(QObject):
                 self.w.comparison_done.emit(results)
 
         task.signals.finished.connect(finished)
+        task.signals.data.connect(one_result)
         task.signals.failed.connect(lambda exc: self.w.report_error(f"comparison failed: {exc}"))
         self.session.comparison_started.emit()
+        self._compare_task = task  # the latest comparison: only its rows are shown as they arrive
         return self.w.tasks.start(task)
 
     def _on_comparison(self, results: Any) -> None:

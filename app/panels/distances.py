@@ -180,34 +180,46 @@ class DistancePanel(QWidget):
                 self.table.setItem(0, c, QTableWidgetItem(text))
             self.table.item(0, 0).setData(Qt.ItemDataRole.UserRole, "")
         for name in self.session.metrics:
-            info = self.catalog.get(name, {})
             r = self.table.rowCount()
             self.table.insertRow(r)
-            d = results.get(name)
-            label = QTableWidgetItem(info.get("label") or name)
-            label.setData(Qt.ItemDataRole.UserRole, name)
-            label.setToolTip(info.get("doc", ""))
-            if d is None:
-                value, note = "", ("waiting for a pair" if a is None or b is None else "not computed")
-            elif isinstance(d, BaseException):
-                value, note = "—", getattr(d, "reason", None) or str(d)  # the file is in the tooltip
-            else:
-                value, note = format_value(d.value), ("learned" if info.get("learned") else "")
-                if len(d.contributions) > 1:  # a single term is the value itself: nothing to break down
-                    note = (note + f", {len(d.contributions)} scales").lstrip(", ")
-            v = QTableWidgetItem(value)
-            v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            if d is not None and not isinstance(d, BaseException):
-                v.setData(Qt.ItemDataRole.UserRole, float(d.value))
-                v.setToolTip(repr(float(d.value)))
-            kind = QTableWidgetItem(info.get("kind", "") if not hasattr(d, "kind") else d.kind)
-            n = QTableWidgetItem(note)
-            n.setToolTip(str(d) if isinstance(d, BaseException) else note)
-            for c, it in enumerate((label, v, kind, n)):
+            pending = "waiting for a pair" if a is None or b is None else "not computed"
+            for c, it in enumerate(self._row_items(name, results.get(name), pending)):
                 self.table.setItem(r, c, it)
         if self._bar_metric not in (self.session.metrics or []):
             self._bar_metric = next((m for m in self.session.metrics if self._contributions(m)), "")
         self.show_contributions(self._bar_metric)
+
+    def _row_items(self, name: str, d: Any, pending: str) -> tuple[QTableWidgetItem, ...]:
+        """The four cells of ``name``'s row for result ``d`` (a Distance, the exception it raised, or None)."""
+        info = self.catalog.get(name, {})
+        label = QTableWidgetItem(info.get("label") or name)
+        label.setData(Qt.ItemDataRole.UserRole, name)
+        label.setToolTip(info.get("doc", ""))
+        if d is None:
+            value, note = "", pending
+        elif isinstance(d, BaseException):
+            value, note = "—", getattr(d, "reason", None) or str(d)  # the file is in the tooltip
+        else:
+            value, note = format_value(d.value), ("learned" if info.get("learned") else "")
+            if len(d.contributions) > 1:  # a single term is the value itself: nothing to break down
+                note = (note + f", {len(d.contributions)} scales").lstrip(", ")
+        v = QTableWidgetItem(value)
+        v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if d is not None and not isinstance(d, BaseException):
+            v.setData(Qt.ItemDataRole.UserRole, float(d.value))
+            v.setToolTip(repr(float(d.value)))
+        kind = QTableWidgetItem(info.get("kind", "") if not hasattr(d, "kind") else d.kind)
+        n = QTableWidgetItem(note)
+        n.setToolTip(str(d) if isinstance(d, BaseException) else note)
+        return label, v, kind, n
+
+    def show_result(self, name: str, d: Any) -> None:
+        """Fill ``name``'s row with one metric's result as soon as it arrives (the comparison still runs)."""
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == name:
+                for c, it in enumerate(self._row_items(name, d, "computing")):
+                    self.table.setItem(r, c, it)
+                return
 
     def values(self) -> dict[str, float | None]:
         """Metric name -> the value shown in the table (None where there is none)."""

@@ -129,3 +129,24 @@ def test_slices_draw_the_second_axis_upwards_like_the_3d_views(demo_window):
     item = panel.views["A"].getImageItem()
     low, high = item.mapToScene(0.5, 0.5), item.mapToScene(0.5, 10.5)
     assert high.y() < low.y()  # image row v = 10 is drawn above v = 0
+
+
+def test_each_metric_row_fills_in_as_soon_as_that_metric_is_done(demo_window, qtbot, monkeypatch):
+    w = demo_window
+    panel = w.panels["distances"]
+    seen = []
+    shown = panel.show_result
+
+    def record(name, d):  # the table as it is right after each metric's row was filled
+        shown(name, d)
+        seen.append((name, panel.values()))
+
+    monkeypatch.setattr(panel, "show_result", record)
+    w.session.set_metrics(["mse", "volsim", "ssim"])
+    wait_for(w, qtbot, lambda: w.session.comparison is not None and "ssim" in w.session.comparison, timeout=60000)
+    assert [name for name, _v in seen] == ["mse", "volsim", "ssim"]
+    first = seen[0][1]
+    assert first["mse"] == pytest.approx(w.session.comparison["mse"].value)
+    assert first["volsim"] is None and first["ssim"] is None  # still running when MSE was shown
+    assert seen[1][1]["volsim"] == pytest.approx(w.session.comparison["volsim"].value)
+    assert panel.values()["ssim"] == pytest.approx(w.session.comparison["ssim"].value)
