@@ -241,7 +241,12 @@ class FieldPanel(QWidget):
         self.last_field = item.neural_field
         self.save_button.setEnabled(True)
         psnr = summary.get("psnr", summary.get("batch_psnr", math.nan))
-        self._on_end(f"fitted {summary.get('parameters', '?')} parameters in {summary.get('seconds', 0):.1f} s; "
+        ratio = ""
+        source = self.w.session.item("A")
+        if source is not None and summary.get("parameters"):
+            values = int(np.prod(source.volume.shape)) * int(source.volume.channels)
+            ratio = f" ({values / summary['parameters']:.3g} : 1)"
+        self._on_end(f"fitted {summary.get('parameters', '?')} parameters{ratio} in {summary.get('seconds', 0):.1f} s; "
                      f"PSNR {psnr:.2f} dB — the field is in B")
         self.w.set_items({"B": item})
         self.fit_finished.emit(summary)

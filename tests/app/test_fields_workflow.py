@@ -37,6 +37,8 @@ def test_fit_a_field_to_a_then_compare_it_in_b(demo_window, qtbot, tmp_path):
     b = window.session.item("B")
     assert b.kind == "field" and b.neural_field is not None
     assert b.shape == a.shape and window.session.item("A") is a
+    # the status names the size and its ratio to A's values (here the tiny field is the smaller one)
+    assert f"fitted {summary['parameters']} parameters ({16**3 / summary['parameters']:.3g} : 1)" in panel.status.text()
     # the live plot got the reports
     assert len(panel.history) >= 3
     xs, ys = panel.psnr_curve.getData()
