@@ -56,6 +56,8 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
         if item.kind == "demo":
             entry.update({k: item.info[k] for k in ("demo", "n", "perturbed") if k in item.info})
         slots[slot] = entry
+    slices = window.panels.get("slices")
+    plane = getattr(window, "plane_action", None)
     cameras = {}
     for slot, view in window.slot_views.items():
         cam = view.view.camera if view.view is not None else s.camera(slot)
@@ -72,6 +74,8 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
         "difference_metric": s.diff_metric,
         "feature_metric": s.feature_metric,
         "difference_view": window.diff_view.isVisible(),
+        "slice": None if slices is None else {"axis": slices.axis, "index": slices.slider.value()},
+        "slice_plane": True if plane is None else plane.isChecked(),
     }
 
 
@@ -121,7 +125,7 @@ def load_slot_entry(entry: dict[str, Any] | None):
 
 
 def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
-    """Everything but the files: metrics, method, links, cameras and transfer functions."""
+    """Everything but the files: metrics, method, links, slice, cameras and transfer functions."""
     s = window.session
     if doc.get("metrics") is not None:
         s.set_metrics([m for m in doc["metrics"] if isinstance(m, str)])
@@ -134,6 +138,12 @@ def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
     if doc.get("feature_metric"):
         s.set_feature_metric(doc["feature_metric"])
     window.diff_action.setChecked(bool(doc.get("difference_view", False)))
+    if getattr(window, "plane_action", None) is not None:
+        window.plane_action.setChecked(bool(doc.get("slice_plane", True)))
+    slices, where = window.panels.get("slices"), doc.get("slice")
+    if slices is not None and isinstance(where, dict) and where.get("axis") in (0, 1, 2):
+        slices.axis_box.setCurrentIndex(int(where["axis"]))
+        slices.slider.setValue(int(where.get("index", 0)))  # the slider clamps it to the loaded volumes
     try:
         from renderer.camera import OrbitCamera
     except ModuleNotFoundError:

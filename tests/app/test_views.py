@@ -87,7 +87,7 @@ def test_shared_and_separate_transfer_functions(pair_window, qtbot):
     assert _fraction_lit(vb.grab_image()) > 0.01
 
 
-def test_session_file_carries_cameras_and_transfer_functions(pair_window, qtbot, tmp_path):
+def test_session_file_carries_cameras_transfer_functions_and_the_slice(pair_window, qtbot, tmp_path):
     w = pair_window
     ed = w.panels["transfer"]
     w.shared_tf_action.setChecked(False)
@@ -98,6 +98,9 @@ def test_session_file_carries_cameras_and_transfer_functions(pair_window, qtbot,
     w.link_action.setChecked(False)
     cam_a = w.slot_views["A"].view.camera.orbited(55.0, -20.0)
     w.slot_views["A"].view.camera = cam_a
+    w.panels["slices"].axis_box.setCurrentIndex(1)
+    w.panels["slices"].slider.setValue(3)
+    w.plane_action.setChecked(False)
     path = w.save_session(str(tmp_path / "views.json"))
     doc = json.loads(path.read_text())
     assert doc["transfer_functions"]["A"]["name"] == "grayscale"
@@ -117,6 +120,8 @@ def test_session_file_carries_cameras_and_transfer_functions(pair_window, qtbot,
                                .opacity_points)
     assert va.transfer_function.value_range == pytest.approx(w.slot_views["A"].view.transfer_function.value_range)
     assert not w2.session.shared_tf and not w2.session.link_cameras
+    assert (w2.panels["slices"].axis, w2.panels["slices"].slider.value()) == (1, 3)
+    assert not w2.plane_action.isChecked()
     w2.tasks.wait_all(30000)
     w2.close()
 
