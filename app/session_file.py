@@ -143,7 +143,9 @@ def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
     slices, where = window.panels.get("slices"), doc.get("slice")
     if slices is not None and isinstance(where, dict) and where.get("axis") in (0, 1, 2):
         slices.axis_box.setCurrentIndex(int(where["axis"]))
-        slices.slider.setValue(int(where.get("index", 0)))  # the slider clamps it to the loaded volumes
+        index = where.get("index")
+        if isinstance(index, int):  # anything else (a hand-edited file) keeps the middle slice
+            slices.slider.setValue(index)  # the slider clamps it to the loaded volumes
     try:
         from renderer.camera import OrbitCamera
     except ModuleNotFoundError:
