@@ -308,6 +308,7 @@ def test_slice_plane_outline_is_drawn_where_the_plane_cuts_the_box(view):
     column (i + 0.5) / n of the width, the plane y = j a horizontal one; None removes it."""
     view.resize(64, 64)
     view.set_volume(Volume.from_array(np.zeros((32, 32, 32), np.float32), name="empty"))
+    view.set_transfer_function(TransferFunction.preset("grayscale", (0.0, 1.0)))
     view.set_method("mip")
     view.camera = top_down_camera()
     assert view.grab_image()[..., :3].max() == 0  # nothing but background
