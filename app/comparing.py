@@ -69,16 +69,30 @@ def metric_options(name: str) -> dict[str, Any]:
 
 
 def distance_of(a: Volume, b: Volume, metric: str, features: bool = False,
-                resample: tuple[int, ...] | int | None = None) -> Any:
-    """One metric on one pair, the way ``volsight compare`` computes it (``resample``: a common grid size)."""
+                resample: tuple[int, ...] | int | None = None, region: Any = None) -> Any:
+    """One metric on one pair, the way ``volsight compare`` computes it (``resample``: a common grid size;
+    ``region``: only this box of A's voxels)."""
     shared = {"resample": resample} if resample else {}
     from core.compare import compare
+    from core.region import check_region
 
-    result = compare(a, b, metrics={metric: built_metric(metric)}, features=features,
-                     metric_options={metric: metric_options(metric)}, **shared)
+    m = built_metric(metric)
+    options = metric_options(metric)
+    # a network that only takes some grid sizes (VolSiM: multiples of 4) gets the nearest one, not an error
+    shape = a.shape if region is None else tuple(hi - lo for lo, hi in check_region(region, a.shape))
+    fitted = m.fitting_size(shape) if hasattr(m, "fitting_size") else None
+    if fitted is not None:
+        options["resample"] = fitted
+    result = compare(a, b, metrics={metric: m}, features=features, metric_options={metric: options}, region=region,
+                     **shared)
     if metric not in result.distances:
         raise MetricError(f"{metric}: the comparison returned no value")
-    return result.distances[metric]
+    d = result.distances[metric]
+    if fitted is not None:
+        from dataclasses import replace
+
+        d = replace(d, info={**d.info, "resampled_to": "×".join(str(n) for n in fitted)})
+    return d
 
 
 def common_grid(a: Volume, b: Volume) -> tuple[int, int, int] | None:
@@ -88,7 +102,7 @@ def common_grid(a: Volume, b: Volume) -> tuple[int, int, int] | None:
 
 def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: Iterable[str] = (),
                       progress: ProgressFn | None = None, resample: tuple[int, ...] | None = None,
-                      on_result: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
+                      on_result: Callable[[str, Any], None] | None = None, region: Any = None) -> dict[str, Any]:
     """Each metric's Distance, or the exception it raised (shown in its table row).
 
     ``on_result(name, result)`` is called after each metric, so a window can show the fast ones
@@ -107,9 +121,10 @@ def compute_distances(a: Volume, b: Volume, metrics: list[str], features_for: It
             continue
         try:
             try:
-                out[name] = distance_of(a, b, name, features=name in wanted_features, resample=resample)
+                out[name] = distance_of(a, b, name, features=name in wanted_features, resample=resample,
+                                        region=region)
             except FeatureMemoryError as exc:  # too big to keep the maps: the value alone, and why
-                out[name] = distance_of(a, b, name, features=False, resample=resample)
+                out[name] = distance_of(a, b, name, features=False, resample=resample, region=region)
                 out[name].info["features"] = str(exc)
         except MetricError as exc:
             out[name] = exc
@@ -132,28 +147,37 @@ def _split(results: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return ok, errors
 
 
-def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
-    """The CLI's JSON (``volsight compare --json``) for the computed metrics, plus the metrics that failed."""
-    ok, errors = _split(results)
+def _compared(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None):
+    """(Comparison of the metrics that worked, their errors), describing the region's crops when there is one."""
     from core.compare import Comparison
 
-    doc = Comparison(a, b, ok).as_dict()
+    ok, errors = _split(results)
+    if region is None:
+        return Comparison(a, b, ok), errors
+    from core.region import crop_pair, format_region
+
+    ca, cb = crop_pair(a, b, region)
+    return Comparison(ca, cb, ok, options={"region": format_region(region)}), errors
+
+
+def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None) -> str:
+    """The CLI's JSON (``volsight compare --json``) for the computed metrics, plus the metrics that failed."""
+    comparison, errors = _compared(results, a, b, region)
+    doc = comparison.as_dict()
     if errors:
         doc["errors"] = errors
     return json.dumps(doc, indent=2)
 
 
-def comparison_csv(results: Mapping[str, Any], a: Volume, b: Volume) -> str:
+def comparison_csv(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None) -> str:
     """The CLI's CSV (``volsight compare --csv``) for the computed metrics; failed metrics as rows with an error."""
-    ok, errors = _split(results)
-    from core.compare import Comparison
-
-    text = Comparison(a, b, ok).to_csv()
+    comparison, errors = _compared(results, a, b, region)
+    text = comparison.to_csv()
     if errors:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         for name, msg in errors.items():
-            w.writerow([a.name, b.name, name, "error", "", "", "", msg])
+            w.writerow([comparison.a.name, comparison.b.name, name, "error", "", "", "", msg])
         text += buf.getvalue()
     return text
 

@@ -48,6 +48,7 @@ class WindowController(QObject):
         self._compare_timer.timeout.connect(self.run_comparison)
         self.session.item_changed.connect(self._on_item_changed)
         self.session.metrics_changed.connect(lambda _m: self.schedule_comparison())
+        self.session.region_changed.connect(lambda _r: self.schedule_comparison())
         self.session.comparison_changed.connect(self._on_comparison)
         self.session.diff_metric_changed.connect(lambda _m: self.update_difference())
         self.session.method_changed.connect(self._on_method)
@@ -161,10 +162,12 @@ class WindowController(QObject):
         metrics = self.session.metrics
         feat = self.features_metric()
         grid = self.resample_grid()
+        region = self.session.region
 
         def work(progress):
             return comparing.compute_distances(a, b, metrics, features_for=[feat] if feat else [], progress=progress,
-                                               resample=grid, on_result=lambda n, d: progress.emit_data((n, d)))
+                                               resample=grid, on_result=lambda n, d: progress.emit_data((n, d)),
+                                               region=region)
 
         task = Task("compare", work, label=f"comparing {a.name} and {b.name}")
         pair = (self.session.item("A"), self.session.item("B"))
@@ -218,7 +221,13 @@ class WindowController(QObject):
         d = self.session.distance(name) if name and name != SIGNED_DIFF else None
         if d is not None and d.voxel_map is not None:
             label = self.w.catalog.get(name, {}).get("label") or name
-            return np.asarray(d.voxel_map, dtype=np.float32), f"{label} map"
+            values, region = np.asarray(d.voxel_map, dtype=np.float32), self.session.region
+            if region is not None:  # the map of the region, in place in A's grid (0 outside)
+                from core.region import embed
+
+                values = embed(values, region, self.session.item("A").shape)
+                label += " (region)"
+            return values, f"{label} map"
         try:
             return comparing.signed_difference(self.session.item("A").volume, self.session.item("B").volume), "A − B"
         except Exception:  # noqa: BLE001 - shapes differ: there is no per-voxel difference to show
@@ -293,8 +302,9 @@ class WindowController(QObject):
             return None
         a, b = self.session.item("A").volume, self.session.item("B").volume
         pair = (self.session.item("A"), self.session.item("B"))
-        grid = self.resample_grid()
-        task = Task("features", lambda progress: comparing.distance_of(a, b, metric, features=True, resample=grid),
+        grid, region = self.resample_grid(), self.session.region
+        task = Task("features", lambda progress: comparing.distance_of(a, b, metric, features=True, resample=grid,
+                                                                        region=region),
                     label=f"{metric} feature maps")
 
         def finished(d: Any) -> None:
@@ -325,7 +335,8 @@ class WindowController(QObject):
             if not path:
                 return None
         a, b = self.session.item("A").volume, self.session.item("B").volume
-        text = comparing.comparison_csv(results, a, b) if fmt == "csv" else comparing.comparison_json(results, a, b)
+        write = comparing.comparison_csv if fmt == "csv" else comparing.comparison_json
+        text = write(results, a, b, region=self.session.region)
         from core.io.atomic import write_bytes_atomic
 
         write_bytes_atomic(path, text.encode("utf-8"))

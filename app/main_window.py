@@ -286,6 +286,7 @@ class MainWindow(FileOpening, QMainWindow):
             if loaded:
                 self.set_items(loaded)
             session_file.apply_view_settings(self, doc)  # cameras again: a new volume may reset a view
+            session_file.apply_region(self, doc)
             self.statusBar().showMessage(f"session restored from {path}", 8000)
             self.session_restored.emit(path)
 

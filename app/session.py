@@ -33,6 +33,7 @@ class Session(QObject):
     feature_metric_changed = Signal(str)
     scale_selected = Signal(str, str)  # metric, scale
     series_changed = Signal(object)
+    region_changed = Signal(object)  # a core.region.Region on A's grid, or None for the whole volumes
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -48,6 +49,7 @@ class Session(QObject):
         self.comparison: dict[str, Any] | None = None  # metric name -> Distance or the error it raised
         self.comparison_pair: tuple[str, str] | None = None  # names of the pair it was computed for
         self.series: Any = None
+        self._region: Any = None
 
     # ------------------------------------------------------------------ slots
     def item(self, slot: str) -> LoadedItem | None:
@@ -184,6 +186,19 @@ class Session(QObject):
 
     def select_scale(self, metric: str, scale: str) -> None:
         self.scale_selected.emit(metric, scale)
+
+    @property
+    def region(self) -> Any:
+        """The box of A's voxels the pair is compared in (``((z0, z1), (y0, y1), (x0, x1))``), or None."""
+        return self._region
+
+    def set_region(self, region: Any) -> None:
+        """Compare only ``region`` (None: the whole volumes); the comparison becomes stale."""
+        region = None if region is None else tuple(tuple(int(v) for v in r) for r in region)
+        if region != self._region:
+            self._region = region
+            self.set_comparison(None)
+            self.region_changed.emit(region)
 
     def set_series(self, series: Any) -> None:
         self.series = series

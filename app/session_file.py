@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import VolsightError, WriterError
 from core.io.atomic import atomic_path, write_bytes_atomic
+from core.region import format_region
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow
@@ -76,6 +77,7 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
         "difference_view": window.diff_view.isVisible(),
         "slice": None if slices is None else {"axis": slices.axis, "index": slices.slider.value()},
         "slice_plane": True if plane is None else plane.isChecked(),
+        "region": None if s.region is None else format_region(s.region),
     }
 
 
@@ -166,6 +168,23 @@ def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
             if tf and slot in ("A", "B"):
                 s.set_transfer(slot, transfer_from_json(tf))
         s.set_shared_tf(shared)
+
+
+def apply_region(window: MainWindow, doc: dict[str, Any]) -> None:
+    """The session's region of interest, once its files are loaded (it is a box of A's voxels)."""
+    from core.errors import MetricError
+    from core.region import parse_region
+
+    a, region = window.session.item("A"), doc.get("region")
+    if not isinstance(region, str) or a is None:
+        window.session.set_region(None)
+        return
+    try:
+        window.session.set_region(parse_region(region, a.shape))
+    except MetricError as exc:
+        window.session.set_region(None)
+        window.report_error(f"{exc}: the session's region does not fit {a.name}; comparing the whole volumes",
+                            title="Session")
 
 
 def save_window_image(window: MainWindow, path: str | Path) -> Path:

@@ -181,3 +181,6 @@ def install_window_actions(window: MainWindow) -> None:
 
     window._action(window.help_menu, "&Mouse and keys", lambda: show_controls(window),
                    QKeySequence("F1"))
+    from app.region_dialog import install_region_actions
+
+    install_region_actions(window)

@@ -130,6 +130,7 @@ def compare(
     *,
     weights: Any = None,
     metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+    region: Any = None,
     **options: Any,
 ) -> Comparison:
     """Distances between ``a`` and ``b`` for each metric.
@@ -138,6 +139,8 @@ def compare(
     ``interpolation``; per-metric options (``data_range``, ``window``, ...) go in
     ``metric_options={name: {...}}``. ``weights``: one path for the single learned metric, or
     ``{name: path}``. ``features=True`` keeps learned metrics' feature maps in each Distance.
+    ``region``: compare only this box of A's voxels (a :data:`core.region.Region` or its text
+    ``"z0:z1,y0:y1,x0:x1"``); B is resampled onto A's grid first when the grids differ.
     """
     unknown = set(options) - set(SHARED_OPTIONS)
     if unknown:
@@ -146,9 +149,19 @@ def compare(
     va, vb = _as_volume(a), _as_volume(b)
     built = dict(metrics) if isinstance(metrics, Mapping) else build_metrics(list(metrics), weights)
     shared = {k: v for k, v in options.items() if v is not None}
+    if region is not None:
+        from core.region import crop_pair, format_region, parse_region
+
+        box = parse_region(region, va.shape) if isinstance(region, str) else region
+        grid = va.shape
+        va, vb = crop_pair(va, vb, box, shared.get("interpolation", "linear"))
+        size = shared.get("resample")
+        if size is not None and tuple(size if isinstance(size, Sequence) else (size,) * 3) == grid:
+            del shared["resample"]  # it only asked for A's grid, which both crops are on now
+        shared["region"] = format_region(box)
     per = dict(metric_options or {})
     distances: dict[str, Distance] = {}
     for name, metric in built.items():
-        opts = {**shared, **per.get(name, {})}
+        opts = {k: v for k, v in {**shared, **per.get(name, {})}.items() if k != "region"}
         distances[name] = metric.distance(va, vb, features=features and metric.learned, **opts)
     return Comparison(va, vb, distances, options=shared)

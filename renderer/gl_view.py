@@ -15,7 +15,8 @@ see the same projection (see renderer/camera.py for the conventions).
   volume is drawn with a longer step (about 2.5× fewer samples per ray); the full-resolution
   visual comes back on release (or 200 ms after the last wheel step).
 * Mouse: left drag orbits, right drag (or wheel) zooms, middle drag or shift+left drag pans.
-* ``set_slice_plane`` outlines the plane the slice panel shows (renderer.overlays).
+* ``set_slice_plane`` / ``set_region_box`` outline the slice panel's plane and the region of interest
+  (renderer.overlays).
 * Threads: call every method on the GUI thread. Long work (reading, baking a field with
   ``renderer.fields.bake_field``) belongs in a worker; hand the resulting Volume to ``set_volume``.
 * Linking: ``a.link_camera(b)`` keeps both cameras equal (both directions) and shares the
@@ -49,7 +50,8 @@ COARSE_FACTOR = 2
 COARSE_MIN_SIDE = 24  # below this the volume is cheap enough: keep it, only lengthen the step
 WHEEL_SETTLE_MS = 200
 DEFAULT_ATTENUATION = 0.05  # per voxel of normalised value (napari's default)
-PLANE_COLOR = (1.0, 1.0, 1.0, 0.7)  # the slice panel's plane, outlined over the volume
+# outlines over the volume: the slice panel's plane, and the region of interest
+OVERLAY_COLORS = {"plane": (1.0, 1.0, 1.0, 0.7), "region": (1.0, 0.72, 0.25, 0.9)}
 
 _CAPS_CACHE: dict[str, GLCaps] = {}
 
@@ -145,8 +147,8 @@ class VolumeView(QWidget):
         self._coarse_stale = True
         self._interacting = False
         self._links: list[VolumeView] = []
-        self._plane: tuple[int, float] | None = None  # (array axis, fraction) of the outlined slice plane
-        self._plane_line = None
+        self._overlays: dict[str, tuple] = {}  # "plane": (axis, fraction), "region": (lo, hi) fractions
+        self._overlay_lines: dict[str, object] = {}  # their vispy Line visuals
         self._drag: tuple | None = None
         self._caps = _CAPS_CACHE.get("caps", GLCaps())
         self._wheel_timer = QTimer(self)
@@ -233,7 +235,7 @@ class VolumeView(QWidget):
             for v in (self._visual, self._coarse):
                 if v is not None:
                     v.visible = False
-            self._update_plane()
+            self._update_overlays()
             self._update_notice()
             self._canvas.update()
             return
@@ -258,7 +260,7 @@ class VolumeView(QWidget):
             self._coarse.visible = False
         self._coarse_stale = True
         self._apply_quality()
-        self._update_plane()
+        self._update_overlays()
         self._update_notice()
         self._canvas.update()
 
@@ -334,32 +336,54 @@ class VolumeView(QWidget):
         other.camera_changed.disconnect(self._on_linked_camera)
 
     def set_slice_plane(self, axis: int | None, fraction: float = 0.5) -> None:
-        """Outline the plane perpendicular to array ``axis`` at ``fraction`` of the box (None hides it).
+        """Outline the plane perpendicular to array ``axis`` at ``fraction`` of the box (None hides it)."""
+        self._set_overlay("plane", None if axis is None else (int(axis), float(fraction)))
 
-        The outline (renderer.overlays.slice_outline) is drawn over the volume without depth test,
-        so it stays visible inside and behind the data; it follows the volume's box when it changes.
-        """
-        self._plane = None if axis is None else (int(axis), float(fraction))
-        self._update_plane()
+    def set_region_box(self, lo: tuple[float, float, float] | None, hi: tuple[float, float, float] | None = None
+                       ) -> None:
+        """Outline the box from fractions ``lo`` to ``hi`` of the volume along (z, y, x) (None hides it)."""
+        box = None if lo is None or hi is None else (tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+        self._set_overlay("region", box)
 
-    def _update_plane(self) -> None:
-        if self._plane is None or self._display is None:
-            if self._plane_line is not None:
-                self._plane_line.visible = False
-                self._canvas.update()
-            return
-        from renderer.overlays import slice_outline
+    @property
+    def slice_plane(self) -> tuple[int, float] | None:
+        """(array axis, fraction) of the outlined slice plane, or None."""
+        return self._overlays.get("plane")
 
-        half = box_half_extents(self._display.shape, self._display.spacing)
-        pts = slice_outline(half, *self._plane).astype(np.float32)
-        if self._plane_line is None:
-            self._plane_line = scene.visuals.Line(pts, color=PLANE_COLOR, width=1.0, method="gl",
-                                                  parent=self._view.scene)
-            self._plane_line.order = 10  # after the volume
-            self._plane_line.set_gl_state("translucent", depth_test=False)
+    @property
+    def region_box(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(lo, hi) fractions (z, y, x) of the outlined region, or None."""
+        return self._overlays.get("region")
+
+    def _set_overlay(self, name: str, spec: tuple | None) -> None:
+        if spec is None:
+            self._overlays.pop(name, None)
         else:
-            self._plane_line.set_data(pts)
-        self._plane_line.visible = True
+            self._overlays[name] = spec
+        self._update_overlays()
+
+    def _update_overlays(self) -> None:
+        """Draw the outlines (renderer.overlays) over the volume, without depth test, so they stay visible
+        inside and behind the data; they follow the volume's box when it changes."""
+        from renderer.overlays import box_edges, slice_outline
+
+        for name, line in self._overlay_lines.items():
+            line.visible = name in self._overlays and self._display is not None
+        if self._display is not None:
+            half = box_half_extents(self._display.shape, self._display.spacing)
+            for name, spec in self._overlays.items():
+                pts = (slice_outline(half, *spec) if name == "plane" else box_edges(half, *spec)).astype(np.float32)
+                line = self._overlay_lines.get(name)
+                if line is None:
+                    line = scene.visuals.Line(pts, color=OVERLAY_COLORS[name], width=1.0, method="gl",
+                                              connect="strip" if name == "plane" else "segments",
+                                              parent=self._view.scene)
+                    line.order = 10  # after the volume
+                    line.set_gl_state("translucent", depth_test=False)
+                    self._overlay_lines[name] = line
+                else:
+                    line.set_data(pts)
+                line.visible = True
         self._canvas.update()
 
     def grab_image(self) -> np.ndarray:

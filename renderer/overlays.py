@@ -1,4 +1,4 @@
-"""Geometry drawn over a rendered volume: the outline of the plane the slice panel shows.
+"""Geometry drawn over a rendered volume: the outline of the slice panel's plane and of a region's box.
 
 Coordinates are world coordinates of :mod:`renderer.camera` (box centred at the origin, longest
 side 2, x = W, y = H, z = D).
@@ -32,3 +32,20 @@ def slice_outline(half: np.ndarray, axis: int, fraction: float) -> np.ndarray:
         out[k, u] = su * half[u]
         out[k, v] = sv * half[v]
     return out
+
+
+def box_edges(half: np.ndarray, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> np.ndarray:
+    """The 12 edges [24, 3] (pairs of end points) of the box from fractions ``lo`` to ``hi`` along (z, y, x).
+
+    Fractions as in :func:`slice_outline`: 0 and 1 are the volume's outer voxel edges, so voxels
+    ``start .. stop - 1`` of ``n`` span ``start / n`` to ``stop / n``.
+    """
+    half = np.asarray(half, dtype=np.float64)
+    lo_w, hi_w = np.zeros(3), np.zeros(3)
+    for axis in range(3):
+        w = WORLD_AXIS[axis]
+        a, b = (float(np.clip(v, 0.0, 1.0)) for v in (lo[axis], hi[axis]))
+        lo_w[w], hi_w[w] = -half[w] + 2.0 * half[w] * a, -half[w] + 2.0 * half[w] * b
+    corners = np.array([[(lo_w, hi_w)[i >> k & 1][k] for k in range(3)] for i in range(8)])
+    edges = [(i, i | 1 << k) for i in range(8) for k in range(3) if not i >> k & 1]
+    return np.array([corners[e] for pair in edges for e in pair])

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resample", type=int, metavar="N", help="resample both volumes to N^3 (trilinear)")
     parser.add_argument("--interpolation", choices=("linear", "cubic", "nearest"),
                         help="interpolation for --resample (default linear; cubic = official VolSiM, slow)")
+    parser.add_argument("--region", metavar="Z0:Z1,Y0:Y1,X0:X1",
+                        help="compare only this box of A's voxels (stop excluded; an empty bound is the edge, "
+                        "e.g. ':,16:48,:'); B is resampled onto A's grid first if the grids differ")
     parser.add_argument("--data-range", type=float,
                         help="data range R of PSNR/SSIM/LCC (default: the pair's joint range)")
     add_slice_arguments(parser)
@@ -127,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
     a, b = (read_volume(p, nan_policy=args.nan) for p in (args.a, args.b))
     result = compare(a, b, names, weights=parse_weights(args.weights), metric_options=per,
-                     normalize=args.normalize, resample=args.resample, interpolation=args.interpolation)
+                     normalize=args.normalize, resample=args.resample, interpolation=args.interpolation,
+                     region=args.region)
     if args.json:
         emit(result.to_json() + "\n", args.output)
     elif args.csv:

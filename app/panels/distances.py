@@ -168,6 +168,10 @@ class DistancePanel(QWidget):
             text = f"A: {a.name}   B: {b.name}"
             if a.shape != b.shape:
                 text += f"  (shapes differ: {a.shape_text()} vs {b.shape_text()})"
+            if self.session.region is not None:
+                from core.region import format_region
+
+                text += f"  — region z,y,x {format_region(self.session.region)}"
             self.pair_label.setText(text)
         else:
             self.pair_label.setText("load volumes into A and B to compare them")
@@ -203,6 +207,8 @@ class DistancePanel(QWidget):
             value, note = format_value(d.value), ("learned" if info.get("learned") else "")
             if len(d.contributions) > 1:  # a single term is the value itself: nothing to break down
                 note = (note + f", {len(d.contributions)} scales").lstrip(", ")
+            if d.info.get("resampled_to"):  # the network's nearest grid, not the pair's own
+                note += f", on {d.info['resampled_to']}"
         v = QTableWidgetItem(value)
         v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if d is not None and not isinstance(d, BaseException):

@@ -189,10 +189,11 @@ class FeaturePanel(QWidget):
         if sf.a.ndim != 4:
             return
         n = sf.a.shape[1 + self.axis_box.currentIndex()]
+        old_n, old_i = self.slider.maximum() + 1, self.slider.value()
         self.slider.blockSignals(True)
         self.slider.setRange(0, n - 1)
-        if self.slider.value() >= n or self.slider.value() == 0:
-            self.slider.setValue(n // 2)
+        # the same relative depth on a map of another size (a coarser scale, a region); the middle at first
+        self.slider.setValue(n // 2 if old_n <= 1 else int(round(old_i * (n - 1) / (old_n - 1))))
         self.slider.blockSignals(False)
 
     def current_scale_features(self):

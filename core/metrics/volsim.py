@@ -100,6 +100,14 @@ class VolSiM(Metric):
             prep = replace(prep, resample=working_size(prep.resample, 3))
         return prep
 
+    def fitting_size(self, shape: Sequence[int]) -> tuple[int, int, int] | None:
+        """The nearest grid the network takes (each axis a multiple of its stride product, at least two of
+        them), or None when ``shape`` already fits: what to resample to instead of refusing the pair."""
+        m = self.net.arch.min_multiple()
+        if all(n % m == 0 and n >= 2 * m for n in shape):
+            return None
+        return tuple(max(2 * m, int(round(n / m)) * m) for n in shape)  # type: ignore[return-value]
+
     def _check(self, a: Volume, b: Volume, prep: Preprocessing) -> None:
         if prep.resample is None:
             self.check_pair(a, b)

@@ -109,19 +109,19 @@ def test_the_slice_plane_is_outlined_in_the_views_while_the_slices_tab_shows(dem
     panel.slider.setValue(3)
     axis, fraction = panel.plane
     assert axis == 2 and fraction == pytest.approx(3.5 / 16)
-    assert va._plane == (2, pytest.approx(3.5 / 16)) and w.slot_views["B"].view._plane == va._plane
+    assert va.slice_plane == (2, pytest.approx(3.5 / 16)) and w.slot_views["B"].view.slice_plane == va.slice_plane
     with_plane = va.grab_image()
     w.plane_action.setChecked(False)
-    assert va._plane is None
+    assert va.slice_plane is None
     without = va.grab_image()
     changed = np.abs(with_plane[..., :3].astype(int) - without[..., :3].astype(int)).sum(axis=-1) > 60
     assert changed.sum() > 20  # the outline's pixels
     w.plane_action.setChecked(True)
-    assert va._plane is not None
+    assert va.slice_plane is not None
     w.docks["transfer"].raise_()  # another tab in front: no outline
-    qtbot.waitUntil(lambda: va._plane is None)
+    qtbot.waitUntil(lambda: va.slice_plane is None)
     w.docks["slices"].raise_()
-    qtbot.waitUntil(lambda: va._plane is not None)
+    qtbot.waitUntil(lambda: va.slice_plane is not None)
 
 
 def test_slices_draw_the_second_axis_upwards_like_the_3d_views(demo_window):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import WeightsError
+from core.errors import MetricError, WeightsError
 from core.metrics.registry import get_metric
 from core.metrics.volsim import VolSiM
 from core.metrics.volsim_net import VolSiMArchitecture, load_volsim_weights, new_weights
@@ -150,3 +150,18 @@ def test_bad_sizes_and_shapes_are_user_errors(metric, rng):
         metric.distance(a, b)
     d = metric.distance(a, b, resample=32)
     assert d.info["working_size"] == "32x32x32" and d.value > 0
+
+
+def test_fitting_size_is_the_nearest_grid_the_network_takes(metric, rng):
+    assert metric.fitting_size((32, 64, 16)) is None
+    assert metric.fitting_size((18, 30, 3)) == (16, 32, 8)  # multiples of 4, at least 8
+    with pytest.raises(MetricError, match="does not fit"):
+        metric.distance(*(Volume.from_array(rng.random((18, 18, 18), dtype=np.float32)) for _ in range(2)))
+    # the window (with volsight's own weights) resamples such a pair to that grid instead of refusing it
+    from app import comparing
+
+    a, b = (Volume.from_array(rng.random((18, 20, 22), dtype=np.float32), name=n) for n in "ab")
+    d = comparing.distance_of(a, b, "volsim")
+    assert d.info["resampled_to"] == "16×20×24"
+    ref = comparing.built_metric("volsim").distance(a, b, resample=(16, 20, 24))
+    assert d.value == pytest.approx(ref.value, rel=1e-6)

@@ -1,0 +1,130 @@
+"""Region of interest in the window: the dialog, the comparison inside the box, outlines, maps, sessions, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QDialogButtonBox
+
+from tests.app.conftest import wait_for
+
+METRICS = ["mse", "ssim", "volsim"]
+
+
+@pytest.fixture
+def demo_window(window, qtbot):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(METRICS)
+    window.load_demo("plume", 32)
+    wait_for(window, qtbot, lambda: window.session.comparison is not None, timeout=60000)
+    return window
+
+
+def _lit(img: np.ndarray) -> np.ndarray:
+    return np.abs(img[..., :3].astype(int) - img[0, 0, :3].astype(int)).sum(axis=-1) > 12
+
+
+def test_the_pair_is_compared_inside_the_chosen_box(demo_window, qtbot, tmp_path):
+    w = demo_window
+    s = w.session
+    va = w.slot_views["A"].view
+    w.plane_action.setChecked(False)  # only the region's outline differs between the two pictures
+    before_img = va.grab_image()
+    whole = {m: s.comparison[m].value for m in METRICS}
+
+    from app.region_dialog import ask_region
+
+    dlg = ask_region(w)
+    ok = dlg.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    (z0, z1), (y0, y1), (x0, x1) = dlg.boxes
+    z0.setValue(20)
+    z1.setValue(10)  # empty: refused, and why
+    assert not ok.isEnabled() and "z 20:10 is outside" in dlg.message.text()
+    z0.setValue(4)
+    z1.setValue(30)
+    y0.setValue(8)
+    y1.setValue(22)  # 14 voxels: VolSiM runs on the nearest grid it takes
+    assert ok.isEnabled()
+    dlg.accept()
+    region = ((4, 30), (8, 22), (0, 32))
+    assert s.region == region
+    wait_for(w, qtbot, lambda: s.comparison is not None, timeout=60000)
+
+    from core.compare import compare
+    from core.region import crop_pair
+
+    a, b = s.item("A").volume, s.item("B").volume
+    ref = compare(a, b, ["mse", "ssim"], region=region)
+    shown = w.panels["distances"].values()
+    for m in ("mse", "ssim"):
+        assert shown[m] == pytest.approx(ref.value(m), rel=1e-9) and shown[m] != pytest.approx(whole[m], rel=1e-3)
+    ca, cb = crop_pair(a, b, region)
+    vs = compare(ca, cb, ["volsim"], metric_options={"volsim": {"resample": (24, 16, 32)}})
+    assert shown["volsim"] == pytest.approx(vs.value("volsim"), rel=1e-6)
+    table = w.panels["distances"]
+    assert "region z,y,x 4:30,8:22,0:32" in table.pair_label.text()
+    volsim_row = next(r for r in range(table.table.rowCount()) if table.table.item(r, 0).text() == "VolSiM")
+    assert "on 24×16×32" in table.table.item(volsim_row, 3).text()
+
+    # the box is outlined in every view
+    for slot in ("A", "B"):
+        lo, hi = w.slot_views[slot].view.region_box
+        assert lo == pytest.approx((4 / 32, 8 / 32, 0.0)) and hi == pytest.approx((30 / 32, 22 / 32, 1.0))
+    assert (_lit(va.grab_image()) != _lit(before_img)).sum() > 30
+    # the difference map is the region's, in place (0 outside the box)
+    slices = w.panels["slices"]
+    slices.axis_box.setCurrentIndex(0)
+    slices.slider.setValue(2)  # below the box
+    assert not slices.image("diff").any()
+    slices.slider.setValue(16)
+    inside = slices.image("diff")
+    assert inside.any() and not inside[:, :8].any() and not inside[:, 22:].any()  # displayed transposed: [x, y]
+
+    # exports carry the region and name the crops
+    doc = json.loads(open(w.controller.export("json", str(tmp_path / "c.json"))).read())
+    assert doc["options"]["region"] == "4:30,8:22,0:32" and doc["a"]["name"].endswith("[4:30,8:22,0:32]")
+    assert doc["distances"]["mse"]["value"] == pytest.approx(ref.value("mse"), rel=1e-9)
+
+    # a session keeps it
+    path = w.save_session(str(tmp_path / "region.json"))
+    from app.main_window import build_main_window
+
+    w2 = build_main_window()
+    qtbot.addWidget(w2)
+    with qtbot.waitSignal(w2.session_restored, timeout=60000):
+        w2.restore_session(str(path))
+    assert w2.session.region == region
+    w2.tasks.wait_all(30000)
+    w2.close()
+
+    # back to the whole volumes: the first numbers again, no outline
+    next(a for a in w.compare_menu.actions() if a.text() == "&Whole volumes").trigger()
+    assert s.region is None and va.region_box is None
+    wait_for(w, qtbot, lambda: s.comparison is not None, timeout=60000)
+    assert w.panels["distances"].values()["mse"] == pytest.approx(whole["mse"], rel=1e-9)
+
+
+def test_a_new_a_that_the_region_does_not_fit_drops_it(demo_window, qtbot):
+    w = demo_window
+    w.session.set_region(((10, 30), (0, 32), (0, 32)))
+    from app.loading import demo_items
+
+    small, _ = demo_items("plume", 16)
+    w.set_items({"A": small})
+    assert w.session.region is None
+    assert "does not fit" in w.statusBar().currentMessage()
+
+
+def test_a_session_region_that_does_not_fit_is_reported_and_dropped(demo_window, qtbot, tmp_path):
+    w = demo_window
+    path = w.save_session(str(tmp_path / "s.json"))
+    doc = json.loads(path.read_text())
+    doc["region"] = "0:40,:,:"
+    path.write_text(json.dumps(doc))
+    errors = len(w.errors)
+    with qtbot.waitSignal(w.session_restored, timeout=60000):
+        w.restore_session(str(path))
+    assert w.session.region is None
+    assert "z 0:40 is outside 0:32" in w.errors[errors]
