@@ -61,7 +61,10 @@ def test_the_pair_is_compared_inside_the_chosen_box(demo_window, qtbot, tmp_path
     for m in ("mse", "ssim"):
         assert shown[m] == pytest.approx(ref.value(m), rel=1e-9) and shown[m] != pytest.approx(whole[m], rel=1e-3)
     ca, cb = crop_pair(a, b, region)
-    vs = compare(ca, cb, ["volsim"], metric_options={"volsim": {"resample": (24, 16, 32)}})
+    from app import comparing
+
+    vs = compare(ca, cb, {"volsim": comparing.built_metric("volsim")},  # the weights the window uses
+                 metric_options={"volsim": {"resample": (24, 16, 32)}})
     assert shown["volsim"] == pytest.approx(vs.value("volsim"), rel=1e-6)
     table = w.panels["distances"]
     assert "region z,y,x 4:30,8:22,0:32" in table.pair_label.text()
