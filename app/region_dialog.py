@@ -84,12 +84,16 @@ def region_fractions(region: Any, shape: tuple[int, int, int]) -> tuple[tuple[fl
 
 
 def update_region_boxes(window: MainWindow) -> None:
-    """Outline the region in every view (B and the difference show the same part of the domain)."""
+    """Outline the region in every view (B and the difference show the same part of the domain) and on
+    the slice images."""
     a, region = window.session.item("A"), window.session.region
     box = region_fractions(region, a.shape) if region is not None and a is not None else (None, None)
     for v in (*window.slot_views.values(), window.diff_view):
         if v.view is not None:
             v.view.set_region_box(*box)
+    slices = window.panels.get("slices")
+    if slices is not None:
+        slices.set_region(region if a is not None else None)
 
 
 def ask_region(window: MainWindow) -> QDialog | None:

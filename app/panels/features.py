@@ -189,7 +189,8 @@ class FeaturePanel(QWidget):
         if sf.a.ndim != 4:
             return
         n = sf.a.shape[1 + self.axis_box.currentIndex()]
-        old_n, old_i = self.slider.maximum() + 1, self.slider.value()
+        old_n, old_i = getattr(self, "_depth", 0), self.slider.value()
+        self._depth = n  # the length of the axis the slider runs along
         self.slider.blockSignals(True)
         self.slider.setRange(0, n - 1)
         # the same relative depth on a map of another size (a coarser scale, a region); the middle at first

@@ -82,6 +82,16 @@ class SlicePanel(QWidget):
         self.views["diff"].getView().setYLink(self.views["A"].getView())
         for view in self.views.values():
             view.scene.sigMouseMoved.connect(lambda pos, view=view: self._on_mouse(view, pos))
+        # the region of interest where the shown plane cuts it (same colour as its outline in the 3D views)
+        self.region = None
+        self.region_rects = {}
+        for k, view in self.views.items():
+            rect = pg.QtWidgets.QGraphicsRectItem()
+            rect.setPen(pg.mkPen((255, 184, 64), width=1.5, cosmetic=True))
+            rect.setZValue(10)
+            rect.setVisible(False)
+            view.getView().addItem(rect)
+            self.region_rects[k] = rect
 
         top = QHBoxLayout()
         top.addWidget(QLabel("axis"))
@@ -132,6 +142,29 @@ class SlicePanel(QWidget):
         self.slider.blockSignals(False)
         self.update_images()
 
+    def set_region(self, region) -> None:
+        """Outline ``region`` (((z0, z1), (y0, y1), (x0, x1)) of A's voxels, or None) on the planes it crosses."""
+        self.region = region
+        self._draw_region()
+
+    def region_rect(self) -> tuple[float, float, float, float] | None:
+        """(u, v, width, height) of the region on the shown plane in image pixels, or None where it is not cut."""
+        if self.region is None or not self._axis_length():
+            return None
+        lo, hi = self.region[self.axis]
+        if not lo <= self.slider.value() < hi:
+            return None
+        a0, a1 = (k for k in range(3) if k != self.axis)
+        (v0, v1), (u0, u1) = self.region[a0], self.region[a1]
+        return (float(u0), float(v0), float(u1 - u0), float(v1 - v0))
+
+    def _draw_region(self) -> None:
+        rect = self.region_rect()
+        for item in self.region_rects.values():
+            item.setVisible(rect is not None)
+            if rect is not None:
+                item.setRect(*rect)
+
     @property
     def plane(self) -> tuple[int, float] | None:
         """(array axis, fraction of the box at the centre of the shown slice), None without data."""
@@ -142,6 +175,7 @@ class SlicePanel(QWidget):
         i = self.slider.value()
         self.index_label.setText(f"{i}")
         self.plane_changed.emit(self.plane)
+        self._draw_region()
         ab = [x for x in (self.arrays["A"], self.arrays["B"]) if x is not None]
         levels = None
         if ab:

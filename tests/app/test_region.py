@@ -30,6 +30,8 @@ def test_the_pair_is_compared_inside_the_chosen_box(demo_window, qtbot, tmp_path
     w = demo_window
     s = w.session
     va = w.slot_views["A"].view
+    feats = w.panels["features"]
+    assert feats.slider.maximum() == 31 and feats.slider.value() == 16  # the middle of A's 32 planes at first
     w.plane_action.setChecked(False)  # only the region's outline differs between the two pictures
     before_img = va.grab_image()
     whole = {m: s.comparison[m].value for m in METRICS}
@@ -68,6 +70,8 @@ def test_the_pair_is_compared_inside_the_chosen_box(demo_window, qtbot, tmp_path
     assert shown["volsim"] == pytest.approx(vs.value("volsim"), rel=1e-6)
     table = w.panels["distances"]
     assert "region z,y,x 4:30,8:22,0:32" in table.pair_label.text()
+    # the feature maps are the region's, at the same relative depth
+    assert feats.slider.maximum() == 23 and feats.slider.value() == 12
     volsim_row = next(r for r in range(table.table.rowCount()) if table.table.item(r, 0).text() == "VolSiM")
     assert "on 24×16×32" in table.table.item(volsim_row, 3).text()
 
@@ -81,9 +85,17 @@ def test_the_pair_is_compared_inside_the_chosen_box(demo_window, qtbot, tmp_path
     slices.axis_box.setCurrentIndex(0)
     slices.slider.setValue(2)  # below the box
     assert not slices.image("diff").any()
+    assert slices.region_rect() is None and not slices.region_rects["A"].isVisible()
     slices.slider.setValue(16)
     inside = slices.image("diff")
     assert inside.any() and not inside[:, :8].any() and not inside[:, 22:].any()  # displayed transposed: [x, y]
+    # the slice images outline where the plane cuts the box: x 0..32 across, y 8..22 up
+    assert slices.region_rect() == (0.0, 8.0, 32.0, 14.0)
+    r = slices.region_rects["A"].rect()
+    assert (r.x(), r.y(), r.width(), r.height()) == (0.0, 8.0, 32.0, 14.0) and slices.region_rects["A"].isVisible()
+    slices.axis_box.setCurrentIndex(2)  # an x plane: y across, z up
+    assert slices.region_rect() == (8.0, 4.0, 14.0, 26.0)
+    slices.axis_box.setCurrentIndex(0)
 
     # exports carry the region and name the crops
     doc = json.loads(open(w.controller.export("json", str(tmp_path / "c.json"))).read())
@@ -104,7 +116,7 @@ def test_the_pair_is_compared_inside_the_chosen_box(demo_window, qtbot, tmp_path
 
     # back to the whole volumes: the first numbers again, no outline
     next(a for a in w.compare_menu.actions() if a.text() == "&Whole volumes").trigger()
-    assert s.region is None and va.region_box is None
+    assert s.region is None and va.region_box is None and slices.region_rect() is None
     wait_for(w, qtbot, lambda: s.comparison is not None, timeout=60000)
     assert w.panels["distances"].values()["mse"] == pytest.approx(whole["mse"], rel=1e-9)
 
