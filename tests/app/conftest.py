@@ -22,6 +22,16 @@ def temp_settings(tmp_path_factory, monkeypatch):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def default_metric_weights():
+    """Weights a test chooses for a learned metric (the official checkpoints, say) end with that test."""
+    yield
+    from app import comparing
+
+    for name in list(comparing._WEIGHTS):
+        comparing.set_weights(name, None)
+
+
 @pytest.fixture
 def window(qtbot):
     """The main window, empty (no demo), shown and exposed."""
