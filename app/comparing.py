@@ -68,6 +68,18 @@ def metric_options(name: str) -> dict[str, Any]:
     return {}
 
 
+def window_options(name: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Options the window uses for ``name`` on volumes of ``shape``: 2D metrics slice along all three
+    axes, and a network that only takes some grid sizes (VolSiM: multiples of 4) gets the nearest
+    one (``resample``) instead of refusing the pair."""
+    options = metric_options(name)
+    m = built_metric(name)
+    fitted = m.fitting_size(shape) if hasattr(m, "fitting_size") else None
+    if fitted is not None:
+        options["resample"] = fitted
+    return options
+
+
 def distance_of(a: Volume, b: Volume, metric: str, features: bool = False,
                 resample: tuple[int, ...] | int | None = None, region: Any = None) -> Any:
     """One metric on one pair, the way ``volsight compare`` computes it (``resample``: a common grid size;
@@ -77,12 +89,9 @@ def distance_of(a: Volume, b: Volume, metric: str, features: bool = False,
     from core.region import check_region
 
     m = built_metric(metric)
-    options = metric_options(metric)
-    # a network that only takes some grid sizes (VolSiM: multiples of 4) gets the nearest one, not an error
     shape = a.shape if region is None else tuple(hi - lo for lo, hi in check_region(region, a.shape))
-    fitted = m.fitting_size(shape) if hasattr(m, "fitting_size") else None
-    if fitted is not None:
-        options["resample"] = fitted
+    options = window_options(metric, shape)
+    fitted = options.get("resample")
     result = compare(a, b, metrics={metric: m}, features=features, metric_options={metric: options}, region=region,
                      **shared)
     if metric not in result.distances:

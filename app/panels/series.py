@@ -28,14 +28,16 @@ def series_matrix(volumes: Sequence[Any], metric: str, progress=None) -> np.ndar
             raise
         matrix_mod = None
     if matrix_mod is not None:
-        from app.comparing import built_metric
+        from app.comparing import built_metric, window_options
 
         def report(done: int, total: int) -> None:
             if progress:
                 progress(done / max(1, total), f"{metric}: distance matrix of {len(volumes)} volumes, {done}/{total}")
 
         cancelled = (lambda: progress.cancelled) if progress is not None and hasattr(progress, "cancelled") else None
-        out = matrix_mod.distance_matrix(list(volumes), built_metric(metric), progress=report, cancelled=cancelled)
+        options = window_options(metric, volumes[0].shape) if volumes else {}  # as the pair's table computes it
+        out = matrix_mod.distance_matrix(list(volumes), built_metric(metric), progress=report, cancelled=cancelled,
+                                         **options)
         if progress is not None:
             progress.check()
         return np.asarray(out, dtype=float)

@@ -197,3 +197,19 @@ def test_psnr_series_heatmap_shows_its_entries_despite_the_infinite_diagonal(win
     # PSNR is a similarity: the plots say so
     assert series.curve.getPlotItem().titleLabel.text == "similarity to the first"
     assert series.heat.getPlotItem().titleLabel.text.startswith("similarity matrix")
+
+
+def test_series_matrix_takes_2d_metrics_and_grids_volsim_cannot_take_as_the_table_does(rng):
+    """LSiM/Watson slice along all three axes, VolSiM runs on the nearest grid it takes (here 16³ for 18³)."""
+    from app.comparing import built_metric
+    from app.panels.series import series_matrix
+    from core.metrics.matrix import distance_matrix
+    from core.volume import Volume
+
+    vols = [Volume.from_array(rng.random((18, 18, 18), dtype=np.float32), name=str(i)) for i in range(3)]
+    watson = series_matrix(vols, "watson-dct")
+    np.testing.assert_allclose(watson, distance_matrix(vols, built_metric("watson-dct"), axis="all"))
+    assert watson[0, 1] > 1.0 and abs(watson[0, 0]) < 1e-6
+    volsim = series_matrix(vols, "volsim")
+    np.testing.assert_allclose(volsim, distance_matrix(vols, built_metric("volsim"), resample=(16, 16, 16)))
+    assert np.all(volsim[~np.eye(3, dtype=bool)] > 0)
