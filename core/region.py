@@ -96,3 +96,15 @@ def embed(values: np.ndarray, region: Region, shape: Sequence[int], fill: float 
     out = np.full(tuple(int(n) for n in shape), fill, dtype=values.dtype)
     out[box] = values
     return out
+
+
+def crop_all(volumes: Sequence[Volume], region: Region | str) -> list[Volume]:
+    """``region`` of every volume (a set on one grid, e.g. a series); MetricError naming one it does not fit."""
+    out = []
+    for v in volumes:
+        try:
+            box = parse_region(region, v.shape) if isinstance(region, str) else check_region(region, v.shape)
+        except MetricError as exc:
+            raise MetricError(f"{v.name}: {exc} (its grid is {v.shape})") from None
+        out.append(crop(v, box))
+    return out

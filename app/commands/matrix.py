@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="min-max the whole set jointly to [-1, 1] first")
     norm.add_argument("--no-normalize", dest="normalize", action="store_false", help="use raw values")
     parser.add_argument("--resample", type=int, metavar="N", help="resample every volume to N^3 (trilinear)")
+    parser.add_argument("--region", metavar="Z0:Z1,Y0:Y1,X0:X1",
+                        help="only this box of every volume's voxels (stop excluded; empty bounds are the edges)")
     from app.commands.compare import add_nan_argument, add_slice_arguments
 
     add_slice_arguments(parser)
@@ -50,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if len(args.files) < 2:
         raise MetricError("a matrix needs at least two files")
     volumes = [read_volume(f, nan_policy=args.nan) for f in args.files]
+    if args.region:
+        from core.region import crop_all
+
+        volumes = crop_all(volumes, args.region)
     from app.commands.compare import slice_options
 
     name = args.metric.strip().lower()

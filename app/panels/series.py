@@ -14,13 +14,19 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpli
 
 from app.loading import LoadedItem, load_item
 from app.workers import Task
+from core.region import format_region
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow
 
 
-def series_matrix(volumes: Sequence[Any], metric: str, progress=None) -> np.ndarray:
-    """The symmetric-use distance matrix of ``volumes`` under ``metric`` (engine's matrix when installed)."""
+def series_matrix(volumes: Sequence[Any], metric: str, progress=None, region: Any = None) -> np.ndarray:
+    """The symmetric-use distance matrix of ``volumes`` under ``metric`` (engine's matrix when installed),
+    in ``region`` of every volume when one is given."""
+    if region is not None:
+        from core.region import crop_all
+
+        volumes = crop_all(volumes, region)
     try:
         matrix_mod = importlib.import_module("core.metrics.matrix")
     except ModuleNotFoundError as exc:
@@ -73,6 +79,7 @@ class SeriesPanel(QWidget):
         self.w = window
         self.items: list[LoadedItem] = []
         self.matrix: np.ndarray | None = None
+        self.region: Any = None  # the region the shown matrix was computed in (None: whole volumes)
         self.kinds: dict[str, str] = {}  # metric -> "distance" or "similarity" (from the catalog)
         self.metric_box = QComboBox()
         self.metric_box.setToolTip("metric of the distance matrix")
@@ -125,6 +132,7 @@ class SeriesPanel(QWidget):
         lay.addWidget(self.info)
         lay.addWidget(split, 1)
         self.pair_chosen.connect(self.load_pair)
+        window.session.region_changed.connect(lambda _r: self.compute())
 
     def set_catalog(self, catalog: dict[str, dict[str, Any]]) -> None:
         self.metric_box.blockSignals(True)
@@ -221,9 +229,10 @@ class SeriesPanel(QWidget):
         self.matrix = None  # until the new one arrives, nothing stale can be exported
         self.export_button.setEnabled(False)
         vols = [it.volume for it in self.items]
-        metric = self.metric
-        task = Task("series", lambda progress: series_matrix(vols, metric, progress),
+        metric, region = self.metric, self.w.session.region
+        task = Task("series", lambda progress: series_matrix(vols, metric, progress, region=region),
                     label=f"{metric} matrix of {len(vols)} volumes")
+        self.region = region
         task.signals.finished.connect(self.show_matrix)
         task.signals.failed.connect(lambda exc: self.w.report_error(f"series: {exc}"))
         self.info.setText(f"computing the {metric} matrix of {len(vols)} volumes…")
@@ -262,7 +271,8 @@ class SeriesPanel(QWidget):
         self.heat.setTitle(f"{kind} matrix (click a cell to compare that pair)")
         label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
         more = "" if n <= 8 else f", … ({n} in all)"
-        self.info.setText(f"{self.metric} between {n} volumes — {label}{more}")
+        where = "" if self.region is None else f" in region {format_region(self.region)}"
+        self.info.setText(f"{self.metric} between {n} volumes{where} — {label}{more}")
 
     def cell_text(self, i: int, j: int) -> str:
         """What cell (row ``i``, column ``j``) of the heatmap holds, in words."""

@@ -105,6 +105,15 @@ def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(win
     wait_for(window, qtbot, lambda: window.session.comparison is not None, timeout=60000)
     assert window.panels["distances"].values()["mse"] == pytest.approx(m[3, 1], rel=1e-9)
 
+    # a region of interest applies to the series as well
+    from core.region import crop_all
+
+    window.session.set_region(((0, 16), (2, 12), (4, 14)))
+    wait_for(window, qtbot, lambda: series.matrix is not None, timeout=60000)
+    np.testing.assert_allclose(series.matrix, distance_matrix(crop_all(vols, window.session.region), "mse"),
+                               rtol=1e-9, atol=1e-15)
+    assert "in region 0:16,2:12,4:14" in series.info.text()
+
 
 def test_netcdf_time_axis_gives_a_selector_and_a_series(window, qtbot, tmp_path, rng):
     import netCDF4

@@ -80,3 +80,24 @@ def test_compare_command_takes_a_region(pair, tmp_path, capsys):
                                                                             - b.data[0, :, :, :10]) ** 2)))
     assert main(["compare", str(pa), str(pb), "-m", "mse", "--region", ":,:,27:28"]) == 2
     assert "x 27:28 has fewer than 2 voxels" in capsys.readouterr().err
+
+
+def test_matrix_command_takes_a_region(pair, tmp_path, capsys):
+    from core.metrics.matrix import distance_matrix
+    from core.region import crop_all
+
+    a, b = pair
+    paths = []
+    for v in (a, b, a):
+        paths.append(tmp_path / f"{len(paths)}.npy")
+        np.save(paths[-1], v.data[0])
+    assert main(["matrix", *map(str, paths), "-m", "mse", "--region", ":,:,0:12", "-q"]) == 0
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    got = np.array([[float(x) for x in r[1:]] for r in rows[1:]])
+    np.testing.assert_allclose(got, distance_matrix(crop_all([a, b, a], ":,:,0:12"), "mse"), rtol=1e-12)
+    assert rows[1][0] == "0[0:20,0:24,0:12]"
+    assert main(["matrix", *map(str, paths), "-m", "mse", "--region", ":,:,20:40", "-q"]) == 2
+    assert "0: region x 20:40 is outside 0:28 (its grid is (20, 24, 28))" in capsys.readouterr().err
