@@ -223,9 +223,13 @@ class WindowController(QObject):
             label = self.w.catalog.get(name, {}).get("label") or name
             values, region = np.asarray(d.voxel_map, dtype=np.float32), self.session.region
             if region is not None:  # the map of the region, in place in A's grid (0 outside)
+                from core.errors import MetricError
                 from core.region import embed
 
-                values = embed(values, region, self.session.item("A").shape)
+                try:
+                    values = embed(values, region, self.session.item("A").shape)
+                except MetricError:  # a map on another grid than the region's: nothing to place
+                    return None, ""
                 label += " (region)"
             return values, f"{label} map"
         try:
