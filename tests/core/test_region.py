@@ -101,3 +101,15 @@ def test_matrix_command_takes_a_region(pair, tmp_path, capsys):
     assert rows[1][0] == "0[0:20,0:24,0:12]"
     assert main(["matrix", *map(str, paths), "-m", "mse", "--region", ":,:,20:40", "-q"]) == 2
     assert "0: region x 20:40 is outside 0:28 (its grid is (20, 24, 28))" in capsys.readouterr().err
+
+
+def test_embed_places_a_region_map_in_the_whole_grid():
+    from core.region import embed
+
+    values = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) + 1
+    out = embed(values, ((1, 3), (0, 3), (2, 6)), (4, 3, 6))
+    assert out.shape == (4, 3, 6) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[1:3, :, 2:6], values)
+    assert out.sum() == values.sum()  # zero elsewhere
+    with pytest.raises(MetricError, match="does not fill region"):
+        embed(values, ((0, 2), (0, 3), (0, 5)), (4, 3, 6))
