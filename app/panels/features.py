@@ -42,6 +42,7 @@ class FeaturePanel(QWidget):
         self.session = session
         self.catalog = catalog
         self._updating = False
+        self._depth = 0  # planes along the axis the slider runs through (0: no maps shown yet)
         self.metric_box = QComboBox()
         self.metric_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.metric_box.setToolTip("learned metric whose feature maps are shown")
@@ -189,8 +190,8 @@ class FeaturePanel(QWidget):
         if sf.a.ndim != 4:
             return
         n = sf.a.shape[1 + self.axis_box.currentIndex()]
-        old_n, old_i = getattr(self, "_depth", 0), self.slider.value()
-        self._depth = n  # the length of the axis the slider runs along
+        old_n, old_i = self._depth, self.slider.value()
+        self._depth = n
         self.slider.blockSignals(True)
         self.slider.setRange(0, n - 1)
         # the same relative depth on a map of another size (a coarser scale, a region); the middle at first
