@@ -108,6 +108,24 @@ def ask_region(window: MainWindow) -> QDialog | None:
     return dlg
 
 
+def region_from_view(window: MainWindow, axis: int, box) -> Any:
+    """Set the region to what the slice images show: ``box`` in the two in-plane axes; along ``axis``
+    the current region's range (the whole axis without one). Returns the region, or None if refused."""
+    a = window.session.item("A")
+    if a is None:
+        return None
+    region = [list(r) for r in (window.session.region or tuple((0, n) for n in a.shape))]
+    a0, a1 = (k for k in range(3) if k != axis)
+    region[a0], region[a1] = list(box[0]), list(box[1])
+    try:
+        chosen = check_region(region, a.shape)
+    except MetricError as exc:
+        window.report_error(f"cannot compare that view: {exc}")
+        return None
+    window.session.set_region(None if is_whole(chosen, a.shape) else chosen)
+    return window.session.region
+
+
 def _drop_unfitting_region(window: MainWindow, slot: str) -> None:
     """A new A whose grid the region does not fit: compare the whole volumes again, and say so."""
     a, region = window.session.item("A"), window.session.region
@@ -131,6 +149,7 @@ def install_region_actions(window: MainWindow) -> None:
         act = window._action(cm, text, slot, QKeySequence(key), tip=tip)
         cm.insertAction(before, act)
     window.session.region_changed.connect(lambda _r: update_region_boxes(window))
+    window.panels["slices"].region_requested.connect(lambda axis, box: region_from_view(window, axis, box))
     window.session.item_changed.connect(lambda slot: (_drop_unfitting_region(window, slot),
                                                       update_region_boxes(window)))
     for v in (*window.slot_views.values(), window.diff_view):

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 AXES = ("z (axial)", "y", "x")
 
@@ -51,6 +60,7 @@ class SlicePanel(QWidget):
     """Three linked slice images; A and B share their levels so equal values look equal."""
 
     plane_changed = Signal(object)  # (axis, fraction of the box) of the shown plane, or None without data
+    region_requested = Signal(int, object)  # axis, ((a0 start, stop), (a1 start, stop)): the box zoomed into
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -99,6 +109,11 @@ class SlicePanel(QWidget):
         top.addWidget(QLabel("slice"))
         top.addWidget(self.slider, 1)
         top.addWidget(self.index_label)
+        self.region_button = QPushButton("Region from view")
+        self.region_button.setToolTip("compare only what the slice images show now (zoom in with the wheel, pan by "
+                                      "dragging): those rows and columns, all planes along this axis")
+        self.region_button.clicked.connect(self._request_region)
+        top.addWidget(self.region_button)
         top.addWidget(self.probe_label)
         grid = QGridLayout()
         grid.setSpacing(2)
@@ -141,6 +156,25 @@ class SlicePanel(QWidget):
         self.slider.setValue(n // 2)
         self.slider.blockSignals(False)
         self.update_images()
+
+    def visible_box(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The voxels of the plane the slice images show now: ((a0 start, stop), (a1 start, stop)), the two
+        in-plane axes in array order, or None without data."""
+        arr = self.arrays["A"] if self.arrays["A"] is not None else self.arrays["B"]
+        if arr is None:
+            return None
+        a0, a1 = (k for k in range(3) if k != self.axis)
+        (x0, x1), (y0, y1) = self.views["A"].getView().viewRange()
+
+        def clip(lo: float, hi: float, n: int) -> tuple[int, int]:  # whole voxels, any part of which is seen
+            return int(np.clip(np.floor(lo), 0, n)), int(np.clip(np.ceil(hi), 0, n))
+
+        return clip(y0, y1, arr.shape[a0]), clip(x0, x1, arr.shape[a1])
+
+    def _request_region(self) -> None:
+        box = self.visible_box()
+        if box is not None:
+            self.region_requested.emit(self.axis, box)
 
     def set_region(self, region) -> None:
         """Outline ``region`` (((z0, z1), (y0, y1), (x0, x1)) of A's voxels, or None) on the planes it crosses."""

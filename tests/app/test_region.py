@@ -143,3 +143,27 @@ def test_a_session_region_that_does_not_fit_is_reported_and_dropped(demo_window,
         w.restore_session(str(path))
     assert w.session.region is None
     assert "z 0:40 is outside 0:32" in w.errors[errors]
+
+
+def test_region_from_what_the_slice_images_show(demo_window, qtbot):
+    w = demo_window
+    slices = w.panels["slices"]
+    slices.axis_box.setCurrentIndex(0)  # z planes: x across, y up
+    vb = slices.views["A"].getView()
+    vb.setRange(xRange=(8.3, 20.6), yRange=(4.2, 15.5), padding=0)
+    (x0, x1), (y0, y1) = vb.viewRange()  # the locked aspect may widen one of them
+    expected_y = (max(0, int(np.floor(y0))), min(32, int(np.ceil(y1))))
+    expected_x = (max(0, int(np.floor(x0))), min(32, int(np.ceil(x1))))
+    assert expected_y[1] - expected_y[0] < 32 or expected_x[1] - expected_x[0] < 32  # really zoomed in
+    slices.region_button.click()
+    assert w.session.region == ((0, 32), expected_y, expected_x)
+    wait_for(w, qtbot, lambda: w.session.comparison is not None, timeout=60000)
+    # along the plane's own axis the region keeps its range: z from a box set before stays
+    w.session.set_region(((10, 20), (0, 32), (0, 32)))
+    slices.region_button.click()
+    assert w.session.region == ((10, 20), expected_y, expected_x)
+    # the whole plane in view: the whole volumes again
+    w.session.set_region(None)
+    vb.setRange(xRange=(-5, 40), yRange=(-5, 40), padding=0)
+    slices.region_button.click()
+    assert w.session.region is None and not w.errors
