@@ -118,7 +118,8 @@ class VolSiM(Metric):
         if any(n % m or n < 2 * m for n in size):
             raise MetricError(
                 f"volsim: spatial size {tuple(size)} does not fit the {self.net.arch.scales}-scale network "
-                f"(every axis a multiple of {m} and >= {2 * m}; stable range 32-128); use resample=64"
+                f"(every axis a multiple of {m} and >= {2 * m}; stable range 32-128); use resample=64 "
+                f"(--resample 64 on the command line) or resample={self.fitting_size(size)}, the nearest grid it takes"
             )
 
     # -- the network
