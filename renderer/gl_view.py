@@ -41,6 +41,7 @@ from core.errors import VolsightError
 from core.volume import Volume
 from renderer.camera import OrbitCamera, box_half_extents
 from renderer.gl_caps import DEFAULT_TEXTURE_BUDGET_BYTES, GL_MAX_3D_TEXTURE_SIZE, GLCaps, TextureFit, fit_to_texture
+from renderer.overlays import box_edges, slice_outline
 from renderer.transfer import TransferFunction, corrected_opacity
 
 METHODS = ("translucent", "mip", "iso", "attenuated_mip")
@@ -365,8 +366,6 @@ class VolumeView(QWidget):
     def _update_overlays(self) -> None:
         """Draw the outlines (renderer.overlays) over the volume, without depth test, so they stay visible
         inside and behind the data; they follow the volume's box when it changes."""
-        from renderer.overlays import box_edges, slice_outline
-
         for name, line in self._overlay_lines.items():
             line.visible = name in self._overlays and self._display is not None
         if self._display is not None:
