@@ -117,3 +117,15 @@ def test_slice_outline_spans_the_box_at_the_plane():
     np.testing.assert_allclose(slice_outline(half, 2, 0.0)[:, 0], -1.0)  # x plane at the low edge
     with pytest.raises(ValueError, match="slice axis"):
         slice_outline(half, 3, 0.5)
+
+
+def test_box_edges_are_the_twelve_edges_of_the_region():
+    from renderer.overlays import box_edges
+
+    half = box_half_extents((16, 32, 64))  # x 1, y 0.5, z 0.25
+    edges = box_edges(half, (0.25, 0.0, 0.5), (0.75, 0.5, 1.0)).reshape(12, 2, 3)
+    lo, hi = np.array([0.0, -0.5, -0.125]), np.array([1.0, 0.0, 0.125])  # (x, y, z) of the box corners
+    assert np.all((edges >= lo - 1e-12) & (edges <= hi + 1e-12))
+    steps = np.abs(edges[:, 1] - edges[:, 0])
+    assert np.all((steps > 1e-12).sum(axis=1) == 1)  # each edge runs along one axis
+    np.testing.assert_allclose(np.sort(steps.max(axis=1)), np.repeat(np.sort(hi - lo), 4))
