@@ -75,6 +75,11 @@ def _count(n: float) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else f"{n:.0f}"
 
 
+def value_count(volume: Any) -> int:
+    """Values a volume stores (voxels × channels): what a field's parameters are weighed against."""
+    return int(np.prod(volume.shape)) * int(volume.channels)
+
+
 def size_estimate(model: str, size: str, volume: Any = None) -> str:
     """What a fit of ``model`` at ``size`` stores, and its compression ratio for ``volume`` (float32 both)."""
     from models.registry import parameter_count
@@ -83,7 +88,7 @@ def size_estimate(model: str, size: str, volume: Any = None) -> str:
     params = parameter_count(model, size, channels)
     text = f"{model} {size}: {_count(params)} parameters ({4 * params / 2**20:.2f} MiB)"
     if volume is not None:
-        values = int(np.prod(volume.shape)) * channels
+        values = value_count(volume)
         text += f"; A has {_count(values)} values: " + (
             f"{values / params:.3g} : 1 compression" if values >= params
             else f"the field is {params / values:.3g}× larger than A")
@@ -99,6 +104,7 @@ class FieldPanel(QWidget):
         super().__init__(parent)
         self.w = window
         self.task: Task | None = None
+        self._estimate_stale = True  # the size estimate waits until the tab is shown
         self.history: list[tuple[int, float, float]] = []
         self.model_box = QComboBox()
         self.model_box.addItems(MODELS)
@@ -177,8 +183,20 @@ class FieldPanel(QWidget):
         window.session.item_changed.connect(lambda slot: self.update_estimate() if slot == "A" else None)
         self.update_estimate()
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._estimate_stale:
+            self.update_estimate()
+
     def update_estimate(self) -> None:
-        """Parameters and compression ratio of the chosen model and size for the volume in A."""
+        """Parameters and compression ratio of the chosen model and size for the volume in A.
+
+        Built only while the tab is shown (a model is constructed to count its parameters): not at
+        start-up, not on every new A behind another tab.
+        """
+        self._estimate_stale = not self.isVisible()
+        if self._estimate_stale:
+            return
         item = self.w.session.item("A")
         try:
             text = size_estimate(self.model_box.currentText(), self.size_box.currentText(),
@@ -244,8 +262,7 @@ class FieldPanel(QWidget):
         ratio = ""
         source = self.w.session.item("A")
         if source is not None and summary.get("parameters"):
-            values = int(np.prod(source.volume.shape)) * int(source.volume.channels)
-            ratio = f" ({values / summary['parameters']:.3g} : 1)"
+            ratio = f" ({value_count(source.volume) / summary['parameters']:.3g} : 1)"
         self._on_end(f"fitted {summary.get('parameters', '?')} parameters{ratio} in {summary.get('seconds', 0):.1f} s; "
                      f"PSNR {psnr:.2f} dB — the field is in B")
         self.w.set_items({"B": item})

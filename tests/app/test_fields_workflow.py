@@ -103,6 +103,7 @@ def test_size_estimate_follows_model_size_and_the_volume_in_a(demo_window):
     from models.registry import MODEL_CLASSES, model_config, parameter_count
 
     panel = demo_window.panels["fields"]
+    demo_window.docks["fields"].raise_()  # the estimate is made while the tab is shown
     panel.model_box.setCurrentText("apmgsrn")
     panel.size_box.setCurrentText("small")
     field = MODEL_CLASSES["apmgsrn"](model_config("apmgsrn", "small"), channels=1, value_range=(0.0, 1.0))
