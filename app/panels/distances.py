@@ -193,6 +193,11 @@ class DistancePanel(QWidget):
             self._bar_metric = next((m for m in self.session.metrics if self._contributions(m)), "")
         self.show_contributions(self._bar_metric)
 
+    def _term_word(self, name: str) -> str:
+        """What a metric's breakdown is made of: a learned network's layers (VolSiM: 3 scales × 4 layers),
+        otherwise its terms (Watson-FFT: amplitude and phase)."""
+        return "layers" if self.catalog.get(name, {}).get("learned") else "terms"
+
     def _row_items(self, name: str, d: Any, pending: str) -> tuple[QTableWidgetItem, ...]:
         """The four cells of ``name``'s row for result ``d`` (a Distance, the exception it raised, or None)."""
         info = self.catalog.get(name, {})
@@ -206,7 +211,7 @@ class DistancePanel(QWidget):
         else:
             value, note = format_value(d.value), ("learned" if info.get("learned") else "")
             if len(d.contributions) > 1:  # a single term is the value itself: nothing to break down
-                note = (note + f", {len(d.contributions)} scales").lstrip(", ")
+                note = (note + f", {len(d.contributions)} {self._term_word(name)}").lstrip(", ")
             if d.info.get("resampled_to"):  # the network's nearest grid, not the pair's own
                 note += f", on {d.info['resampled_to']}"
         v = QTableWidgetItem(value)
@@ -278,7 +283,7 @@ class DistancePanel(QWidget):
         contrib = self._contributions(metric) if metric else {}
         self._bar_metric = metric if contrib else ""
         if not contrib:
-            self.bars.setTitle("per-scale contributions of a learned metric", size="9pt")
+            self.bars.setTitle("per-layer contributions of a learned metric", size="9pt")
             self.bar_names = []
             return
         self.bar_names = list(contrib)
@@ -296,7 +301,8 @@ class DistancePanel(QWidget):
         font.setPointSizeF(9.0 if len(self.bar_names) <= 6 else 6.5)  # many scales: smaller names, no overlap
         axis.setStyle(tickFont=font)
         label = self.catalog.get(metric, {}).get("label") or metric
-        self.bars.setTitle(f"{label} per scale (sum {format_value(float(h.sum()))})", size="9pt")
+        word = self._term_word(metric).rstrip("s")
+        self.bars.setTitle(f"{label} per {word} (sum {format_value(float(h.sum()))})", size="9pt")
 
     def highlight_scale(self, metric: str, scale: str) -> None:
         """Mark one scale's bar (the feature-map panel's current scale)."""

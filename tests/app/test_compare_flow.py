@@ -88,12 +88,15 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     assert len(d.contributions) >= 3 and panel.bar_names == list(d.contributions)
     heights = panel.bar_item.opts["height"]
     assert float(np.sum(heights)) == pytest.approx(d.value, rel=1e-6)
-    # the Note column counts the scales of a metric that breaks its value down, and only then
+    # the Note column counts the layers (learned) or terms of a metric that breaks its value down, and only then
     notes = {panel.table.item(r, 0).data(Qt.ItemDataRole.UserRole): panel.table.item(r, 3).text()
              for r in range(panel.table.rowCount())}
     for m in METRICS:
         n = len(s.distance(m).contributions)
-        assert (f"{n} scales" in notes[m]) if n > 1 else ("scale" not in notes[m]), (m, notes[m])
+        word = "layers" if panel.catalog[m].get("learned") else "terms"
+        assert (f"{n} {word}" in notes[m]) if n > 1 else ("layers" not in notes[m] and "terms" not in notes[m]), \
+            (m, notes[m])
+    assert "12 layers" in notes["volsim"] and "VolSiM per layer" in panel.bars.getPlotItem().titleLabel.text
     # the short chart labels its value axis with 0 and the largest share only
     (ticks,) = panel.bars.getAxis("left")._tickLevels
     assert [v for v, _ in ticks] == [0.0, pytest.approx(float(np.max(heights)))]
