@@ -28,6 +28,8 @@ MOUSE_HELP = (
     ("R (view focused)", "reset that view's camera"),
     ("drop one file on A or B", "load it there; two files anywhere fill A and B, more become a series"),
     ("hover a slice or feature map", "the voxel's position and values of A, B and the difference"),
+    ("wheel / drag on a slice image", "zoom / pan the three slice images together"),
+    ("Shift + drag on a slice image", "compare only the box drawn (all planes along the slice axis)"),
     ("Ctrl+C in the distance table", "copy the selected rows in full precision"),
 )
 

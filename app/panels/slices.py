@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -38,9 +38,43 @@ def voxel_at(axis: int, index: int, u: int, v: int) -> tuple[int, int, int]:
     return voxel[0], voxel[1], voxel[2]
 
 
+class BandViewBox(pg.ViewBox):
+    """A ViewBox in which Shift + left drag draws a box (a rubber band) instead of panning; on release
+    it emits the box in image pixels (u right, v up)."""
+
+    band_drawn = Signal(object)  # QRectF
+
+    def __init__(self) -> None:
+        super().__init__(enableMenu=False)
+        self.band = pg.QtWidgets.QGraphicsRectItem()
+        self.band.setPen(pg.mkPen((255, 184, 64), width=1.5, style=Qt.PenStyle.DashLine, cosmetic=True))
+        self.band.setBrush(pg.mkBrush(255, 184, 64, 40))
+        self.band.setZValue(20)
+        self.band.setVisible(False)
+        self.addItem(self.band, ignoreBounds=True)
+        self._banding = False
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 (Qt's name)
+        if ev.isStart():  # Shift when the drag starts decides: a band, or the usual pan
+            self._banding = ev.button() == Qt.MouseButton.LeftButton and bool(
+                ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        if not self._banding:
+            super().mouseDragEvent(ev, axis)
+            return
+        ev.accept()
+        rect = QRectF(self.mapSceneToView(ev.buttonDownScenePos()), self.mapSceneToView(ev.scenePos())).normalized()
+        if ev.isFinish():
+            self._banding = False
+            self.band.setVisible(False)
+            self.band_drawn.emit(rect)
+        else:
+            self.band.setRect(rect)
+            self.band.setVisible(True)
+
+
 def _image_view() -> pg.ImageView:
     # a bare ViewBox (no axes): cheaper to lay out, and the slice index is shown above anyway
-    view = pg.ImageView()
+    view = pg.ImageView(view=BandViewBox())
     view.ui.roiBtn.hide()
     view.ui.menuBtn.hide()
     # A and B share their levels (set by the panel); three histogram editors would crowd the dock
@@ -92,6 +126,7 @@ class SlicePanel(QWidget):
         self.views["diff"].getView().setYLink(self.views["A"].getView())
         for view in self.views.values():
             view.scene.sigMouseMoved.connect(lambda pos, view=view: self._on_mouse(view, pos))
+            view.getView().band_drawn.connect(self._on_band)
         # the region of interest where the shown plane cuts it (same colour as its outline in the 3D views)
         self.region = None
         self.region_rects = {}
@@ -111,7 +146,8 @@ class SlicePanel(QWidget):
         top.addWidget(self.index_label)
         self.region_button = QPushButton("Region from view")
         self.region_button.setToolTip("compare only what the slice images show now (zoom in with the wheel, pan by "
-                                      "dragging): those rows and columns, all planes along this axis")
+                                      "dragging): those rows and columns, all planes along this axis. "
+                                      "Or Shift + drag a box on any slice image")
         self.region_button.clicked.connect(self._request_region)
         top.addWidget(self.region_button)
         top.addWidget(self.probe_label)
@@ -157,23 +193,34 @@ class SlicePanel(QWidget):
         self.slider.blockSignals(False)
         self.update_images()
 
-    def visible_box(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
-        """The voxels of the plane the slice images show now: ((a0 start, stop), (a1 start, stop)), the two
-        in-plane axes in array order, or None without data."""
+    def pixel_box(self, u0: float, u1: float, v0: float, v1: float) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The voxels of the plane that image pixels u0..u1 (right) × v0..v1 (up) touch, clipped to the
+        grid: ((a0 start, stop), (a1 start, stop)), the two in-plane axes in array order; None without data."""
         arr = self.arrays["A"] if self.arrays["A"] is not None else self.arrays["B"]
         if arr is None:
             return None
         a0, a1 = (k for k in range(3) if k != self.axis)
-        (x0, x1), (y0, y1) = self.views["A"].getView().viewRange()
 
-        def clip(lo: float, hi: float, n: int) -> tuple[int, int]:  # whole voxels, any part of which is seen
+        def clip(lo: float, hi: float, n: int) -> tuple[int, int]:  # whole voxels, any part of which is inside
             return int(np.clip(np.floor(lo), 0, n)), int(np.clip(np.ceil(hi), 0, n))
 
-        return clip(y0, y1, arr.shape[a0]), clip(x0, x1, arr.shape[a1])
+        return clip(v0, v1, arr.shape[a0]), clip(u0, u1, arr.shape[a1])
+
+    def visible_box(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The voxels of the plane the slice images show now (see :meth:`pixel_box`), or None without data."""
+        (x0, x1), (y0, y1) = self.views["A"].getView().viewRange()
+        return self.pixel_box(x0, x1, y0, y1)
 
     def _request_region(self) -> None:
         box = self.visible_box()
         if box is not None:
+            self.region_requested.emit(self.axis, box)
+
+    def _on_band(self, rect: QRectF) -> None:
+        """A box drawn with Shift + drag: its voxels become the region (all planes along this axis); a box
+        that covers no whole voxel row or column on the grid (a click, a drag outside the image) is ignored."""
+        box = self.pixel_box(rect.left(), rect.right(), rect.top(), rect.bottom())
+        if box is not None and all(hi > lo for lo, hi in box) and rect.width() >= 1 and rect.height() >= 1:
             self.region_requested.emit(self.axis, box)
 
     def set_region(self, region) -> None:

@@ -167,3 +167,55 @@ def test_region_from_what_the_slice_images_show(demo_window, qtbot):
     vb.setRange(xRange=(-5, 40), yRange=(-5, 40), padding=0)
     slices.region_button.click()
     assert w.session.region is None and not w.errors
+
+
+def _drag(qtbot, widget, points, modifiers, *, press: bool = True, release: bool = True) -> None:
+    """A left-button drag through ``points`` (widget coordinates) as the mouse sends it: pressed at the
+    first point (``press``), moved, and let go at the last (``release``)."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    for k, p in enumerate(points):
+        kind, button, held = ((QEvent.Type.MouseButtonPress, left, left) if k == 0 and press else
+                              (QEvent.Type.MouseButtonRelease, left, none) if k == len(points) - 1 and release else
+                              (QEvent.Type.MouseMove, none, left))
+        pos = QPointF(p)
+        QApplication.sendEvent(widget, QMouseEvent(kind, pos, widget.mapToGlobal(pos), button, held, modifiers))
+        qtbot.wait(20)
+
+
+def test_shift_drag_on_a_slice_draws_the_region(demo_window, qtbot):
+    from PySide6.QtCore import QPointF, Qt
+
+    w = demo_window
+    slices = w.panels["slices"]
+    slices.axis_box.setCurrentIndex(2)  # x planes: y across, z up
+    vb = slices.views["B"].getView()  # any of the three images takes the band
+    vb.setRange(xRange=(0, 32), yRange=(0, 32), padding=0)
+    gv = slices.views["B"].ui.graphicsView
+
+    def at(u: float, v: float):
+        return gv.mapFromScene(vb.mapViewToScene(QPointF(u, v)))
+
+    shift = Qt.KeyboardModifier.ShiftModifier
+    view_before = vb.viewRange()
+    band_seen = []
+    vb.band_drawn.connect(lambda _r: band_seen.append(True))
+    path = [at(5.5 + 2.0 * k, 20.5 - 2.0 * k) for k in range(6)]
+    _drag(qtbot, gv.viewport(), path[:-1], shift, release=False)
+    assert vb.band.isVisible() and not band_seen  # the band follows the mouse while dragging
+    _drag(qtbot, gv.viewport(), [path[-1], path[-1]], shift, press=False)  # a last move, and let go
+    # u ran along y (5.5 .. 15.5 touches voxels 5..15), v along z (10.5 .. 20.5: 10..20); x stays whole
+    assert w.session.region == ((10, 21), (5, 16), (0, 32))
+    assert not vb.band.isVisible()
+    assert vb.viewRange() == view_before  # a band does not pan the view
+    wait_for(w, qtbot, lambda: w.session.comparison is not None, timeout=60000)
+    # the new region is outlined on the slice images (this plane, x = 16, cuts it)
+    rect = slices.region_rects["A"].rect()
+    assert slices.region_rects["A"].isVisible()
+    assert (rect.x(), rect.y(), rect.width(), rect.height()) == (5.0, 10.0, 11.0, 11.0)
+    # a plain drag still pans, and sets no region
+    _drag(qtbot, gv.viewport(), [at(10 + k, 10) for k in range(6)], Qt.KeyboardModifier.NoModifier)
+    assert vb.viewRange() != view_before and w.session.region == ((10, 21), (5, 16), (0, 32))
