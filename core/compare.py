@@ -141,6 +141,10 @@ def compare(
     ``{name: path}``. ``features=True`` keeps learned metrics' feature maps in each Distance.
     ``region``: compare only this box of A's voxels (a :data:`core.region.Region` or its text
     ``"z0:z1,y0:y1,x0:x1"``); B is resampled onto A's grid first when the grids differ.
+
+    A network that takes only some grid sizes (VolSiM: every axis a multiple of 4) and is given no
+    ``resample`` compares a pair on another grid on the nearest one it takes (:func:`fitted_grid`),
+    and says so in its Distance's ``info["resampled_to"]``, rather than failing the whole comparison.
     """
     unknown = set(options) - set(SHARED_OPTIONS)
     if unknown:
@@ -163,5 +167,23 @@ def compare(
     distances: dict[str, Distance] = {}
     for name, metric in built.items():
         opts = {k: v for k, v in {**shared, **per.get(name, {})}.items() if k != "region"}
-        distances[name] = metric.distance(va, vb, features=features and metric.learned, **opts)
+        fitted = fitted_grid(metric, va, vb, opts)
+        if fitted is not None:
+            opts["resample"] = fitted
+        d = metric.distance(va, vb, features=features and metric.learned, **opts)
+        if fitted is not None:
+            from dataclasses import replace
+
+            d = replace(d, info={**d.info, "resampled_to": "×".join(str(n) for n in fitted)})
+        distances[name] = d
     return Comparison(va, vb, distances, options=shared)
+
+
+def fitted_grid(metric: Metric, a: Volume, b: Volume, options: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The grid ``metric`` compares ``a`` and ``b`` on instead of their own: the nearest one a network
+    that only takes some sizes accepts (``metric.fitting_size``), when the two share a grid it does not
+    take and ``options`` ask for no resampling; else None."""
+    fit = getattr(metric, "fitting_size", None)
+    if fit is None or options.get("resample") is not None or a.shape != b.shape:
+        return None
+    return fit(a.shape)

@@ -95,7 +95,8 @@ def format_table(comparison) -> str:
     """Human-readable lines: metric, value, kind, and per-scale shares for multiscale metrics."""
     lines = [f"A: {comparison.a.name} {comparison.a.shape}  B: {comparison.b.name} {comparison.b.shape}"]
     for name, d in comparison.distances.items():
-        lines.append(f"{name:>8}  {d.value:.6g}  ({d.kind})")
+        on = f", on {d.info['resampled_to']}" if d.info.get("resampled_to") else ""  # a network's nearest grid
+        lines.append(f"{name:>8}  {d.value:.6g}  ({d.kind}{on})")
         if d.contributions:
             parts = ", ".join(f"{k} {v:.3g}" for k, v in d.contributions.items())
             lines.append(f"{'':>8}  shares: {parts}")

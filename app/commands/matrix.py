@@ -73,6 +73,16 @@ def run(args: argparse.Namespace) -> int:
         elif done == total or done % max(1, total // 10) == 0:
             print(f"{done}/{total}", file=sys.stderr, flush=True)
 
-    m = distance_matrix(volumes, name, weights=args.weights, progress=progress, **options)
+    from core.compare import build_metrics, fitted_grid
+
+    metric = build_metrics([name], {name: args.weights} if args.weights else None)[name]
+    shapes = {v.shape for v in volumes}
+    fitted = fitted_grid(metric, volumes[0], volumes[0], options) if len(shapes) == 1 else None
+    if fitted is not None:  # a network that takes only some grids (VolSiM): the nearest one, said
+        options["resample"] = fitted
+        if not args.quiet:
+            print(f"{name}: the volumes' grid {volumes[0].shape} does not fit the network; comparing on "
+                  f"{'×'.join(map(str, fitted))}, the nearest grid it takes", file=sys.stderr, flush=True)
+    m = distance_matrix(volumes, metric, progress=progress, **options)
     emit(matrix_csv([v.name for v in volumes], m), args.output)
     return 0

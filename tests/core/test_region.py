@@ -113,3 +113,36 @@ def test_embed_places_a_region_map_in_the_whole_grid():
     assert out.sum() == values.sum()  # zero elsewhere
     with pytest.raises(MetricError, match="does not fill region"):
         embed(values, ((0, 2), (0, 3), (0, 5)), (4, 3, 6))
+
+
+def test_volsim_compares_an_odd_grid_or_region_on_the_nearest_grid_it_takes(pair, tmp_path, capsys):
+    """The default metrics include VolSiM, which takes only multiples of 4: a pair (or region) on another grid
+    is compared on the nearest grid it takes, said in the table, instead of failing every metric."""
+    from core.metrics.registry import get_metric
+
+    a, b = pair
+    pa, pb = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(pa, a.data[0, :19, :, :])  # 19 × 24 × 28: z is not a multiple of 4
+    np.save(pb, b.data[0, :19, :, :])
+    assert main(["compare", str(pa), str(pb)]) == 0
+    out = capsys.readouterr().out
+    assert "volsim" in out and "(distance, on 20×24×28)" in out and "mse" in out
+    # the same region on the command line: the crop 19 × 24 × 10 goes to 20 × 24 × 8
+    assert main(["compare", str(pa), str(pb), "-m", "volsim,mse", "--region", ":,:,0:10", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["distances"]["volsim"]["info"]["resampled_to"] == "20×24×8"
+    assert "resampled_to" not in doc["distances"]["mse"]["info"]
+    volsim = get_metric("volsim")
+    ca, cb = crop_pair(Volume.from_array(np.load(pa)), Volume.from_array(np.load(pb)), ((0, 19), (0, 24), (0, 10)))
+    assert doc["distances"]["volsim"]["value"] == pytest.approx(volsim.distance(ca, cb, resample=(20, 24, 8)).value,
+                                                                rel=1e-6)
+    # an explicit --resample the network cannot take is still refused, with the grid it would take
+    assert main(["compare", str(pa), str(pb), "-m", "volsim", "--resample", "30"]) == 2
+    assert "(32, 32, 32), the nearest grid it takes" in capsys.readouterr().err
+    # and so does a matrix of such volumes, saying so on stderr
+    assert main(["matrix", "-m", "volsim", str(pa), str(pb)]) == 0
+    captured = capsys.readouterr()
+    assert "comparing on 20×24×28, the nearest grid it takes" in captured.err
+    value = float(captured.out.splitlines()[1].split(",")[2])
+    assert value == pytest.approx(volsim.distance(Volume.from_array(np.load(pa)), Volume.from_array(np.load(pb)),
+                                                  resample=(20, 24, 28)).value, rel=1e-5)
