@@ -75,14 +75,20 @@ def crop(volume: Volume, region: Region) -> Volume:
 def crop_pair(a: Volume, b: Volume, region: Region, interpolation: str = "linear") -> tuple[Volume, Volume]:
     """``region`` of A and the same voxels of B (B resampled onto A's grid first when the grids differ)."""
     region = check_region(region, a.shape)
-    if b.shape != a.shape:
-        from core.metrics.preprocess import resample
+    return crop(a, region), crop(onto_grid(b, a.shape, interpolation), region)
 
-        data = resample(b.data, a.shape, interpolation).numpy()
-        # corner-aligned resampling: the first and last voxel centres stay where they were
-        spacing = tuple(s * (nb - 1) / (na - 1) for s, nb, na in zip(b.spacing, b.shape, a.shape, strict=True))
-        b = b.evolve(data, spacing=spacing)
-    return crop(a, region), crop(b, region)
+
+def onto_grid(volume: Volume, shape: Sequence[int], interpolation: str = "linear") -> Volume:
+    """``volume`` resampled onto a grid of ``shape`` (corner-aligned: its first and last voxel centres stay
+    where they were, the spacing changes); the volume itself when it is on such a grid already."""
+    shape = tuple(int(n) for n in shape)
+    if volume.shape == shape:
+        return volume
+    from core.metrics.preprocess import resample
+
+    data = resample(volume.data, shape, interpolation).numpy()
+    spacing = tuple(s * (nv - 1) / max(1, n - 1) for s, nv, n in zip(volume.spacing, volume.shape, shape, strict=True))
+    return volume.evolve(data, spacing=spacing)
 
 
 def embed(values: np.ndarray, region: Region, shape: Sequence[int], fill: float = 0.0) -> np.ndarray:

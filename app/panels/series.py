@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 
 def series_matrix(volumes: Sequence[Any], metric: str, progress=None, region: Any = None) -> np.ndarray:
     """The symmetric-use distance matrix of ``volumes`` under ``metric`` (engine's matrix when installed),
-    in ``region`` of every volume when one is given."""
+    in ``region`` of every volume when one is given. Members on another grid than the first are resampled
+    onto the first's (as B is onto A's in a pair) before the region is taken."""
+    if len({v.shape for v in volumes}) > 1:
+        from core.region import onto_grid
+
+        volumes = [onto_grid(v, volumes[0].shape) for v in volumes]
     if region is not None:
         from core.region import crop_all
 
@@ -272,6 +277,9 @@ class SeriesPanel(QWidget):
         label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
         more = "" if n <= 8 else f", … ({n} in all)"
         where = "" if self.region is None else f" in region {format_region(self.region)}"
+        grid = self.items[0].volume.shape if self.items else None
+        if any(it.volume.shape != grid for it in self.items):
+            where += f" on the grid of 0 ({'×'.join(map(str, grid))})"
         self.info.setText(f"{self.metric} between {n} volumes{where} — {label}{more}")
 
     def cell_text(self, i: int, j: int) -> str:

@@ -222,3 +222,36 @@ def test_series_matrix_takes_2d_metrics_and_grids_volsim_cannot_take_as_the_tabl
     volsim = series_matrix(vols, "volsim")
     np.testing.assert_allclose(volsim, distance_matrix(vols, built_metric("volsim"), resample=(16, 16, 16)))
     assert np.all(volsim[~np.eye(3, dtype=bool)] > 0)
+
+
+def test_series_members_on_other_grids_are_resampled_onto_the_first(window, qtbot, tmp_path, rng):
+    """A series of files on different grids: every member is compared on the first member's grid (as B is on A's
+    in a pair), and a region names the first's voxels; the panel says which grid."""
+    from app.panels.series import series_matrix
+    from core.metrics.matrix import distance_matrix
+    from core.region import crop_all, onto_grid
+    from core.volume import Volume
+
+    shapes = [(20, 24, 28), (10, 12, 14), (20, 24, 28), (40, 24, 16)]
+    vols = [Volume.from_array(rng.random(s, dtype=np.float32), name=f"m{i}") for i, s in enumerate(shapes)]
+    m = series_matrix(vols, "mse")
+    on_first = [onto_grid(v, shapes[0]) for v in vols]
+    assert [v.shape for v in on_first] == [shapes[0]] * 4 and on_first[0] is vols[0]
+    np.testing.assert_allclose(m, distance_matrix(on_first, "mse"))
+    # the corner voxels keep their values under the corner-aligned resampling
+    assert float(on_first[1].data[0, 0, 0, 0]) == pytest.approx(float(vols[1].data[0, 0, 0, 0]), rel=1e-6)
+    region = ((2, 12), (0, 24), (5, 25))
+    np.testing.assert_allclose(series_matrix(vols, "mse", region=region),
+                               distance_matrix(crop_all(on_first, region), "mse"))
+
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    series = window.panels["series"]
+    series.metric_box.setCurrentIndex(series.metric_box.findData("mse"))
+    paths = []
+    for v in vols:
+        paths.append(tmp_path / f"{v.name}.npy")
+        np.save(paths[-1], v.data[0])
+    drop_files(window, [str(p) for p in paths])
+    wait_for(window, qtbot, lambda: series.matrix is not None, timeout=60000)
+    np.testing.assert_allclose(series.matrix, m, rtol=1e-6)
+    assert "on the grid of 0 (20×24×28)" in series.info.text() and not window.errors
