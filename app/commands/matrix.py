@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     norm.add_argument("--no-normalize", dest="normalize", action="store_false", help="use raw values")
     parser.add_argument("--resample", type=int, metavar="N", help="resample every volume to N^3 (trilinear)")
     parser.add_argument("--region", metavar="Z0:Z1,Y0:Y1,X0:X1",
-                        help="only this box of every volume's voxels (stop excluded; empty bounds are the edges)")
+                        help="only this box of every volume's voxels (stop excluded; empty bounds are the "
+                        "edges); volumes on other grids than the first are resampled onto the first's first")
     from app.commands.compare import add_nan_argument, add_slice_arguments
 
     add_slice_arguments(parser)
@@ -52,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
     if len(args.files) < 2:
         raise MetricError("a matrix needs at least two files")
     volumes = [read_volume(f, nan_policy=args.nan) for f in args.files]
+    if len({v.shape for v in volumes}) > 1 and args.resample is None:  # as the window's series does
+        from core.region import onto_grid
+
+        if not args.quiet:
+            print(f"the volumes' grids differ: comparing on the grid of {volumes[0].name} "
+                  f"{'×'.join(map(str, volumes[0].shape))}", file=sys.stderr, flush=True)
+        volumes = [onto_grid(v, volumes[0].shape) for v in volumes]
     if args.region:
         from core.region import crop_all
 

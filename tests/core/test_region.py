@@ -146,3 +146,20 @@ def test_volsim_compares_an_odd_grid_or_region_on_the_nearest_grid_it_takes(pair
     value = float(captured.out.splitlines()[1].split(",")[2])
     assert value == pytest.approx(volsim.distance(Volume.from_array(np.load(pa)), Volume.from_array(np.load(pb)),
                                                   resample=(20, 24, 28)).value, rel=1e-5)
+
+
+def test_matrix_command_compares_volumes_on_other_grids_on_the_first_ones(pair, tmp_path, capsys):
+    from core.metrics.matrix import distance_matrix
+    from core.region import onto_grid
+
+    a, b = pair
+    small = Volume.from_array(b.data[0, ::2, ::2, ::2].copy(), name="small")
+    paths = [tmp_path / "a.npy", tmp_path / "small.npy"]
+    np.save(paths[0], a.data[0])
+    np.save(paths[1], small.data[0])
+    assert main(["matrix", "-m", "mse", *map(str, paths)]) == 0
+    captured = capsys.readouterr()
+    assert "comparing on the grid of a 20×24×28" in captured.err
+    value = float(captured.out.splitlines()[1].split(",")[2])
+    expected = distance_matrix([Volume.from_array(a.data[0]), onto_grid(small, a.shape)], "mse")[0, 1]
+    assert value == pytest.approx(expected, rel=1e-9)
