@@ -120,6 +120,8 @@ class MainWindow(FileOpening, QMainWindow):
         self._action(self.file_menu, "Save &window image…", lambda: self._ask_save("window"))
         self._action(self.file_menu, "Save &view images…", lambda: self._ask_save("views"),
                      tip="a PNG of view A, view B and the difference view")
+        self._action(self.file_menu, "Save &difference volume…", lambda: self._ask_save("difference"),
+                     tip="the difference shown (A − B or a metric's map) as a NetCDF or .npy volume on A's grid")
         self.file_menu_extra = self.file_menu.addSeparator()
         self._action(self.file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.view_menu = mb.addMenu("&View")

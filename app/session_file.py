@@ -223,6 +223,34 @@ def save_view_images(window: MainWindow, folder: str | Path, stem: str = "view")
     return out
 
 
+def save_difference_volume(window: MainWindow, path: str | Path) -> Path:
+    """Write the difference the window shows (A − B, or the chosen metric's map, in place in A's grid with a
+    region) as a volume file (NetCDF, .npy or raw by extension; atomically) on A's geometry, naming A, B and
+    the map in its metadata. Refuses to write over A's or B's own file: input files are never modified."""
+    import numpy as np
+
+    from core.io.registry import write_volume
+    from core.volume import Volume
+
+    path = Path(path)
+    arr, label = window.controller.difference()
+    if arr is None:
+        raise WriterError(path, "there is no per-voxel difference to save yet: load A and B on one grid (or let B "
+                                "be resampled onto A's) and wait for the map")
+    items = {s: window.session.item(s) for s in ("A", "B")}
+    for slot, it in items.items():
+        if it is not None and it.path and Path(it.path).resolve() == path.resolve():
+            raise WriterError(path, f"that is {slot}'s own file; volsight does not write over its inputs")
+    a = items["A"].volume
+    meta = {"map": label, "a": items["A"].name, "b": items["B"].name,
+            "a_file": items["A"].path or "", "b_file": items["B"].path or ""}
+    if window.session.region is not None:
+        meta["region"] = format_region(window.session.region)
+    vol = Volume(np.asarray(arr, dtype=np.float32), spacing=a.spacing, origin=a.origin, name=label,
+                 metadata=meta, nan_policy="allow")
+    return write_volume(vol, path)
+
+
 def ask_save(window: MainWindow, what: str) -> None:
     """File menu: ask where, then save the session ("session"), the window ("window") or the views ("views")."""
     from PySide6.QtWidgets import QFileDialog
@@ -237,14 +265,23 @@ def ask_save(window: MainWindow, what: str) -> None:
                 return
             window.statusBar().showMessage(f"saved {', '.join(p.name for p in files)} in {folder}", 8000)
         return
+    if what == "difference" and window.controller.difference()[0] is None:  # say so before asking where
+        window.report_error("there is no per-voxel difference to save yet: load A and B on one grid (or let B be "
+                            "resampled onto A's) and wait for the map", title="Nothing to save")
+        return
     title, name, flt = {"session": ("Save session", "session.json", "Session (*.json)"),
-                        "window": ("Save window image", "volsight.png", "PNG image (*.png)")}[what]
+                        "window": ("Save window image", "volsight.png", "PNG image (*.png)"),
+                        "difference": ("Save difference volume", "difference.nc",
+                                       "NetCDF (*.nc);;NumPy (*.npy)")}[what]
     path, _ = QFileDialog.getSaveFileName(window, title, str(Path(window.prefs.last_dir()) / name), flt)
     if not path:
         return
     try:
         if what == "session":
             window.save_session(path)
+        elif what == "difference":
+            written = save_difference_volume(window, path)
+            window.statusBar().showMessage(f"difference volume saved to {written}", 8000)
         else:
             save_window_image(window, path)
             window.statusBar().showMessage(f"window image saved to {path}", 8000)

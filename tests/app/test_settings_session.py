@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tests.app.conftest import wait_for
 
@@ -115,3 +116,67 @@ def test_file_open_dialog_and_recent_files(window, qtbot, tmp_path, rng):
     act.trigger()
     wait_for(window, qtbot, lambda: window.session.item("A") is not None)
     assert window.session.item("A").path == str(path.resolve())
+
+
+def test_save_difference_volume_writes_the_map_shown_on_a_geometry(window, qtbot, tmp_path, rng, monkeypatch):
+    """File › Save difference volume: the shown difference (A − B, a metric's map, a region's map in place) as
+    a volume on A's geometry, read back equal; never over an input file; a clear error without a pair."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.comparing import signed_difference
+    from app.session_file import save_difference_volume
+    from core.errors import WriterError
+    from core.io import read_volume
+    from tests.app.conftest import drop_files, smooth_volume, write_netcdf
+
+    with pytest.raises(WriterError, match="no per-voxel difference to save"):
+        save_difference_volume(window, tmp_path / "none.nc")
+    act = next(x for x in window.file_menu.actions() if x.text() == "Save &difference volume…")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kw: pytest.fail("asked for a file name"))
+    act.trigger()  # nothing to save: said at once, no file dialog
+    assert "no per-voxel difference to save yet" in window.errors[-1]
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse"])
+    a_arr = smooth_volume(rng, 16)
+    from core.io.registry import write_volume
+    from core.volume import Volume
+
+    pa = write_volume(Volume.from_array(a_arr, name="a", spacing=(2.0, 1.0, 0.5)), tmp_path / "a.nc")
+    pb = write_netcdf(tmp_path / "b.nc", a_arr + 0.1 * smooth_volume(rng, 16))
+    drop_files(window, [str(pa), str(pb)])
+    wait_for(window, qtbot, lambda: window.session.comparison is not None, timeout=60000)
+    a, b = window.session.item("A").volume, window.session.item("B").volume
+
+    from app.docks import SIGNED_DIFF
+
+    window.session.set_diff_metric(SIGNED_DIFF)
+    target = tmp_path / "out" / "diff.nc"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kw: (str(target), ""))
+    act.trigger()
+    back = read_volume(target)
+    np.testing.assert_allclose(back.data[0], signed_difference(a, b), rtol=1e-6, atol=1e-7)
+    assert back.spacing == a.spacing
+    written = back.metadata["volsight_metadata"]
+    assert written["map"] == "A − B" and written["a_file"] == str(pa) and written["b_file"] == str(pb)
+    assert "difference volume saved" in window.statusBar().currentMessage()
+
+    # a metric's map, restricted to a region: in place in A's grid, zero outside
+    window.session.set_diff_metric("mse")
+    window.session.set_region(((2, 10), (0, 16), (4, 12)))
+    wait_for(window, qtbot, lambda: window.session.comparison is not None
+             and window.controller.difference()[1] == "MSE (region) map", timeout=60000)
+    npy = save_difference_volume(window, tmp_path / "map.npy")
+    m = np.load(npy)
+    expected = (a.data[0] - b.data[0]) ** 2
+    assert m.shape == a.shape and np.all(m[:2] == 0) and np.all(m[:, :, :4] == 0)
+    np.testing.assert_allclose(m[2:10, :, 4:12], expected[2:10, :, 4:12], rtol=1e-5, atol=1e-8)
+
+    # A's own file is an input: refused, and left as it was
+    before = pa.read_bytes()
+    with pytest.raises(WriterError, match="that is A's own file"):
+        save_difference_volume(window, pa)
+    assert pa.read_bytes() == before
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kw: (str(pb), ""))
+    errors = len(window.errors)
+    act.trigger()  # through the menu: reported, the window carries on
+    assert "that is B's own file" in window.errors[errors]
