@@ -100,7 +100,8 @@ class SeriesPanel(QWidget):
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: #888;")
 
-        self.heat = pg.PlotWidget(title="distance matrix (click a cell to compare that pair)")
+        # a short title: a long one sets the plot's minimum width, and a narrow pane then clips the colour bar
+        self.heat = pg.PlotWidget(title="distance matrix")
         self.heat.setObjectName("series_heatmap")
         self.heat.setMenuEnabled(False)
         self.heat.setAspectLocked(True)
@@ -269,11 +270,13 @@ class SeriesPanel(QWidget):
         self.heat.getAxis("left").setTicks([names])
         self.heat.autoRange()
         self.curve_item.setData(np.arange(n), self.matrix[0])
+        step = max(1, int(np.ceil(n / 10)))  # members are whole numbers: no ticks between them
+        self.curve.getAxis("bottom").setTicks([[(i, str(i)) for i in range(0, n, step)]])
         self.curve.autoRange()  # now rather than at the next paint, so points map to where they are drawn
         self.curve.setLabel("left", self.metric)
         kind = self.kinds.get(self.metric, "distance")
         self.curve.setTitle(f"{kind} to the first")  # PSNR, SSIM, NCC: higher is closer
-        self.heat.setTitle(f"{kind} matrix (click a cell to compare that pair)")
+        self.heat.setTitle(f"{kind} matrix")  # hovering a cell says that a click compares the pair
         label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
         more = "" if n <= 8 else f", … ({n} in all)"
         where = "" if self.region is None else f" in region {format_region(self.region)}"

@@ -43,6 +43,8 @@ def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(win
     assert series.curve.getPlotItem().titleLabel.text == "distance to the first"
     xs, ys = series.curve_item.getData()
     np.testing.assert_allclose(ys, m[0])
+    (member_ticks,) = series.curve.getAxis("bottom")._tickLevels  # whole members only
+    assert [v for v, _ in member_ticks] == [0, 1, 2, 3]
     assert window.session.item("A").path == str(paths[0]) and window.session.item("B").path == str(paths[1])
 
     # a click on cell (row 3, column 1) puts members 3 and 1 into A and B
@@ -61,6 +63,9 @@ def test_dropping_four_files_gives_a_matrix_and_a_curve_and_cells_load_pairs(win
 
     # the colour bar gives the cells' value range; hovering a cell names its pair and value
     assert series.colorbar.isVisible()
+    qtbot.wait(50)
+    bar = series.colorbar.mapRectToScene(series.colorbar.boundingRect())
+    assert bar.right() <= series.heat.viewport().width() + 0.5  # inside the pane, not clipped off its edge
     assert series.colorbar.levels() == pytest.approx((m.min(), m.max()))
     (ticks,) = series.colorbar.axis._tickLevels  # both ends and the middle, written out
     assert [v for v, _ in ticks] == pytest.approx([m.min(), (m.min() + m.max()) / 2, m.max()])
