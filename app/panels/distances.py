@@ -210,6 +210,8 @@ class DistancePanel(QWidget):
             value, note = "—", getattr(d, "reason", None) or str(d)  # the file is in the tooltip
         else:
             value, note = format_value(d.value), ("learned" if info.get("learned") else "")
+            if d.info.get("weights") == "identity initialisation":  # LearnSim without weights: plain SSD / LCC
+                note = "identity weights (untrained)"
             if len(d.contributions) > 1:  # a single term is the value itself: nothing to break down
                 note = (note + f", {len(d.contributions)} {self._term_word(name)}").lstrip(", ")
             if d.info.get("resampled_to"):  # the network's nearest grid, not the pair's own
@@ -221,7 +223,12 @@ class DistancePanel(QWidget):
             v.setToolTip(repr(float(d.value)))
         kind = QTableWidgetItem(info.get("kind", "") if not hasattr(d, "kind") else d.kind)
         n = QTableWidgetItem(note)
-        n.setToolTip(str(d) if isinstance(d, BaseException) else note)
+        tip = str(d) if isinstance(d, BaseException) else note
+        if note.startswith("identity weights"):
+            tip = ("no trained weights are set: the network is an exact identity, so its value is the plain "
+                   "voxel-wise SSD or LCC of the pair (min-max normalised together); give it weights with "
+                   "Compare › Learned-metric weights…")
+        n.setToolTip(tip)
         return label, v, kind, n
 
     def show_result(self, name: str, d: Any) -> None:

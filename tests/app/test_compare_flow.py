@@ -97,6 +97,8 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
         assert (f"{n} {word}" in notes[m]) if n > 1 else ("layers" not in notes[m] and "terms" not in notes[m]), \
             (m, notes[m])
     assert "12 layers" in notes["volsim"] and "VolSiM per layer" in panel.bars.getPlotItem().titleLabel.text
+    # LearnSim without weights is an identity (plain SSD of the pair-normalised inputs): the note says so
+    assert notes["learnsim-ssd"] == "identity weights (untrained)"
     # the short chart labels its value axis with 0 and the largest share only
     (ticks,) = panel.bars.getAxis("left")._tickLevels
     assert [v for v, _ in ticks] == [0.0, pytest.approx(float(np.max(heights)))]
