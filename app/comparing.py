@@ -31,8 +31,11 @@ def metric_catalog() -> list[dict[str, Any]]:
 
 
 def default_metrics(catalog: Iterable[Mapping[str, Any]] | None = None) -> list[str]:
-    """The metrics shown by default: the usual classical and learned ones that are installed."""
-    names = [m["name"] for m in (metric_catalog() if catalog is None else catalog)]
+    """The metrics shown by default: the usual classical and learned ones that are installed (a learned metric
+    without weights, e.g. LSiM, only once weights are chosen for it; the Metrics button adds it any time)."""
+    items = list(metric_catalog() if catalog is None else catalog)
+    names = [m["name"] for m in items
+             if m.get("weights_installed", True) or m["name"] in _WEIGHTS]
     chosen = [n for n in DEFAULT_METRICS if n in names]
     return chosen or names[:6]
 

@@ -29,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'':<13} {d['doc']}")
         print(f"{'':<13} preprocessing: {d['preprocessing']}")
         if d["learned"] and "weights" in d:
-            state = "installed" if d.get("weights_installed") else "not installed (use --weights PATH)"
+            state = "installed" if d.get("weights_installed") else "not installed; use --weights PATH"
             print(f"{'':<13} weights: {d['weights']} ({state})")
     return 0

@@ -342,6 +342,14 @@ class LSiM(Metric):
         "joint per-channel min-max of the pair to [0, 255]; volumes: slices along axis 0|1|2|all, mean over slices"
     )
 
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        d = super().describe()
+        path = default_weights_path()
+        d["weights"] = path or f"none shipped; ${WEIGHTS_ENV} names a file"
+        d["weights_installed"] = bool(path) and os.path.isfile(path)
+        return d
+
     def __init__(
         self,
         weights: str | os.PathLike | None = None,

@@ -150,3 +150,27 @@ def test_each_metric_row_fills_in_as_soon_as_that_metric_is_done(demo_window, qt
     assert first["volsim"] is None and first["ssim"] is None  # still running when MSE was shown
     assert seen[1][1]["volsim"] == pytest.approx(w.session.comparison["volsim"].value)
     assert panel.values()["ssim"] == pytest.approx(w.session.comparison["ssim"].value)
+
+
+def test_default_metrics_leave_out_a_learned_metric_without_weights(monkeypatch, shared_dir):
+    """LSiM's weights are not shipped: the window's default list leaves it out (no failing row at start-up)
+    until weights are there ($VOLSIGHT_LSIM_WEIGHTS, or chosen in the window); `volsight metrics` says why."""
+    from app import comparing
+    from core.metrics.lsim import WEIGHTS_ENV
+
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    catalog = comparing.metric_catalog()
+    lsim = next(m for m in catalog if m["name"] == "lsim")
+    assert lsim["weights_installed"] is False
+    names = comparing.default_metrics(catalog)
+    assert "lsim" not in names and {"mse", "volsim", "watson-dct"} <= set(names)
+    path = shared_dir / "weights" / "LSIM" / "LSiM.pth"
+    try:
+        comparing.set_weights("lsim", str(path))  # chosen in the window (Compare › Learned-metric weights…)
+        assert "lsim" in comparing.default_metrics(catalog)
+    finally:
+        comparing.set_weights("lsim", None)
+    monkeypatch.setenv(WEIGHTS_ENV, str(path))
+    assert "lsim" in comparing.default_metrics(comparing.metric_catalog())
+    monkeypatch.setenv(WEIGHTS_ENV, str(path.with_name("missing.pth")))  # a file that is not there: not installed
+    assert "lsim" not in comparing.default_metrics(comparing.metric_catalog())
