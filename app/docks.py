@@ -73,10 +73,13 @@ class WindowController(QObject):
 
     # ------------------------------------------------------------------ metrics
     def set_metric_weights(self, metric: str, path: str | None, remember: bool = True) -> None:
-        """Use ``path`` as the weights of learned metric ``metric`` and compare again."""
+        """Use ``path`` as the weights of learned metric ``metric`` and compare again (a metric not in the
+        table yet, e.g. LSiM once its weights are chosen, joins it)."""
         comparing.set_weights(metric, path)
         if remember:
             self.w.prefs.set_metric_weights(metric, path)
+        if path and self.session.metrics and metric not in self.session.metrics:
+            self.session.set_metrics([*self.session.metrics, metric])
         self.schedule_comparison()
 
     def ask_metric_weights(self) -> None:

@@ -174,3 +174,12 @@ def test_default_metrics_leave_out_a_learned_metric_without_weights(monkeypatch,
     assert "lsim" in comparing.default_metrics(comparing.metric_catalog())
     monkeypatch.setenv(WEIGHTS_ENV, str(path.with_name("missing.pth")))  # a file that is not there: not installed
     assert "lsim" not in comparing.default_metrics(comparing.metric_catalog())
+
+
+def test_choosing_weights_for_a_metric_not_in_the_table_adds_it(window, qtbot, shared_dir):
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse", "volsim"])
+    window.controller.set_metric_weights("lsim", str(shared_dir / "weights" / "LSIM" / "LSiM.pth"), remember=False)
+    assert window.session.metrics == ["mse", "volsim", "lsim"]
+    window.controller.set_metric_weights("volsim", None, remember=False)  # back to a default: nothing added
+    assert window.session.metrics == ["mse", "volsim", "lsim"]
