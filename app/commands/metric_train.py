@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="half of the augmented sequences get smooth noise that differs from frame to frame, "
                         "up to this many times the sequence's std, so that the metric ranks by the varied "
                         "parameter rather than by such noise (default %(default)s; 0 = off)")
+    parser.add_argument("--noise-twins", action="store_true",
+                        help="with --nuisance: half the draws also compare a frame with itself under other noise, "
+                        "target 0 (the metric learns to ignore such noise outright, not only in its ranking)")
     parser.add_argument("--nuisance-grids", default="4",
                         help="comma-separated coarsening factors of the nuisance noise, one drawn per sequence: "
                         "1 = voxel-level white noise, 4 = smooth blotches a few voxels wide (default %(default)s)")
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(scales=args.scales, width=args.width, size=args.size, epochs=args.epochs, lr=args.lr,
                          seed=args.seed, nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, nuisance=args.nuisance, average=args.average,
-                         nuisance_grids=grids,
+                         nuisance_grids=grids, noise_twins=args.noise_twins,
                          max_minutes=args.max_minutes,
                          calibration_volumes=args.calibration_volumes, normalisation=args.normalisation,
                          checkpoint_minutes=args.checkpoint_minutes, init=args.init, keep_epochs=args.keep_epochs,

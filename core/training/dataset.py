@@ -202,3 +202,12 @@ class SequenceStore:
         if nuisance > 0.0 and torch.rand((), generator=generator) < 0.5:
             t = nuisance_noise(t, generator, nuisance, nuisance_grids)
         return t
+
+    def frames_with_twin(self, index: int, generator: torch.Generator, nuisance: float,
+                         nuisance_grids: Sequence[int] = (4,)) -> tuple[torch.Tensor, int]:
+        """Augmented frames [F + 1, 3, n, n, n] with nuisance noise on every frame, the last a copy of frame
+        ``k`` (returned) under its own noise field: a pair whose content is equal, whose noise is not."""
+        t = normalize_sequence(augment(torch.from_numpy(self.sequences[index].frames.astype(np.float32)), generator))
+        k = int(torch.randint(0, t.shape[0], (), generator=generator))
+        both = torch.cat([t, t[k : k + 1]])
+        return nuisance_noise(both, generator, nuisance, nuisance_grids), k

@@ -59,6 +59,8 @@ class TrainConfig:
     average: float = 0.0  # > 0: validate/export an exponential moving average of the parameters (decay per step)
     nuisance: float = 0.0  # > 0: half the augmented draws get per-frame smooth noise up to this x the sequence std
     nuisance_grids: tuple[int, ...] = (4,)  # the noise's grid is 1/g of the volume's, g drawn from these
+    # with nuisance: half the draws add a "noise twin" (a frame again under other noise) whose target is 0
+    noise_twins: bool = False
     calibration_volumes: int | None = None  # None: every frame of every training sequence; else ~this many
     # feature scales: per location while training, one per layer (mean std) in the exported metric ("flattened");
     # per location throughout ("spatial", VolSiM); one per layer from the calibration on ("global")
@@ -167,11 +169,20 @@ class Trainer:
     def step(self, index: int) -> dict[str, float]:
         """One optimisation step on training sequence ``index``."""
         self.weights.encoder.train()
-        generator = self.generator if self.config.augment else None
-        frames = self.train.frames(index, generator, self.config.nuisance,
-                                   tuple(self.config.nuisance_grids)).to(self.device)
-        pred = sequence_distances(self.weights, frames, self.pairs, self.config.dropout, training=True)
-        loss, parts = volsim_loss(pred, self._targets(index), self.config.mse_factor, self.config.corr_factor)
+        cfg = self.config
+        generator = self.generator if cfg.augment else None
+        pairs, targets = self.pairs, self._targets(index)
+        if (cfg.noise_twins and generator is not None and cfg.nuisance > 0.0
+                and torch.rand((), generator=generator) < 0.5):
+            frames, k = self.train.frames_with_twin(index, generator, cfg.nuisance, tuple(cfg.nuisance_grids))
+            twin = frames.shape[0] - 1
+            pairs = (torch.cat([pairs[0], torch.tensor([k])]), torch.cat([pairs[1], torch.tensor([twin])]))
+            targets = torch.cat([targets, targets.new_zeros(1)])
+            frames = frames.to(self.device)
+        else:
+            frames = self.train.frames(index, generator, cfg.nuisance, tuple(cfg.nuisance_grids)).to(self.device)
+        pred = sequence_distances(self.weights, frames, pairs, cfg.dropout, training=True)
+        loss, parts = volsim_loss(pred, targets, cfg.mse_factor, cfg.corr_factor)
         finite_or_raise(loss, "training loss")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -238,3 +238,32 @@ def test_init_starts_from_given_weights_and_refuses_another_layout(tiny_cache, t
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(WeightsError):
         Trainer(_config(init=str(tmp_path / "junk.safetensors")), train, val, tmp_path / "junk")
+
+
+def test_noise_twins_compare_a_frame_with_itself_under_other_noise(tiny_cache, tmp_path):
+    """--noise-twins: a draw gains a copy of one frame under its own nuisance field, paired with that frame at
+    target 0; the steps still lower the loss, and the option is off (the old stream) by default."""
+    from core.training.dataset import SequenceStore
+
+    train, val = tiny_cache
+    store = SequenceStore(train)
+    g = torch.Generator().manual_seed(5)
+    frames, k = store.frames_with_twin(0, g, 0.5)
+    n = store.sequences[0].frames.shape[0]
+    assert frames.shape[0] == n + 1 and 0 <= k < n
+    diff = frames[-1] - frames[k]
+    assert float(diff.abs().max()) > 1e-3  # other noise ...
+    assert abs(float(diff.mean())) < 0.05 * float(diff.std())  # ... around the same content
+
+    cfg = _config(augment=True, nuisance=0.5, noise_twins=True)
+    trainer = Trainer(cfg, train, val, tmp_path / "twins")
+    trainer.calibrate()
+    seen = []
+    original = trainer.train.frames_with_twin
+    trainer.train.frames_with_twin = lambda *a, **kw: seen.append(1) or original(*a, **kw)
+    start = _loss_on_all(trainer)
+    for step in range(12):
+        trainer.step(step % len(trainer.train))
+    assert seen and len(seen) < 12  # about half the draws
+    assert _loss_on_all(trainer) < 0.8 * start
+    assert TrainConfig().noise_twins is False
