@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     norm.add_argument("--no-normalize", dest="normalize", action="store_false",
                       help="use raw values for every metric (also the learned ones)")
     parser.add_argument("--resample", type=int, metavar="N", help="resample both volumes to N^3 (trilinear)")
+    parser.add_argument("--onto-a", action="store_true",
+                        help="when the grids differ, resample B onto A's grid (corner-aligned, as the window does)")
     parser.add_argument("--interpolation", choices=("linear", "cubic", "nearest"),
                         help="interpolation for --resample (default linear; cubic = official VolSiM, slow)")
     parser.add_argument("--region", metavar="Z0:Z1,Y0:Y1,X0:X1",
@@ -93,7 +95,9 @@ def parse_weights(items: list[str] | None):
 
 def format_table(comparison) -> str:
     """Human-readable lines: metric, value, kind, and per-scale shares for multiscale metrics."""
-    lines = [f"A: {comparison.a.name} {comparison.a.shape}  B: {comparison.b.name} {comparison.b.shape}"]
+    source = comparison.options.get("b_resampled_from")
+    onto = f" (resampled from {tuple(source)})" if source else ""
+    lines = [f"A: {comparison.a.name} {comparison.a.shape}  B: {comparison.b.name} {comparison.b.shape}{onto}"]
     for name, d in comparison.distances.items():
         on = f", on {d.info['resampled_to']}" if d.info.get("resampled_to") else ""  # a network's nearest grid
         lines.append(f"{name:>8}  {d.value:.6g}  ({d.kind}{on})")
@@ -130,9 +134,17 @@ def run(args: argparse.Namespace) -> int:
     from core.io.registry import read_volume
 
     a, b = (read_volume(p, nan_policy=args.nan) for p in (args.a, args.b))
+    b_grid = None
+    if args.onto_a and b.shape != a.shape and args.resample is None:
+        from core.region import onto_grid
+
+        b_grid = b.shape
+        b = onto_grid(b, a.shape, args.interpolation or "linear")
     result = compare(a, b, names, weights=parse_weights(args.weights), metric_options=per,
                      normalize=args.normalize, resample=args.resample, interpolation=args.interpolation,
                      region=args.region)
+    if b_grid is not None:  # said in every output form
+        result.options["b_resampled_from"] = b_grid
     if args.json:
         emit(result.to_json() + "\n", args.output)
     elif args.csv:

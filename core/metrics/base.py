@@ -123,8 +123,8 @@ class Metric:
     def check_pair(self, a: Volume, b: Volume) -> None:
         if a.shape != b.shape:
             raise MetricError(
-                f"{self.name}: shapes differ ({a.name} {a.shape} vs {b.name} {b.shape}); resample one of them "
-                "(resample=True / --resample) or compare volumes of one shape"
+                f"{self.name}: shapes differ ({a.name} {a.shape} vs {b.name} {b.shape}); put both on one grid "
+                "(resample=N or (D, H, W); on the command line --onto-a for A's grid, or --resample N)"
             )
         if a.channels != b.channels:
             raise MetricError(

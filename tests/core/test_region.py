@@ -163,3 +163,24 @@ def test_matrix_command_compares_volumes_on_other_grids_on_the_first_ones(pair, 
     value = float(captured.out.splitlines()[1].split(",")[2])
     expected = distance_matrix([Volume.from_array(a.data[0]), onto_grid(small, a.shape)], "mse")[0, 1]
     assert value == pytest.approx(expected, rel=1e-9)
+
+
+def test_compare_onto_a_puts_b_on_a_grid_as_the_window_does(pair, tmp_path, capsys):
+    from app import comparing
+
+    a, b = pair
+    small = Volume.from_array(b.data[0, ::2, ::2, ::2].copy(), name="small")
+    pa, ps = tmp_path / "a.npy", tmp_path / "small.npy"
+    np.save(pa, a.data[0])
+    np.save(ps, small.data[0])
+    assert main(["compare", str(pa), str(ps), "-m", "mse"]) == 2
+    assert "--onto-a for A's grid" in capsys.readouterr().err  # the way out is named
+    assert main(["compare", str(pa), str(ps), "-m", "mse,ssim", "--onto-a", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["options"]["b_resampled_from"] == [10, 12, 14] and doc["b"]["shape"] == [20, 24, 28]
+    va, vs = Volume.from_array(np.load(pa), name="a"), Volume.from_array(np.load(ps), name="small")
+    for m in ("mse", "ssim"):  # the window's numbers for that pair (B resampled onto A's grid)
+        shown = comparing.distance_of(va, vs, m, resample=comparing.common_grid(va, vs)).value
+        assert doc["distances"][m]["value"] == pytest.approx(shown, rel=1e-6)
+    assert main(["compare", str(pa), str(ps), "-m", "mse", "--onto-a"]) == 0
+    assert "(resampled from (10, 12, 14))" in capsys.readouterr().out
