@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resample", type=int, metavar="N", help="resample every volume to N^3 (trilinear)")
     parser.add_argument("--region", metavar="Z0:Z1,Y0:Y1,X0:X1",
                         help="only this box of every volume's voxels (stop excluded; empty bounds are the "
-                        "edges); volumes on other grids than the first are resampled onto the first's first")
+                        "edges); volumes on other grids are first resampled onto the first volume's grid")
     from app.commands.compare import add_nan_argument, add_slice_arguments
 
     add_slice_arguments(parser)
