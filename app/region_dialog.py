@@ -150,6 +150,7 @@ def install_region_actions(window: MainWindow) -> None:
         cm.insertAction(before, act)
     window.session.region_changed.connect(lambda _r: update_region_boxes(window))
     window.panels["slices"].region_requested.connect(lambda axis, box: region_from_view(window, axis, box))
+    window.panels["slices"].whole_requested.connect(lambda: window.session.set_region(None))
     window.session.item_changed.connect(lambda slot: (_drop_unfitting_region(window, slot),
                                                       update_region_boxes(window)))
     for v in (*window.slot_views.values(), window.diff_view):

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -95,6 +96,7 @@ class SlicePanel(QWidget):
 
     plane_changed = Signal(object)  # (axis, fraction of the box) of the shown plane, or None without data
     region_requested = Signal(int, object)  # axis, ((a0 start, stop), (a1 start, stop)): the box zoomed into
+    whole_requested = Signal()  # compare the whole volumes again
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -110,7 +112,9 @@ class SlicePanel(QWidget):
         # the voxel under the mouse in any of the three images, with A's, B's and the difference's value
         self.probe_label = QLabel("")
         self.probe_label.setObjectName("slice_probe")
-        self.probe_label.setMinimumWidth(320)
+        # the readout takes the room left beside the controls and clips a long text, so that neither its text
+        # nor a narrow dock squeezes the slice slider away
+        self.probe_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.probe_label.setStyleSheet("color: #888;")
         self.views = {"A": _image_view(), "B": _image_view(), "diff": _image_view()}
         self.titles = {k: QLabel(t) for k, t in (("A", "A"), ("B", "B"), ("diff", self.diff_label))}
@@ -142,7 +146,8 @@ class SlicePanel(QWidget):
         top.addWidget(QLabel("axis"))
         top.addWidget(self.axis_box)
         top.addWidget(QLabel("slice"))
-        top.addWidget(self.slider, 1)
+        self.slider.setMinimumWidth(120)
+        top.addWidget(self.slider, 2)
         top.addWidget(self.index_label)
         self.region_button = QPushButton("Region from view")
         self.region_button.setToolTip("compare only what the slice images show now (zoom in with the wheel, pan by "
@@ -150,7 +155,12 @@ class SlicePanel(QWidget):
                                       "Or Shift + drag a box on any slice image")
         self.region_button.clicked.connect(self._request_region)
         top.addWidget(self.region_button)
-        top.addWidget(self.probe_label)
+        self.whole_button = QPushButton("Whole")
+        self.whole_button.setToolTip("compare the whole volumes again (Compare › Whole volumes, Ctrl+Shift+I)")
+        self.whole_button.setEnabled(False)  # only while a region is set
+        self.whole_button.clicked.connect(self.whole_requested)
+        top.addWidget(self.whole_button)
+        top.addWidget(self.probe_label, 3)
         grid = QGridLayout()
         grid.setSpacing(2)
         for i, k in enumerate(("A", "B", "diff")):
@@ -226,6 +236,7 @@ class SlicePanel(QWidget):
     def set_region(self, region) -> None:
         """Outline ``region`` (((z0, z1), (y0, y1), (x0, x1)) of A's voxels, or None) on the planes it crosses."""
         self.region = region
+        self.whole_button.setEnabled(region is not None)
         self._draw_region()
 
     def region_rect(self) -> tuple[float, float, float, float] | None:
@@ -287,6 +298,7 @@ class SlicePanel(QWidget):
         item = view.getImageItem()
         if item.image is None or not item.sceneBoundingRect().contains(scene_pos):
             self.probe_label.setText("")
+            self._show_titles({})
             return
         p = item.mapFromScene(scene_pos)
         self.probe(int(np.floor(p.x())), int(np.floor(p.y())))
@@ -294,14 +306,22 @@ class SlicePanel(QWidget):
     def probe(self, u: int, v: int) -> str:
         """Show (and return) the voxel under displayed pixel (``u``, ``v``) and the values there."""
         voxel = voxel_at(self.axis, self.slider.value(), u, v)
-        parts = []
+        parts, values = [], {}
         for key, name in (("A", "A"), ("B", "B"), ("diff", self.diff_label)):
             arr = self.arrays[key]
             if arr is not None and all(0 <= c < n for c, n in zip(voxel, arr.shape)):
-                parts.append(f"{name} {float(arr[voxel]):.5g}")
+                values[key] = f"{float(arr[voxel]):.5g}"
+                parts.append(f"{name} {values[key]}")
         text = f"z {voxel[0]}  y {voxel[1]}  x {voxel[2]}:  " + "   ".join(parts) if parts else ""
         self.probe_label.setText(text)
+        self._show_titles(values)
         return text
+
+    def _show_titles(self, values: dict[str, str]) -> None:
+        """Each image's title, with the value under the mouse when there is one (the readout beside the
+        controls may be cut off in a narrow dock; the titles always have room)."""
+        for key, base in (("A", "A"), ("B", "B"), ("diff", self.diff_label)):
+            self.titles[key].setText(f"{base}: {values[key]}" if key in values else base)
 
     def image(self, key: str) -> np.ndarray | None:
         """The 2D array shown in view ``key`` ("A", "B", "diff")."""

@@ -193,9 +193,12 @@ def test_difference_view_and_slices(compared, qtbot):
         assert text.startswith(f"z {v}  y {k}  x {u}:"), text
         assert f"A {a[v, k, u]:.5g}" in text and f"B {b[v, k, u]:.5g}" in text
         assert f"{mse_map[v, k, u]:.5g}" in text.split("B ")[1]
+        # each image's title carries its own value too (the readout may be cut off in a narrow dock)
+        assert slices.titles["A"].text() == f"A: {a[v, k, u]:.5g}"
+        assert slices.titles["diff"].text().endswith(f": {mse_map[v, k, u]:.5g}")
     off = slices.views["A"].getImageItem().mapToScene(QPointF(-50.0, -50.0))  # off the image
     slices.views["A"].scene.sigMouseMoved.emit(off)
-    assert slices.probe_label.text() == ""
+    assert slices.probe_label.text() == "" and slices.titles["A"].text() == "A"
     view = window.diff_view.view
     assert view is not None and view.isVisible()
     qtbot.waitUntil(lambda: _non_background_fraction(view.grab_image()) > 0.01, timeout=20000)

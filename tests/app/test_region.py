@@ -219,3 +219,8 @@ def test_shift_drag_on_a_slice_draws_the_region(demo_window, qtbot):
     # a plain drag still pans, and sets no region
     _drag(qtbot, gv.viewport(), [at(10 + k, 10) for k in range(6)], Qt.KeyboardModifier.NoModifier)
     assert vb.viewRange() != view_before and w.session.region == ((10, 21), (5, 16), (0, 32))
+    # "Whole" beside the region buttons goes back to the whole volumes, and is off without a region
+    assert slices.whole_button.isEnabled()
+    slices.whole_button.click()
+    assert w.session.region is None and not slices.whole_button.isEnabled()
+    assert not slices.region_rects["A"].isVisible()
