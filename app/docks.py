@@ -246,6 +246,7 @@ class WindowController(QObject):
         view.title.setText(label or "no per-voxel difference (shapes differ or nothing loaded)")
         if arr is None:
             view.set_volume(None)
+            view.legend.set_transfer(None)
         elif view.isVisible():
             from core.volume import Volume
 
@@ -256,7 +257,7 @@ class WindowController(QObject):
 
     @staticmethod
     def _diff_transfer(view, shown: np.ndarray) -> None:
-        """The difference view's own colormap (inferno) over 0 … the largest difference."""
+        """The difference view's own colormap (inferno) over 0 … the largest difference, with its legend."""
         if view.view is None:
             return
         try:
@@ -267,6 +268,7 @@ class WindowController(QObject):
         tf = TransferFunction.preset("inferno", value_range=(0.0, hi)).with_opacity([[0.0, 0.0], [0.1, 0.02],
                                                                                       [1.0, 0.8]])
         view.view.set_transfer_function(tf)
+        view.legend.set_transfer(tf)
 
     def update_slices(self, diff: tuple[np.ndarray | None, str] | None = None) -> None:
         panel = self.w.panels.get("slices")

@@ -15,6 +15,48 @@ VIEW_BACKGROUND = "#1e1f22"
 SLOT_COLORS = {"A": "#4c8bf5", "B": "#f5a742", "diff": "#b36bd6"}
 
 
+class ColorLegend(QWidget):
+    """A small colour bar for a 3D view: the transfer function's colours from its low value (left) to its
+    high value (right), both written beside it, so that a colour in the view reads as a value."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.lo = QLabel()
+        self.hi = QLabel()
+        self.bar = QLabel()
+        self.bar.setFixedSize(72, 10)
+        for w in (self.lo, self.hi):
+            w.setStyleSheet("color: #666; font-size: 8pt;")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(3)
+        lay.addWidget(self.lo)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.hi)
+        self.colors = None  # [W, 3] uint8 of the bar, for tests and tooltips
+        self.setVisible(False)
+
+    def set_transfer(self, tf: Any) -> None:
+        """Show ``tf``'s colours over its value range (None hides the legend)."""
+        if tf is None:
+            self.setVisible(False)
+            return
+        import numpy as np
+        from PySide6.QtGui import QImage, QPixmap
+
+        width, height = self.bar.width(), self.bar.height()
+        rgb = np.clip(np.asarray(tf.colors(np.linspace(0.0, 1.0, width))) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        self.colors = rgb
+        img = np.ascontiguousarray(np.broadcast_to(rgb[None], (height, width, 3)))
+        self.bar.setPixmap(QPixmap.fromImage(QImage(img.data, width, height, 3 * width,
+                                                    QImage.Format.Format_RGB888).copy()))
+        lo, hi = tf.value_range
+        self.lo.setText(f"{lo:.3g}")
+        self.hi.setText(f"{hi:.3g}")
+        self.setToolTip(f"colour scale of this view: {lo:.6g} (left) to {hi:.6g} (right)")
+        self.setVisible(True)
+
+
 def dropped_paths(mime) -> list[str]:
     """Local file paths carried by a drag's mime data (URLs that are not files are ignored)."""
     if mime is None or not mime.hasUrls():
@@ -74,6 +116,8 @@ class SlotView(QFrame):
         head.setContentsMargins(4, 2, 4, 2)
         head.addWidget(badge)
         head.addWidget(self.title, 1)
+        self.legend = ColorLegend()
+        head.addWidget(self.legend)
         head.addWidget(self.variable_box)
         head.addWidget(self.time_box)
 

@@ -202,6 +202,15 @@ def test_difference_view_and_slices(compared, qtbot):
     view = window.diff_view.view
     assert view is not None and view.isVisible()
     qtbot.waitUntil(lambda: _non_background_fraction(view.grab_image()) > 0.01, timeout=20000)
+    # its colour legend runs from 0 to the largest value shown, dark to bright (inferno), drawn on screen
+    legend = window.diff_view.legend
+    assert legend.isVisible() and legend.lo.text() == "0"
+    assert legend.hi.text() == f"{float(np.abs(window.controller.difference()[0]).max()):.3g}"
+    assert legend.colors[0].sum() < 60 and legend.colors[-1].sum() > 500
+    shot = legend.bar.grab().toImage()
+    left, right = shot.pixelColor(1, 5), shot.pixelColor(shot.width() - 2, 5)
+    assert left.red() + left.green() + left.blue() < 60 and right.red() + right.green() > 400
+    assert not window.slot_views["A"].legend.isVisible()  # A and B: their editor shows their colours
 
 
 def test_main_window_screenshot(compared, qtbot, artifacts_dir):
