@@ -304,6 +304,8 @@ class WindowController(QObject):
         view = self.w.slot_views.get(slot)
         if view is not None and view.view is not None and tf is not None:
             view.view.set_transfer_function(tf)
+        if view is not None:
+            view.legend.set_transfer(tf if view.item is not None else None)
 
     def compute_features(self, metric: str) -> Task | None:
         """Compute ``metric`` again with its feature maps kept (when the comparison ran without them)."""

@@ -159,6 +159,7 @@ class SlotView(QFrame):
         try:
             if item is None:
                 self.title.setText("empty — drop a volume or field file here")
+                self.legend.set_transfer(None)
                 self.variable_box.setVisible(False)
                 self.time_box.setVisible(False)
             else:

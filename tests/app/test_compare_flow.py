@@ -210,7 +210,11 @@ def test_difference_view_and_slices(compared, qtbot):
     shot = legend.bar.grab().toImage()
     left, right = shot.pixelColor(1, 5), shot.pixelColor(shot.width() - 2, 5)
     assert left.red() + left.green() + left.blue() < 60 and right.red() + right.green() > 400
-    assert not window.slot_views["A"].legend.isVisible()  # A and B: their editor shows their colours
+    # A and B carry the legends of their own transfer functions
+    for slot in ("A", "B"):
+        tf = window.session.transfer(slot)
+        legend = window.slot_views[slot].legend
+        assert legend.isVisible() and legend.hi.text() == f"{tf.value_range[1]:.3g}"
 
 
 def test_main_window_screenshot(compared, qtbot, artifacts_dir):

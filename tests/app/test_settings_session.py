@@ -76,6 +76,9 @@ def test_session_round_trip_with_demo_pair(window, qtbot, tmp_path):
     assert s2.item("B").name == s.item("B").name
     assert s2.metrics == s.metrics and s2.method == "mip" and s2.link_cameras is False
     assert w2.diff_view.isVisible()
+    for slot in ("A", "B"):  # the restored transfer functions' legends are shown
+        legend, tf = w2.slot_views[slot].legend, s2.transfer(slot)
+        assert legend.isVisible() and legend.hi.text() == f"{tf.value_range[1]:.3g}", slot
     from app.session_file import session_dict
 
     again = session_dict(w2)
