@@ -243,14 +243,17 @@ class WindowController(QObject):
     def update_difference(self) -> None:
         arr, label = self.difference()
         view = self.w.diff_view
-        view.title.setText(label or "no per-voxel difference (shapes differ or nothing loaded)")
+        signed = arr is not None and float(arr.min()) < 0
+        # the 3D view shows a signed difference's magnitude (the slices keep its sign)
+        view.title.setText((f"|{label}|" if signed else label) or "no per-voxel difference (shapes differ or "
+                                                                  "nothing loaded)")
         if arr is None:
             view.set_volume(None)
             view.legend.set_transfer(None)
         elif view.isVisible():
             from core.volume import Volume
 
-            shown = np.abs(arr) if float(arr.min()) < 0 else arr
+            shown = np.abs(arr) if signed else arr
             view.set_volume(Volume.from_array(shown, name=label))
             self._diff_transfer(view, shown)
         self.update_slices(diff=(arr, label))

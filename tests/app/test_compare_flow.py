@@ -210,6 +210,13 @@ def test_difference_view_and_slices(compared, qtbot):
     shot = legend.bar.grab().toImage()
     left, right = shot.pixelColor(1, 5), shot.pixelColor(shot.width() - 2, 5)
     assert left.red() + left.green() + left.blue() < 60 and right.red() + right.green() > 400
+    # a signed difference: the 3D view shows its magnitude and says so; the slice keeps the sign
+    from app.docks import SIGNED_DIFF
+
+    window.session.set_diff_metric(SIGNED_DIFF)
+    qtbot.waitUntil(lambda: window.diff_view.title.text() == "|A − B|", timeout=10000)
+    assert slices.titles["diff"].text() == "A − B" and float(slices.views["diff"].image.min()) < 0
+    assert legend.hi.text() == f"{float(np.abs(window.controller.difference()[0]).max()):.3g}"
     # A and B carry the legends of their own transfer functions
     for slot in ("A", "B"):
         tf = window.session.transfer(slot)
