@@ -85,6 +85,7 @@ class SeriesPanel(QWidget):
         self.items: list[LoadedItem] = []
         self.matrix: np.ndarray | None = None
         self.region: Any = None  # the region the shown matrix was computed in (None: whole volumes)
+        self.region_skipped = False  # a region was set but names A's voxels on another grid than the series'
         self.kinds: dict[str, str] = {}  # metric -> "distance" or "similarity" (from the catalog)
         self.metric_box = QComboBox()
         self.metric_box.setToolTip("metric of the distance matrix")
@@ -236,6 +237,10 @@ class SeriesPanel(QWidget):
         self.export_button.setEnabled(False)
         vols = [it.volume for it in self.items]
         metric, region = self.metric, self.w.session.region
+        a = self.w.session.item("A")
+        self.region_skipped = region is not None and (a is None or a.shape != vols[0].shape)
+        if self.region_skipped:  # the region names A's voxels; on another grid it would name other ones
+            region = None
         task = Task("series", lambda progress: series_matrix(vols, metric, progress, region=region),
                     label=f"{metric} matrix of {len(vols)} volumes")
         self.region = region
@@ -280,6 +285,8 @@ class SeriesPanel(QWidget):
         label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
         more = "" if n <= 8 else f", … ({n} in all)"
         where = "" if self.region is None else f" in region {format_region(self.region)}"
+        if self.region_skipped:
+            where += " (whole volumes: the region is on A's grid, the series on another)"
         grid = self.items[0].volume.shape if self.items else None
         if any(it.volume.shape != grid for it in self.items):
             where += f" on the grid of 0 ({'×'.join(map(str, grid))})"
