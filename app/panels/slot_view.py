@@ -33,7 +33,7 @@ class ColorLegend(QWidget):
         lay.addWidget(self.lo)
         lay.addWidget(self.bar)
         lay.addWidget(self.hi)
-        self.colors = None  # [W, 3] uint8 of the bar, for tests and tooltips
+        self.colors = None  # [W, 3] uint8: the colours the bar shows
         self.setVisible(False)
 
     def set_transfer(self, tf: Any) -> None:
