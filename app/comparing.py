@@ -75,9 +75,10 @@ def window_options(name: str, shape: tuple[int, ...]) -> dict[str, Any]:
     """Options the window uses for ``name`` on volumes of ``shape``: 2D metrics slice along all three
     axes, and a network that only takes some grid sizes (VolSiM: multiples of 4) gets the nearest
     one (``resample``) instead of refusing the pair."""
+    from core.compare import nearest_grid
+
     options = metric_options(name)
-    m = built_metric(name)
-    fitted = m.fitting_size(shape) if hasattr(m, "fitting_size") else None
+    fitted = nearest_grid(built_metric(name), shape)
     if fitted is not None:
         options["resample"] = fitted
     return options
@@ -88,7 +89,7 @@ def distance_of(a: Volume, b: Volume, metric: str, features: bool = False,
     """One metric on one pair, the way ``volsight compare`` computes it (``resample``: a common grid size;
     ``region``: only this box of A's voxels)."""
     shared = {"resample": resample} if resample else {}
-    from core.compare import compare
+    from core.compare import compare, noted_grid
     from core.region import check_region
 
     m = built_metric(metric)
@@ -99,12 +100,7 @@ def distance_of(a: Volume, b: Volume, metric: str, features: bool = False,
                      **shared)
     if metric not in result.distances:
         raise MetricError(f"{metric}: the comparison returned no value")
-    d = result.distances[metric]
-    if fitted is not None:
-        from dataclasses import replace
-
-        d = replace(d, info={**d.info, "resampled_to": "×".join(str(n) for n in fitted)})
-    return d
+    return noted_grid(result.distances[metric], fitted)
 
 
 def common_grid(a: Volume, b: Volume) -> tuple[int, int, int] | None:

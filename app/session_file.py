@@ -223,6 +223,10 @@ def save_view_images(window: MainWindow, folder: str | Path, stem: str = "view")
     return out
 
 
+NO_DIFFERENCE = ("there is no per-voxel difference to save yet: load A and B on one grid (or let B be resampled "
+                 "onto A's) and wait for the map")
+
+
 def save_difference_volume(window: MainWindow, path: str | Path) -> Path:
     """Write the difference the window shows (A − B, or the chosen metric's map, in place in A's grid with a
     region) as a volume file (NetCDF, .npy or raw by extension; atomically) on A's geometry, naming A, B and
@@ -235,8 +239,7 @@ def save_difference_volume(window: MainWindow, path: str | Path) -> Path:
     path = Path(path)
     arr, label = window.controller.difference()
     if arr is None:
-        raise WriterError(path, "there is no per-voxel difference to save yet: load A and B on one grid (or let B "
-                                "be resampled onto A's) and wait for the map")
+        raise WriterError(path, NO_DIFFERENCE)
     items = {s: window.session.item(s) for s in ("A", "B")}
     for slot, it in items.items():
         if it is not None and it.path and Path(it.path).resolve() == path.resolve():
@@ -266,8 +269,7 @@ def ask_save(window: MainWindow, what: str) -> None:
             window.statusBar().showMessage(f"saved {', '.join(p.name for p in files)} in {folder}", 8000)
         return
     if what == "difference" and window.controller.difference()[0] is None:  # say so before asking where
-        window.report_error("there is no per-voxel difference to save yet: load A and B on one grid (or let B be "
-                            "resampled onto A's) and wait for the map", title="Nothing to save")
+        window.report_error(NO_DIFFERENCE, title="Nothing to save")
         return
     title, name, flt = {"session": ("Save session", "session.json", "Session (*.json)"),
                         "window": ("Save window image", "volsight.png", "PNG image (*.png)"),

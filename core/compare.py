@@ -171,19 +171,29 @@ def compare(
         if fitted is not None:
             opts["resample"] = fitted
         d = metric.distance(va, vb, features=features and metric.learned, **opts)
-        if fitted is not None:
-            from dataclasses import replace
-
-            d = replace(d, info={**d.info, "resampled_to": "×".join(str(n) for n in fitted)})
-        distances[name] = d
+        distances[name] = noted_grid(d, fitted)
     return Comparison(va, vb, distances, options=shared)
 
 
-def fitted_grid(metric: Metric, a: Volume, b: Volume, options: Mapping[str, Any]) -> tuple[int, ...] | None:
-    """The grid ``metric`` compares ``a`` and ``b`` on instead of their own: the nearest one a network
-    that only takes some sizes accepts (``metric.fitting_size``), when the two share a grid it does not
-    take and ``options`` ask for no resampling; else None."""
+def nearest_grid(metric: Metric, shape: Sequence[int]) -> tuple[int, ...] | None:
+    """The nearest grid a network that only takes some sizes accepts (``metric.fitting_size``; VolSiM:
+    multiples of 4) when ``shape`` is not one of them; else None."""
     fit = getattr(metric, "fitting_size", None)
-    if fit is None or options.get("resample") is not None or a.shape != b.shape:
+    return None if fit is None else fit(tuple(shape))
+
+
+def fitted_grid(metric: Metric, a: Volume, b: Volume, options: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The grid ``metric`` compares ``a`` and ``b`` on instead of their own (:func:`nearest_grid`), when
+    the two share a grid it does not take and ``options`` ask for no resampling; else None."""
+    if options.get("resample") is not None or a.shape != b.shape:
         return None
-    return fit(a.shape)
+    return nearest_grid(metric, a.shape)
+
+
+def noted_grid(d: Distance, grid: Sequence[int] | None) -> Distance:
+    """``d`` with ``info["resampled_to"]`` saying the grid it was computed on (when ``grid`` is given)."""
+    if grid is None:
+        return d
+    from dataclasses import replace
+
+    return replace(d, info={**d.info, "resampled_to": "×".join(str(n) for n in grid)})

@@ -81,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
         elif done == total or done % max(1, total // 10) == 0:
             print(f"{done}/{total}", file=sys.stderr, flush=True)
 
-    from core.compare import build_metrics, fitted_grid
+    from core.compare import build_metrics, nearest_grid
 
     metric = build_metrics([name], {name: args.weights} if args.weights else None)[name]
-    shapes = {v.shape for v in volumes}
-    fitted = fitted_grid(metric, volumes[0], volumes[0], options) if len(shapes) == 1 else None
+    # one grid by now (resampled onto the first's above, unless --resample asks for another)
+    fitted = nearest_grid(metric, volumes[0].shape) if "resample" not in options else None
     if fitted is not None:  # a network that takes only some grids (VolSiM): the nearest one, said
         options["resample"] = fitted
         if not args.quiet:
