@@ -66,7 +66,9 @@ def test_slab_encoding_equals_the_whole_volume_pass(rng, slab):
         z = net.aggregate(feats)
     zs, fs = net.encode_in_slabs(x, slab=slab, keep_features=True)
     torch.testing.assert_close(zs, z, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fs, feats, rtol=1e-5, atol=1e-6)
+    # float32 rounding grows with the features' size (up to ~10 here, and the summation order of
+    # a slab's convolution depends on the CPU); a wrong halo or padding would differ by O(1)
+    torch.testing.assert_close(fs, feats, rtol=1e-5, atol=1e-6 * float(feats.abs().max()))
     assert net.encode_in_slabs(x, slab=slab)[1] is None
 
 

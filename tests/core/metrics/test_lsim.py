@@ -21,7 +21,10 @@ SHARED = Path(__file__).resolve().parents[3].parent / "shared"
 
 
 def _records() -> list[dict]:
-    recs = json.loads((SHARED / "reference" / "reference_distances.json").read_text())
+    path = SHARED / "reference" / "reference_distances.json"
+    if not path.is_file():  # test_reference_records_exist fails with the reason; collection goes on
+        return []
+    recs = json.loads(path.read_text())
     return [r for r in recs if r["metric"] == "LSiM"]
 
 
@@ -47,7 +50,7 @@ def _smooth(rng: np.random.Generator, shape, sigma=2.0) -> np.ndarray:
     return gaussian_filter(rng.standard_normal(shape), sigma).astype(np.float32)
 
 
-def test_reference_records_exist():
+def test_reference_records_exist(shared_dir):
     recs = _records()
     assert len(recs) == 12
     assert {r["group"] for r in recs} >= {"lsim_img224_c1_noise_individual", "lsim_img128_c1_noise_interp224_nearest"}
