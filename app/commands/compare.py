@@ -107,6 +107,18 @@ def format_table(comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
+def csv_notes(comparison) -> list[str]:
+    """What a CSV cannot hold but a reader must know: B resampled onto A's grid, a network run on its nearest grid."""
+    notes = []
+    source = comparison.options.get("b_resampled_from")
+    if source:
+        notes.append(f"note: B ({comparison.b.name}) resampled from {tuple(source)} onto A's grid {comparison.a.shape}")
+    for name, d in comparison.distances.items():
+        if d.info.get("resampled_to"):
+            notes.append(f"note: {name} computed on the grid {d.info['resampled_to']}")
+    return notes
+
+
 def emit(text: str, output: str | None) -> None:
     """Print, or write atomically to ``output``."""
     if output:
@@ -148,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit(result.to_json() + "\n", args.output)
     elif args.csv:
+        for line in csv_notes(result):  # on stderr, so the CSV itself stays one table
+            print(line, file=sys.stderr)
         emit(result.to_csv(), args.output)
     else:
         emit(format_table(result), args.output)

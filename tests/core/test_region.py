@@ -132,6 +132,8 @@ def test_volsim_compares_an_odd_grid_or_region_on_the_nearest_grid_it_takes(pair
     doc = json.loads(capsys.readouterr().out)
     assert doc["distances"]["volsim"]["info"]["resampled_to"] == "20×24×8"
     assert "resampled_to" not in doc["distances"]["mse"]["info"]
+    assert main(["compare", str(pa), str(pb), "-m", "volsim,mse", "--csv"]) == 0  # CSV: the note on stderr
+    assert capsys.readouterr().err.strip() == "note: volsim computed on the grid 20×24×28"
     volsim = get_metric("volsim")
     ca, cb = crop_pair(Volume.from_array(np.load(pa)), Volume.from_array(np.load(pb)), ((0, 19), (0, 24), (0, 10)))
     assert doc["distances"]["volsim"]["value"] == pytest.approx(volsim.distance(ca, cb, resample=(20, 24, 8)).value,
@@ -184,3 +186,7 @@ def test_compare_onto_a_puts_b_on_a_grid_as_the_window_does(pair, tmp_path, caps
         assert doc["distances"][m]["value"] == pytest.approx(shown, rel=1e-6)
     assert main(["compare", str(pa), str(ps), "-m", "mse", "--onto-a"]) == 0
     assert "(resampled from (10, 12, 14))" in capsys.readouterr().out
+    assert main(["compare", str(pa), str(ps), "-m", "mse", "--onto-a", "--csv"]) == 0
+    captured = capsys.readouterr()
+    assert "B (small) resampled from (10, 12, 14) onto A's grid (20, 24, 28)" in captured.err
+    assert captured.out.splitlines()[0].startswith("a,b,metric")  # the CSV itself stays one table
