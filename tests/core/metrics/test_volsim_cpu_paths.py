@@ -16,7 +16,8 @@ from core.volume import Volume
 
 @pytest.fixture(scope="module")
 def metric(shared_dir):
-    return VolSiM(weights=shared_dir / "weights" / "VOLSIM" / "MS_3scales.pth")
+    # these are the CPU's own paths: pinned to the CPU also where CUDA is present
+    return VolSiM(weights=shared_dir / "weights" / "VOLSIM" / "MS_3scales.pth", device="cpu")
 
 
 def _smooth(rng, shape) -> Volume:
