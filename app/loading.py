@@ -113,7 +113,9 @@ def item_from_field(neural_field: Any, path: str | None = None, progress: Progre
     if progress:
         progress(None, f"baking field {neural_field.name} on {shape[0]}×{shape[1]}×{shape[2]}")
     vol = neural_field.bake(shape=shape)
-    name = neural_field.name or (Path(path).stem if path else "field")
+    # what it compresses and with which model ("plume-apmgsrn"), so a volume and the field fitted
+    # to it (the common pair) do not carry the same name
+    name = f"{neural_field.name or (Path(path).stem if path else 'field')}-{neural_field.kind}"
     if vol.name != name:
         vol = vol.evolve(name=name)
     return LoadedItem(volume=vol, path=path, kind="field", neural_field=neural_field,

@@ -63,10 +63,6 @@ def fit_to_item(volume: Any, config: dict[str, Any], progress, seed: int = 0):
     field, summary = fit(volume, config, callback=callback, cancel=stop, seed=seed)
     if summary.get("cancelled") or progress.cancelled:
         raise Cancelled()
-    try:  # name the field after what it compresses, so B's header says what it is
-        field.name = f"{volume.name}-{config.get('model', 'field')}"
-    except AttributeError:  # a read-only name: keep the model's own
-        pass
     item = item_from_field(field, None, progress, shape=volume.shape)
     return item, summary
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.volume import Volume
 from tests.app.conftest import drop_files, wait_for
 
 TINY = {"n_grids": 4, "grid_shape": [8, 8, 8]}
@@ -121,3 +122,19 @@ def test_size_estimate_follows_model_size_and_the_volume_in_a(demo_window):
     assert panel.estimate.text().startswith("apmgsrn medium: 1.1 M parameters")
     demo_window.session.set_item("A", None)
     assert "A has" not in panel.estimate.text()
+
+
+def test_a_field_file_is_named_after_its_source_and_model(tmp_path):
+    """The volume and the field fitted to it (the common pair) get different names in headers and tables."""
+    from app.loading import load_item
+    from models.fit import fit
+    from models.store import load_field
+
+    vol = Volume.from_array(np.random.default_rng(0).random((8, 8, 8)).astype(np.float32), name="plume")
+    field, _ = fit(vol, {"model": "apmgsrn", "size": "small", "model_options": TINY, "iterations": 5,
+                         "points": 512, "log_every": 5}, device="cpu")
+    path = tmp_path / "anything.vsf"
+    field.save(path)
+    item = load_item(path)
+    assert item.kind == "field" and item.name == "plume-apmgsrn"
+    assert load_field(path).name == "plume"  # the file's source name stays the volume's
