@@ -67,6 +67,16 @@ def fit_to_item(volume: Any, config: dict[str, Any], progress, seed: int = 0):
     return item, summary
 
 
+HELP = "Fits a neural field to the volume in A; the field then goes into B and is compared like a volume."
+
+
+def field_file_name(nf: Any) -> str:
+    """A default file name for a field: its source and model, without characters file systems dislike."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", f"{nf.name}-{nf.kind}") + ".vsf"
+
+
 def _count(n: float) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else f"{n:.0f}"
 
@@ -123,8 +133,7 @@ class FieldPanel(QWidget):
         self.save_button = QPushButton("Save field…")
         self.save_button.setEnabled(False)
         self.save_button.clicked.connect(self._ask_save)
-        self.status = QLabel("Fits a neural field to the volume in A; the field then goes into B and is compared "
-                             "like a volume.")
+        self.status = QLabel(HELP)
         self.status.setWordWrap(True)
         self.estimate = QLabel("")
         self.estimate.setObjectName("size_estimate")
@@ -177,7 +186,27 @@ class FieldPanel(QWidget):
         self.model_box.currentTextChanged.connect(lambda _t: self.update_estimate())
         self.size_box.currentTextChanged.connect(lambda _t: self.update_estimate())
         window.session.item_changed.connect(lambda slot: self.update_estimate() if slot == "A" else None)
+        window.session.item_changed.connect(lambda slot: self.describe_b() if slot == "B" else None)
         self.update_estimate()
+        self.describe_b()
+
+    def describe_b(self) -> None:
+        """When B is a neural field (a dropped .vsf, say) and no fit is running: what it is, in the status."""
+        item = self.w.session.item("B")
+        nf = getattr(item, "neural_field", None) if item is not None else None
+        if self.task is not None and self.task.state == "running":
+            return  # the fit reports its progress there
+        if nf is None:
+            if self.status.text().startswith("B: "):  # no longer true
+                self.status.setText(HELP)
+            return
+        if nf is getattr(self, "last_field", None):
+            return  # the fit's own summary stays
+        shape = "×".join(map(str, nf.source_shape))
+        params = nf.parameter_count()
+        ratio = f", {int(np.prod(nf.source_shape)) * nf.channels / params:.3g} : 1" if params else ""
+        self.status.setText(f"B: {nf.kind} field of {nf.name} ({shape}), {_count(params)} parameters{ratio}; "
+                            "its distances to A are in the table")
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
@@ -276,7 +305,7 @@ class FieldPanel(QWidget):
         if nf is None:
             return
         path, _ = QFileDialog.getSaveFileName(self, "Save neural field", str(Path(self.w.prefs.last_dir()) /
-                                                                            f"{nf.name}.vsf"), "Field (*.vsf)")
+                                                                            field_file_name(nf)), "Field (*.vsf)")
         if path:
             try:
                 nf.save(path)

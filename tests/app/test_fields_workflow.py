@@ -138,3 +138,26 @@ def test_a_field_file_is_named_after_its_source_and_model(tmp_path):
     item = load_item(path)
     assert item.kind == "field" and item.name == "plume-apmgsrn"
     assert load_field(path).name == "plume"  # the file's source name stays the volume's
+
+
+def test_a_field_dropped_on_b_is_described_in_the_panel(demo_window, qtbot, tmp_path):
+    from app.panels.fields import HELP, field_file_name
+    from models.fit import fit
+
+    window = demo_window
+    panel = window.panels["fields"]
+    assert panel.status.text() == HELP
+    a = window.session.item("A")
+    field, _ = fit(a.volume, {"model": "apmgsrn", "size": "small", "model_options": TINY, "iterations": 5,
+                              "points": 512, "log_every": 5}, device="cpu")
+    path = tmp_path / "f.vsf"
+    field.save(path)
+    b_volume = window.session.item("B")
+    drop_files(window.slot_views["B"], [path])
+    wait_for(window, qtbot, lambda: window.session.item("B").kind == "field", timeout=60000)
+    params = field.parameter_count()
+    assert panel.status.text() == (f"B: apmgsrn field of plume (16×16×16), {params / 1e3:.0f} k parameters, "
+                                   f"{16**3 / params:.3g} : 1; its distances to A are in the table")
+    assert field_file_name(field) == "plume-apmgsrn.vsf"
+    window.set_items({"B": b_volume})  # a volume again: the description goes
+    wait_for(window, qtbot, lambda: panel.status.text() == HELP)
