@@ -15,6 +15,39 @@ VIEW_BACKGROUND = "#1e1f22"
 SLOT_COLORS = {"A": "#4c8bf5", "B": "#f5a742", "diff": "#b36bd6"}
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that ends in "…" when it is narrower than its text, and then shows the whole text
+    in its tooltip; ``text()`` is always the whole text."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self._full = ""
+        self._tip = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        self._full = text
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def setToolTip(self, tip: str) -> None:  # noqa: N802 - Qt override
+        self._tip = tip
+        self._elide()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(0, self.width()))
+        QLabel.setText(self, shown)
+        cut = shown != self._full
+        QLabel.setToolTip(self, "\n".join(t for t in ((self._full if cut else ""), self._tip) if t))
+
+
 class ColorLegend(QWidget):
     """A small colour bar for a 3D view: the transfer function's colours from its low value (left) to its
     high value (right), both written beside it, so that a colour in the view reads as a value."""
@@ -98,10 +131,9 @@ class SlotView(QFrame):
         badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         badge.setStyleSheet(f"QLabel#badge {{ background: {SLOT_COLORS.get(slot, '#888')}; color: white; "
                             "font-weight: bold; border-radius: 3px; padding: 1px 6px; }")
-        self.title = QLabel("empty — drop a volume or field file here" if accept_drops else "")
+        self.title = ElidedLabel("empty — drop a volume or field file here" if accept_drops else "")
         self.title.setObjectName("title")
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.variable_box = QComboBox()
         self.variable_box.setToolTip("variable of the file shown in this slot")
         self.variable_box.setVisible(False)

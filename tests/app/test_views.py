@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QLabel
 
 from tests.app.conftest import wait_for
 
@@ -136,3 +137,21 @@ def test_voxel_at_inverts_the_displayed_slice_on_every_axis():
         for u in range(img.shape[0]):
             for v in range(img.shape[1]):
                 assert arr[voxel_at(axis, index, u, v)] == img[u, v]
+
+
+def test_a_long_header_ends_in_an_ellipsis_and_tells_the_whole_text(qtbot):
+    from app.panels.slot_view import ElidedLabel
+
+    label = ElidedLabel("a-very-long-volume-name · 64×64×64 · neural field (baked)")
+    qtbot.addWidget(label)
+    label.setToolTip("/data/run/field.vsf")
+    label.show()
+    label.resize(2000, 20)
+    assert label.text() == "a-very-long-volume-name · 64×64×64 · neural field (baked)"
+    assert not QLabel.text(label).endswith("…") and label.toolTip() == "/data/run/field.vsf"
+    label.resize(120, 20)
+    shown = QLabel.text(label)
+    assert shown.endswith("…") and len(shown) < len(label.text())
+    assert label.fontMetrics().horizontalAdvance(shown) <= 120
+    assert label.toolTip() == "a-very-long-volume-name · 64×64×64 · neural field (baked)\n/data/run/field.vsf"
+    assert label.text() == "a-very-long-volume-name · 64×64×64 · neural field (baked)"  # the whole text still
