@@ -216,6 +216,8 @@ class DistancePanel(QWidget):
                 note = (note + f", {len(d.contributions)} {self._term_word(name)}").lstrip(", ")
             if d.info.get("resampled_to"):  # the network's nearest grid, not the pair's own
                 note += f", on {d.info['resampled_to']}"
+            if d.info.get("data_range") is not None:  # PSNR's and SSIM's R: say which, as it moves the value
+                note = (note + f", data range {float(d.info['data_range']):.4g}").lstrip(", ")
         v = QTableWidgetItem(value)
         v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if d is not None and not isinstance(d, BaseException):

@@ -289,7 +289,7 @@ class FieldPanel(QWidget):
         if source is not None and summary.get("parameters"):
             ratio = f" ({value_count(source.volume) / summary['parameters']:.3g} : 1)"
         self._on_end(f"fitted {summary.get('parameters', '?')} parameters{ratio} in {summary.get('seconds', 0):.1f} s; "
-                     f"PSNR {psnr:.2f} dB — the field is in B")
+                     f"PSNR {psnr:.2f} dB over A's value range — the field is in B")
         self.w.set_items({"B": item})
         self.fit_finished.emit(summary)
 

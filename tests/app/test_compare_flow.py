@@ -99,6 +99,9 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     assert "12 layers" in notes["volsim"] and "VolSiM per layer" in panel.bars.getPlotItem().titleLabel.text
     # LearnSim without weights is an identity (plain SSD of the pair-normalised inputs): the note says so
     assert notes["learnsim-ssd"] == "identity weights (untrained)"
+    # PSNR and SSIM say the data range R their value depends on (the pair's joint range here)
+    for m in ("psnr", "ssim"):
+        assert notes[m] == f"data range {s.distance(m).info['data_range']:.4g}", notes[m]
     # the short chart labels its value axis with 0 and the largest share only
     (ticks,) = panel.bars.getAxis("left")._tickLevels
     assert [v for v, _ in ticks] == [0.0, pytest.approx(float(np.max(heights)))]
