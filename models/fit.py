@@ -24,8 +24,9 @@ Adam on everything with the rate multiplied by 0.33 at 2/5, 3/5 and 4/5 of the r
 
 Determinism: for a seed (and the same thread count) a CPU fit is bit-identical, and resuming from a
 checkpoint gives exactly the uninterrupted result. On CUDA, ``grid_sample``'s backward adds with
-atomics, so runs agree only to float rounding; a checkpoint resumes on the kind of device (and
-decoder backend) that wrote it.
+atomics, so runs agree only to float rounding, and the training points come from a CUDA generator
+(another stream than the CPU's); a checkpoint resumes on the kind of device (and decoder backend)
+that wrote it, and says so when asked to resume on another.
 """
 
 from __future__ import annotations
@@ -123,22 +124,29 @@ def field_psnr(field: Any, volume: Any, chunk: int = 1 << 18) -> float:
 
 
 class PointSampler:
-    """Training positions ``[N, 3]`` (x, y, z) drawn from a CPU generator (same on every device)."""
+    """Training positions ``[N, 3]`` (x, y, z) drawn on the generator's device.
+
+    On the fitting device, so a CUDA fit does not wait for the CPU to draw and copy 2^17 points
+    every step (measured on an H100 with the medium APMGSRN: 8.9 ms per step with the points drawn
+    on the CPU, of which the GPU was busy for 1.3 ms). A CPU fit draws the same stream as before.
+    """
 
     def __init__(self, n: int, mode: str, generator: torch.Generator):
         self.n, self.mode, self.gen = n, mode, generator
+        self.device = generator.device
         self.cells_per_axis = max(1, int(math.floor(n ** (1.0 / 3.0) + 1e-9)))
         c = self.cells_per_axis
-        self._base = (torch.arange(n, dtype=torch.int64) * (c**3)) // n  # monotone cell of every point
+        # the monotone cell of every point
+        self._base = (torch.arange(n, dtype=torch.int64, device=self.device) * (c**3)) // n
 
     def draw(self) -> torch.Tensor:
-        """The next batch (CPU, float32)."""
+        """The next batch (float32, on the generator's device)."""
         if self.mode == "uniform":
-            return torch.rand(self.n, 3, generator=self.gen) * 2.0 - 1.0
+            return torch.rand(self.n, 3, generator=self.gen, device=self.device) * 2.0 - 1.0
         c = self.cells_per_axis
-        shift = int(torch.randint(0, c**3, (1,), generator=self.gen))
+        shift = torch.randint(0, c**3, (1,), generator=self.gen, device=self.device)  # a tensor: no device sync
         cell = (self._base + shift) % (c**3)
-        jitter = torch.rand(self.n, 3, generator=self.gen)
+        jitter = torch.rand(self.n, 3, generator=self.gen, device=self.device)
         xyz = torch.stack([cell % c, (cell // c) % c, cell // (c * c)], dim=1).to(torch.float32)
         return (xyz + jitter).mul_(2.0 / c).sub_(1.0)
 
@@ -215,14 +223,14 @@ class _Fitter:
         self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=betas, eps=1e-15, **_fused(device))
         self.grid_opt = (torch.optim.Adam(self.field.transform_parameters(), lr=cfg.grid_lr_factor * cfg.lr,
                                           betas=betas, eps=1e-15) if self.adaptive else None)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = torch.Generator(device=device).manual_seed(seed)
         self.sampler = PointSampler(cfg.points, cfg.sampling, self.gen)
         self.iteration = 0
         self.grid_steps = 0
         self.frozen_at: int | None = None if self.adaptive else 0
         self.early_stopped = False
         self.stall_count = 0
-        self.grid_losses: list[float] = []
+        self.grid_losses: list[float | torch.Tensor] = []  # tensors until the stop rule reads them
         self.seconds = 0.0
         self.last_loss = math.nan
         window = cfg.early_stop_window or max(1, cfg.iterations // 10)
@@ -250,8 +258,12 @@ class _Fitter:
             return
         if len(self.grid_losses) < 2 * w or (len(self.grid_losses) % w) != 0:
             return
-        recent = float(np.mean(self.grid_losses[-w:]))
-        before = float(np.mean(self.grid_losses[-2 * w: -w]))
+        tail = self.grid_losses[-2 * w:]
+        if any(isinstance(x, torch.Tensor) for x in tail):  # one read from the device per look
+            tail = torch.stack([torch.as_tensor(x, dtype=torch.float32, device=self.device) for x in tail])
+            self.grid_losses[-2 * w:] = tail = tail.double().cpu().tolist()
+        recent = float(np.mean(tail[-w:]))
+        before = float(np.mean(tail[:w]))
         improved = (before - recent) / max(abs(before), 1e-30)
         self.stall_count = self.stall_count + 1 if improved < 1e-4 else 0
         if self.stall_count >= 2:
@@ -261,7 +273,7 @@ class _Fitter:
     # -- one iteration --------------------------------------------------------------------------------
     def step(self) -> float:
         cfg, it = self.cfg, self.iteration
-        pts = self.sampler.draw().to(self.device, non_blocking=True)
+        pts = self.sampler.draw()
         with torch.no_grad():
             coords, fz = folded_coordinates(pts.t().unsqueeze(0), self.shape)
             target = sample_folded(self.target_image, coords, fz)[0]  # [C, N]
@@ -307,7 +319,7 @@ class _Fitter:
             grid_loss.backward()
             self.grid_opt.step()
             self.grid_steps += 1
-            self.grid_losses.append(float(grid_loss.detach()))
+            self.grid_losses.append(grid_loss.detach())  # a tensor: read only when the stop rule looks
             self._early_stop_check(it)
         elif self.adaptive and self.frozen_at is None and it >= self.fit_end:
             self.frozen_at = self.fit_end
@@ -326,6 +338,7 @@ class _Fitter:
             "early_stopped": self.early_stopped,
             "stall_count": self.stall_count,
             "seconds": self.seconds,
+            "device": self.device.type,
             "last_loss": self.last_loss,
             "volume": {"name": self.volume.name, "shape": list(self.shape), "range": [self.lo, self.hi]},
         }
@@ -343,7 +356,7 @@ class _Fitter:
             tensors.update(g_t)
             header["grid_opt"] = g_meta
         tensors["rng"] = self.gen.get_state()
-        tensors["grid_losses"] = torch.tensor(self.grid_losses, dtype=torch.float64)
+        tensors["grid_losses"] = torch.tensor([float(x) for x in self.grid_losses], dtype=torch.float64)
         write_tensor_file(path, tensors, header)
 
     def restore(self, header: dict[str, Any], tensors: dict[str, torch.Tensor], path: Any) -> None:
@@ -357,6 +370,10 @@ class _Fitter:
         if header.get("fit_config") != asdict(self.cfg) or header.get("seed") != self.seed:
             raise FieldFileError(path, "checkpoint was made with other fit options or another seed; "
                                        "resume with the same options")
+        written_on = header.get("device", "cpu")
+        if written_on != self.device.type:  # the random stream (and atomics) are the device's own
+            raise FieldFileError(path, f"checkpoint was written by a fit on {written_on}, and resumes on {written_on} "
+                                       f"only (this fit runs on {self.device.type}; --device {written_on})")
         model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.field.load_state_tensors(model)
         self.field.place(self.device)

@@ -65,6 +65,14 @@ def test_checkpoint_resume_equals_uninterrupted(volume16, tmp_path):
         fit(volume16, tiny_fit(41), seed=3, resume=ck, device="cpu")
     with pytest.raises(FieldFileError, match="not this one"):
         fit(analytic_volume(12), cfg, seed=3, resume=ck, device="cpu")
+    # a checkpoint of a CUDA fit (its random stream is the CUDA generator's) resumes on CUDA only
+    from models.store import read_tensor_file, write_tensor_file
+
+    header, tensors = read_tensor_file(ck, expect_kind="checkpoint")
+    assert header["device"] == "cpu"
+    write_tensor_file(tmp_path / "cuda.ckpt", tensors, {**header, "device": "cuda"})
+    with pytest.raises(FieldFileError, match=r"written by a fit on cuda, and resumes on cuda only .*--device cuda"):
+        fit(volume16, cfg, seed=3, resume=tmp_path / "cuda.ckpt", device="cpu")
 
 
 def test_cancel_event_stops_early(volume16):
