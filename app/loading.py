@@ -122,6 +122,25 @@ def item_from_field(neural_field: Any, path: str | None = None, progress: Progre
                       info={"source_shape": list(neural_field.source_shape)})
 
 
+def align_fields(a: LoadedItem | None, b: LoadedItem | None,
+                 progress: ProgressFn | None = None) -> dict[str, LoadedItem]:
+    """A field compared with a volume on another grid, baked on that volume's grid instead.
+
+    A field is continuous: evaluated at the other volume's voxels it is compared exactly (no
+    trilinear resampling of a bake on its own grid), and the difference view and slices have a
+    per-voxel difference to show. B's field goes onto A's grid; A's field onto B's when B is a
+    volume. Grids larger than :data:`MAX_BAKE_SIZE` per axis are left to resampling. Returns the
+    re-baked items by slot (empty when nothing needs it).
+    """
+    if a is None or b is None or a.shape == b.shape:
+        return {}
+    if b.kind == "field" and max(a.shape) <= MAX_BAKE_SIZE:
+        return {"B": item_from_field(b.neural_field, b.path, progress, shape=a.shape)}
+    if a.kind == "field" and b.kind != "field" and max(b.shape) <= MAX_BAKE_SIZE:
+        return {"A": item_from_field(a.neural_field, a.path, progress, shape=b.shape)}
+    return {}
+
+
 def load_item(path: str | os.PathLike, variable: str | None = None, index: int | None = None,
               progress: ProgressFn | None = None, nan_policy: str = "raise") -> LoadedItem:
     """Read a volume file or a neural-field file into a slot item; raises core.errors on bad files.

@@ -15,7 +15,7 @@ from typing import Any
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from app.loading import LoadedItem, load_item
+from app.loading import LoadedItem, align_fields, load_item
 from app.panels.slot_view import dropped_paths
 from app.session import SLOTS
 from app.workers import Task
@@ -53,12 +53,21 @@ class FileOpening:
         self.slot_views[slot].set_message(f"loading {Path(path).name}…")
 
         policy = self.nan_policy_for(path)
+        other_slot = "B" if slot == "A" else "A"
+        other = self.session.item(other_slot)
 
         def work(progress):
-            return load_item(path, variable=variable, index=index, progress=progress, nan_policy=policy)
+            item = load_item(path, variable=variable, index=index, progress=progress, nan_policy=policy)
+            pair = {slot: item, other_slot: other}
+            return {slot: item, **align_fields(pair["A"], pair["B"], progress)}
+
+        def finished(items: dict[str, LoadedItem]) -> None:
+            if self.session.item(other_slot) is not other:  # the other slot changed meanwhile: leave it
+                items.pop(other_slot, None)
+            self._loaded(items, [path])
 
         task = Task(f"load_{slot}", work, label=f"loading {Path(path).name}")
-        task.signals.finished.connect(lambda item: self._loaded({slot: item}, [path]))
+        task.signals.finished.connect(finished)
         task.signals.failed.connect(lambda exc: self.load_failed(
             exc, [slot], retry=lambda: self.load_into(slot, path, variable, index)))
         task.signals.cancelled.connect(lambda: self._restore_titles([slot]))
@@ -74,7 +83,8 @@ class FileOpening:
         def work(progress):
             a = load_item(path_a, progress=lambda f, m: progress(None, m), nan_policy=policy_a)
             b = load_item(path_b, progress=lambda f, m: progress(None, m), nan_policy=policy_b)
-            return a, b
+            baked = align_fields(a, b, lambda f, m: progress(None, m))
+            return baked.get("A", a), baked.get("B", b)
 
         task = Task("load_pair", work, label="loading A and B")
         task.signals.finished.connect(lambda ab: self._loaded({"A": ab[0], "B": ab[1]}, [path_a, path_b]))

@@ -161,3 +161,34 @@ def test_a_field_dropped_on_b_is_described_in_the_panel(demo_window, qtbot, tmp_
     assert field_file_name(field) == "plume-apmgsrn.vsf"
     window.set_items({"B": b_volume})  # a volume again: the description goes
     wait_for(window, qtbot, lambda: panel.status.text() == HELP)
+
+
+def test_a_field_is_baked_on_the_grid_of_the_volume_it_is_compared_with(window, qtbot, tmp_path):
+    """A field dropped beside a volume on another grid is evaluated at that volume's voxels (no resampling),
+    so the distances are exact and the difference view has a per-voxel difference; a new A re-bakes it."""
+    from models.fit import fit
+
+    rng = np.random.default_rng(3)
+    field, _ = fit(Volume.from_array(rng.random((16, 16, 16)).astype(np.float32), name="src"),
+                   {"model": "apmgsrn", "size": "small", "model_options": TINY, "iterations": 5, "points": 512,
+                    "log_every": 5}, device="cpu")
+    fpath, apath, a2path = tmp_path / "f.vsf", tmp_path / "a.npy", tmp_path / "a2.npy"
+    field.save(fpath)
+    np.save(apath, rng.random((12, 10, 8)).astype(np.float32))
+    np.save(a2path, rng.random((20, 18, 16)).astype(np.float32))
+    window.session.set_metrics(["mse"])
+    window.load_pair(str(apath), str(fpath))
+    wait_for(window, qtbot, lambda: window.session.comparison is not None, timeout=60000)
+    b = window.session.item("B")
+    assert b.kind == "field" and b.shape == (12, 10, 8)
+    np.testing.assert_allclose(b.volume.data, field.bake(shape=(12, 10, 8)).data, rtol=1e-5, atol=1e-6)
+    assert "baked at 12×10×8" in window.slot_views["B"].view.notice
+    assert "no per-voxel difference" not in window.diff_view.title.text()
+    a = window.session.item("A").volume.data
+    assert window.session.distance("mse").value == pytest.approx(float(np.mean((a - b.volume.data) ** 2)), rel=1e-5)
+    # a volume on yet another grid into A: the field in B follows it
+    window.load_into("A", str(a2path))
+    wait_for(window, qtbot, lambda: window.session.item("B").shape == (20, 18, 16), timeout=60000)
+    assert window.session.item("B").neural_field is b.neural_field
+    np.testing.assert_allclose(window.session.item("B").volume.data, field.bake(shape=(20, 18, 16)).data,
+                               rtol=1e-5, atol=1e-6)
