@@ -141,6 +141,21 @@ def align_fields(a: LoadedItem | None, b: LoadedItem | None,
     return {}
 
 
+def onto_first_grid(items: list[LoadedItem], progress: ProgressFn | None = None) -> list[LoadedItem]:
+    """A set (a series, a matrix): its fields on another grid than the first member's baked on that grid.
+
+    As :func:`align_fields` for a pair: the other members are resampled onto the first's grid when
+    compared, and a field can be evaluated there instead (up to :data:`MAX_BAKE_SIZE` per axis).
+    """
+    if not items:
+        return []
+    grid = items[0].shape
+    if max(grid) > MAX_BAKE_SIZE:
+        return list(items)
+    return [item_from_field(it.neural_field, it.path, progress, shape=grid)
+            if it.kind == "field" and it.shape != grid else it for it in items]
+
+
 def load_item(path: str | os.PathLike, variable: str | None = None, index: int | None = None,
               progress: ProgressFn | None = None, nan_policy: str = "raise") -> LoadedItem:
     """Read a volume file or a neural-field file into a slot item; raises core.errors on bad files.

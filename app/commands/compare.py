@@ -6,15 +6,16 @@ import argparse
 import sys
 
 HELP = (
-    "Distances between two volumes (files: NetCDF, .npy/.npz, raw). Classical metrics work on raw values; "
+    "Distances between two volumes (files: NetCDF, .npy/.npz, raw, or neural fields, baked). "
+    "Classical metrics work on raw values; "
     "learned ones (volsim) normalise the pair jointly to [-1, 1] unless --no-normalize. "
     "Prints a table, or JSON with --json, or CSV with --csv."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("a", help="first volume file")
-    parser.add_argument("b", help="second volume file")
+    parser.add_argument("a", help="first volume file (or neural-field file, .vsf)")
+    parser.add_argument("b", help="second volume file (or neural-field file, .vsf: baked on A's grid)")
     parser.add_argument("--metric", "-m",
                         help="comma-separated metric names (see `volsight metrics`); default: mse,psnr,ssim,ncc "
                         "and volsim (volsight's own weights, or --weights PATH)")
@@ -93,10 +94,26 @@ def parse_weights(items: list[str] | None):
     return plain[0] if plain else named
 
 
+def read_pair(path_a: str, path_b: str, nan: str = "raise", align: bool = True):
+    """(A, B, {slot: grid}) of two files, each a volume or a neural field (.vsf, baked).
+
+    With ``align``, a field beside a volume on another grid is baked on that volume's grid, as the
+    window does (the third item says which slot and grid); else on its own source grid.
+    """
+    from app.loading import align_fields, load_item
+
+    a, b = (load_item(p, nan_policy=nan) for p in (path_a, path_b))
+    baked = align_fields(a, b) if align else {}
+    a, b = baked.get("A", a), baked.get("B", b)
+    return a.volume, b.volume, {s: list(it.shape) for s, it in baked.items()}
+
+
 def format_table(comparison) -> str:
     """Human-readable lines: metric, value, kind, and per-scale shares for multiscale metrics."""
     source = comparison.options.get("b_resampled_from")
     onto = f" (resampled from {tuple(source)})" if source else ""
+    baked = comparison.options.get("fields_baked_on") or {}
+    onto += "".join(f" ({s}: neural field baked on {'×'.join(map(str, g))})" for s, g in baked.items())
     lines = [f"A: {comparison.a.name} {comparison.a.shape}  B: {comparison.b.name} {comparison.b.shape}{onto}"]
     for name, d in comparison.distances.items():
         on = f", on {d.info['resampled_to']}" if d.info.get("resampled_to") else ""  # a network's nearest grid
@@ -109,7 +126,8 @@ def format_table(comparison) -> str:
 
 def csv_notes(comparison) -> list[str]:
     """What a CSV cannot hold but a reader must know: B resampled onto A's grid, a network run on its nearest grid."""
-    notes = []
+    notes = [f"note: {s} is a neural field, baked on {'×'.join(map(str, g))}"
+             for s, g in (comparison.options.get("fields_baked_on") or {}).items()]
     source = comparison.options.get("b_resampled_from")
     if source:
         notes.append(f"note: B ({comparison.b.name}) resampled from {tuple(source)} onto A's grid {comparison.a.shape}")
@@ -143,9 +161,7 @@ def run(args: argparse.Namespace) -> int:
         for n in names:
             if n in ("psnr", "ssim", "lcc"):
                 per.setdefault(n, {})["data_range"] = args.data_range
-    from core.io.registry import read_volume
-
-    a, b = (read_volume(p, nan_policy=args.nan) for p in (args.a, args.b))
+    a, b, baked = read_pair(args.a, args.b, args.nan, align=args.resample is None)
     b_grid = None
     if args.onto_a and b.shape != a.shape and args.resample is None:
         from core.region import onto_grid
@@ -157,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
                      region=args.region)
     if b_grid is not None:  # said in every output form
         result.options["b_resampled_from"] = b_grid
+    if baked:  # a neural field evaluated on the other volume's grid
+        result.options["fields_baked_on"] = baked
     if args.json:
         emit(result.to_json() + "\n", args.output)
     elif args.csv:

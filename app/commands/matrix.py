@@ -46,13 +46,15 @@ def matrix_csv(names: list[str], matrix) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from app.commands.compare import emit
+    from app.loading import load_item, onto_first_grid
     from core.errors import MetricError
-    from core.io.registry import read_volume
     from core.metrics.matrix import distance_matrix
 
     if len(args.files) < 2:
         raise MetricError("a matrix needs at least two files")
-    volumes = [read_volume(f, nan_policy=args.nan) for f in args.files]
+    items = [load_item(f, nan_policy=args.nan) for f in args.files]
+    # neural fields (.vsf) are baked on the first member's grid, as in the window's series
+    volumes = [it.volume for it in (onto_first_grid(items) if args.resample is None else items)]
     if len({v.shape for v in volumes}) > 1 and args.resample is None:  # as the window's series does
         from core.region import onto_grid
 

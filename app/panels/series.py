@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from app.loading import LoadedItem, load_item
+from app.loading import LoadedItem, load_item, onto_first_grid
 from app.workers import Task
 from core.region import format_region
 
@@ -168,7 +168,7 @@ class SeriesPanel(QWidget):
             for i, (p, policy) in enumerate(zip(paths, policies, strict=True)):
                 progress(i / len(paths), f"reading {Path(p).name} ({i + 1}/{len(paths)})")
                 items.append(load_item(p, nan_policy=policy))
-            return items
+            return onto_first_grid(items, progress)
 
         task = Task("load_pair", work, label=f"reading {len(paths)} files")
         task.signals.finished.connect(lambda items: self.set_series(items, paths))

@@ -82,3 +82,48 @@ def test_progress_bar_in_place_on_a_terminal():
     for i in range(1, 101):
         bar.update(i, 1e-3, 30.0, 0.1 * i)
     assert len(lines.getvalue().splitlines()) == 5  # 0%.. in four steps plus the final line
+
+
+def test_compare_and_matrix_take_a_field_baked_on_the_volumes_grid(tmp_path, capsys):
+    """As the window: a field beside a volume on another grid is evaluated at that volume's voxels."""
+    import json
+
+    from models.fit import fit
+
+    field, _ = fit(analytic_volume(12), {"model": "apmgsrn", "size": "small", "iterations": 5, "points": 512,
+                                         "model_options": {"n_grids": 4, "grid_shape": [8, 8, 8]}}, device="cpu")
+    fpath, vpath = tmp_path / "f.vsf", tmp_path / "v.npy"
+    field.save(fpath)
+    vol = analytic_volume(10)
+    np.save(vpath, vol.data[0])
+    expected = float(np.mean((vol.data - field.bake((10, 10, 10)).data) ** 2))
+
+    assert main(["compare", str(vpath), str(fpath), "-m", "mse", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["options"]["fields_baked_on"] == {"B": [10, 10, 10]} and doc["b"]["shape"] == [10, 10, 10]
+    assert abs(doc["distances"]["mse"]["value"] - expected) <= 1e-6 * expected
+    assert main(["compare", str(fpath), str(vpath), "-m", "mse"]) == 0  # the field in A: baked on B's grid
+    assert "(A: neural field baked on 10×10×10)" in capsys.readouterr().out
+    assert main(["compare", str(vpath), str(fpath), "-m", "mse", "--csv"]) == 0
+    assert "note: B is a neural field, baked on 10×10×10" in capsys.readouterr().err
+
+    assert main(["matrix", "-m", "mse", "--quiet", str(vpath), str(fpath)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert abs(float(rows[1].split(",")[2]) - expected) <= 1e-6 * expected
+
+
+def test_a_sets_fields_are_baked_on_its_first_members_grid(tmp_path, monkeypatch):
+    from app import loading
+    from app.loading import LoadedItem, item_from_field, onto_first_grid
+    from models.fit import fit
+
+    field, _ = fit(analytic_volume(12), {"model": "apmgsrn", "size": "small", "iterations": 5, "points": 512,
+                                         "model_options": {"n_grids": 4, "grid_shape": [8, 8, 8]}}, device="cpu")
+    first = LoadedItem(volume=analytic_volume(10))
+    items = onto_first_grid([first, item_from_field(field), LoadedItem(volume=analytic_volume(12))])
+    assert [it.shape for it in items] == [(10, 10, 10), (10, 10, 10), (12, 12, 12)]  # volumes stay as they are
+    np.testing.assert_allclose(items[1].volume.data, field.bake((10, 10, 10)).data, rtol=1e-6, atol=1e-6)
+    assert items[0] is first and items[1].neural_field is field
+    own = item_from_field(field)
+    monkeypatch.setattr(loading, "MAX_BAKE_SIZE", 8)  # a first member beyond the bake limit: left to resampling
+    assert onto_first_grid([first, own])[1] is own
