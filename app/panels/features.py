@@ -209,8 +209,10 @@ class FeaturePanel(QWidget):
             return
         c, axis, idx = self.channel_box.value(), self.axis_box.currentIndex(), self.slider.value()
         planes = {k: feature_plane(getattr(sf, k), c, axis, idx) for k, _t in PANES}
-        lo = float(min(planes["a"].min(), planes["b"].min()))
-        hi = float(max(planes["a"].max(), planes["b"].max()))
+        # one colour scale for A and B, robust to the few extreme values a convolution's zero padding
+        # leaves along the borders (they would wash out the interior); the mouse readout gives exact values
+        both = np.concatenate((planes["a"].ravel(), planes["b"].ravel()))
+        lo, hi = (float(v) for v in np.percentile(both, (1.0, 99.0)))
         for k, img in self.images.items():
             levels = (lo, hi if hi > lo else lo + 1) if k != "diff" else (0.0, float(planes["diff"].max()) or 1.0)
             img.setImage(planes[k], levels=levels)

@@ -154,6 +154,11 @@ def test_feature_maps_from_the_same_pass_and_scale_highlight(compared, qtbot):
     feats.axis_box.setCurrentIndex(2)
     sf = d.features[feats.scale_box.currentText()]
     np.testing.assert_array_equal(feats.shown("a"), np.take(sf.a[1], feats.slider.value(), axis=2).T)
+    # A and B share one colour scale: the 1st to 99th percentile of both planes (not their extremes, which
+    # the zero padding puts along the borders)
+    both = np.concatenate((feats.shown("a").ravel(), feats.shown("b").ravel()))
+    for key in ("a", "b"):
+        assert feats.images[key].getLevels() == pytest.approx(np.percentile(both, (1.0, 99.0)), rel=1e-6)
     # the mouse over a pane: a tooltip with the feature position and the three panes' values there
     from PySide6.QtCore import QPointF
 
