@@ -280,7 +280,10 @@ class MainWindow(FileOpening, QMainWindow):
         slots = doc.get("slots") or {}
 
         def work(progress):
-            return {s: session_file.load_slot_entry(slots.get(s)) for s in SLOTS}
+            from app.loading import align_fields
+
+            items = {s: session_file.load_slot_entry(slots.get(s)) for s in SLOTS}
+            return {**items, **align_fields(items["A"], items["B"])}  # a field on the other's grid, as it was
 
         def done(items: dict) -> None:
             session_file.apply_view_settings(self, doc)

@@ -192,3 +192,14 @@ def test_a_field_is_baked_on_the_grid_of_the_volume_it_is_compared_with(window, 
     assert window.session.item("B").neural_field is b.neural_field
     np.testing.assert_allclose(window.session.item("B").volume.data, field.bake(shape=(20, 18, 16)).data,
                                rtol=1e-5, atol=1e-6)
+    # a session with that pair restores the field on A's grid again
+    from app.main_window import build_main_window
+
+    session_path = window.save_session(str(tmp_path / "s.json"))
+    w2 = build_main_window()
+    qtbot.addWidget(w2)
+    with qtbot.waitSignal(w2.session_restored, timeout=60000):
+        w2.restore_session(str(session_path))
+    assert w2.session.item("B").kind == "field" and w2.session.item("B").shape == (20, 18, 16)
+    w2.tasks.wait_all(30000)
+    w2.close()
