@@ -165,6 +165,18 @@ def install_window_actions(window: MainWindow) -> None:
     for v in (*window.slot_views.values(), window.diff_view):
         v.view_created.connect(lambda _view: update_slice_planes(window))
 
+    from app.field_render import field_slot, show_field_render
+
+    window.field_render_action = window._action(
+        window.view_menu, "&Ray-march the neural field…", lambda: show_field_render(window),
+        QKeySequence("Ctrl+Shift+R"),
+        tip="draw B's (or A's) neural field from the network itself, not its bake, at that view's camera, "
+            "transfer function and method; save it as PNG")
+    window.view_menu.insertAction(window.link_action, window.field_render_action)
+    window.field_render_action.setEnabled(False)
+    window.session.item_changed.connect(
+        lambda _slot: window.field_render_action.setEnabled(field_slot(window) is not None))
+
     cams = QMenu("&Camera", window)
     window.view_menu.insertMenu(window.link_action, cams)
     reset = window._action(cams, "&Reset", lambda: set_cameras(window, camera_preset(window, None)),

@@ -203,3 +203,47 @@ def test_a_field_is_baked_on_the_grid_of_the_volume_it_is_compared_with(window, 
     assert w2.session.item("B").kind == "field" and w2.session.item("B").shape == (20, 18, 16)
     w2.tasks.wait_all(30000)
     w2.close()
+
+
+def test_ray_marching_the_field_itself_from_the_view_menu(window, qtbot, tmp_path):
+    """View › Ray-march the neural field draws B's field from the network (not its bake) with B's camera,
+    transfer function and method, coarse to fine, and saves the picture."""
+    from app.field_render import FieldRenderDialog, render_size
+    from core.io.registry import read_volume
+    from models.fit import fit
+    from renderer.offline import render_offline
+
+    assert not window.field_render_action.isEnabled()  # no field loaded yet
+    rng = np.random.default_rng(5)
+    c = np.linspace(-1, 1, 16, dtype=np.float32)
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    blob = np.exp(-(x**2 + y**2 + z**2) / 0.2).astype(np.float32)
+    field, _ = fit(Volume.from_array(blob, name="blob"), {"model": "apmgsrn", "size": "small",
+                                                          "model_options": TINY, "iterations": 60,
+                                                          "points": 4096, "log_every": 20}, device="cpu")
+    fpath, apath = tmp_path / "blob.vsf", tmp_path / "blob.npy"
+    field.save(fpath)
+    np.save(apath, blob + 0.01 * rng.random(blob.shape, dtype=np.float32))
+    window.session.set_metrics(["mse"])
+    window.load_pair(str(apath), str(fpath))
+    wait_for(window, qtbot, lambda: window.session.comparison is not None, timeout=60000)
+    assert window.field_render_action.isEnabled()
+    window.field_render_action.trigger()
+    dialog = window.field_render_dialog
+    assert isinstance(dialog, FieldRenderDialog) and dialog.slot == "B"
+    qtbot.waitUntil(lambda: dialog.passes == 3, timeout=120000)
+    assert dialog.save_button.isEnabled() and "done" in dialog.status.text()
+    view = window.slot_views["B"].view
+    size = render_size(view.width(), view.height())
+    assert dialog.image.shape == (size[1], size[0], 3)
+    expected = render_offline(field, view.camera, view.transfer_function, size, method=view.method,
+                              threshold=view.threshold)[..., :3]
+    assert np.abs(dialog.image.astype(int) - expected.astype(int)).max() <= 2  # the same picture
+    lit = (dialog.image.astype(int).sum(-1) > 30).mean()
+    assert 0.02 < lit < 0.9, lit  # the blob is drawn, the background is not
+    out = dialog.save(str(tmp_path / "pic.png"))
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.asarray(Image.open(out))[..., :3], dialog.image)
+    dialog.close()
+    assert read_volume(apath).shape == (16, 16, 16)  # the input files are untouched
