@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
+from app.loading import file_stem
 from app.workers import Task
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def field_slot(window: MainWindow) -> str | None:
     """The slot whose neural field the action draws: B's, else A's, else None."""
     for slot in ("B", "A"):
         item = window.session.item(slot)
-        if item is not None and getattr(item, "neural_field", None) is not None:
+        if item is not None and item.neural_field is not None:
             return slot
     return None
 
@@ -107,7 +108,7 @@ class FieldRenderDialog(QDialog):
     def _ask_save(self) -> None:
         if self.image is None:
             return
-        default = Path(self.w.prefs.last_dir()) / f"{self.item.name.replace(':', '_')}-raymarched.png"
+        default = Path(self.w.prefs.last_dir()) / f"{file_stem(self.item.name)}-raymarched.png"
         path, _ = QFileDialog.getSaveFileName(self, "Save the picture", str(default), "PNG (*.png)")
         if path:
             self.save(path)

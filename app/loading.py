@@ -122,6 +122,14 @@ def item_from_field(neural_field: Any, path: str | None = None, progress: Progre
                       info={"source_shape": list(neural_field.source_shape)})
 
 
+def file_stem(text: str) -> str:
+    """``text`` (a volume's or field's name, "plume:density-apmgsrn") as a file-name stem: runs of
+    characters file systems or shells dislike become "_"."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", text).strip("_") or "volume"
+
+
 def align_fields(a: LoadedItem | None, b: LoadedItem | None,
                  progress: ProgressFn | None = None) -> dict[str, LoadedItem]:
     """A field compared with a volume on another grid, baked on that volume's grid instead.

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.loading import item_from_field
+from app.loading import file_stem, item_from_field
 from app.workers import Cancelled, Task
 
 if TYPE_CHECKING:
@@ -71,10 +71,8 @@ HELP = "Fits a neural field to the volume in A; the field then goes into B and i
 
 
 def field_file_name(nf: Any) -> str:
-    """A default file name for a field: its source and model, without characters file systems dislike."""
-    import re
-
-    return re.sub(r"[^\w.-]+", "_", f"{nf.name}-{nf.kind}") + ".vsf"
+    """A default file name for a field: its source and model."""
+    return file_stem(f"{nf.name}-{nf.kind}") + ".vsf"
 
 
 def _count(n: float) -> str:
