@@ -59,10 +59,14 @@ class FieldRenderDialog(QDialog):
         self.save_button = QPushButton("Save PNG…")
         self.save_button.setEnabled(False)
         self.save_button.clicked.connect(self._ask_save)
+        self.again_button = QPushButton("Render again")
+        self.again_button.setToolTip("with the view's camera, transfer function and method as they are now")
+        self.again_button.clicked.connect(lambda: self.start())
         close = QPushButton("Close")
         close.clicked.connect(self.close)
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
+        buttons.addWidget(self.again_button)
         buttons.addWidget(self.save_button)
         buttons.addWidget(close)
         lay = QVBoxLayout(self)
@@ -70,8 +74,11 @@ class FieldRenderDialog(QDialog):
         lay.addLayout(buttons)
 
     def start(self) -> Task:
-        """Render in the background: each pass (coarse to full) replaces the picture."""
+        """Render in the background: each pass (coarse to full) replaces the picture (a render still
+        running is cancelled first)."""
         view = self.w.slot_views[self.slot].view
+        self.passes = 0
+        self.save_button.setEnabled(False)
         field = self.item.neural_field
         camera, tf = view.camera, view.transfer_function
         method, threshold = view.method, view.threshold

@@ -217,7 +217,7 @@ def test_ray_marching_the_field_itself_from_the_view_menu(window, qtbot, tmp_pat
     rng = np.random.default_rng(5)
     c = np.linspace(-1, 1, 16, dtype=np.float32)
     z, y, x = np.meshgrid(c, c, c, indexing="ij")
-    blob = np.exp(-(x**2 + y**2 + z**2) / 0.2).astype(np.float32)
+    blob = np.exp(-((x - 0.4) ** 2 + (y + 0.3) ** 2 + z**2) / 0.15).astype(np.float32)  # off centre: turns show
     field, _ = fit(Volume.from_array(blob, name="blob"), {"model": "apmgsrn", "size": "small",
                                                           "model_options": TINY, "iterations": 60,
                                                           "points": 4096, "log_every": 20}, device="cpu")
@@ -245,5 +245,17 @@ def test_ray_marching_the_field_itself_from_the_view_menu(window, qtbot, tmp_pat
     from PIL import Image
 
     np.testing.assert_array_equal(np.asarray(Image.open(out))[..., :3], dialog.image)
+    # turn the view, render again: the picture follows the camera
+    from renderer.camera import OrbitCamera
+
+    before = dialog.image.copy()
+    view.camera = OrbitCamera.from_dict({**view.camera.to_dict(), "azimuth": view.camera.azimuth + 90.0})
+    dialog.again_button.click()
+    assert dialog.passes == 0 and not dialog.save_button.isEnabled()
+    qtbot.waitUntil(lambda: dialog.passes == 3, timeout=120000)
+    turned = render_offline(field, view.camera, view.transfer_function, size, method=view.method,
+                            threshold=view.threshold)[..., :3]
+    assert np.abs(dialog.image.astype(int) - turned.astype(int)).max() <= 2
+    assert np.abs(dialog.image.astype(int) - before.astype(int)).max() > 10
     dialog.close()
     assert read_volume(apath).shape == (16, 16, 16)  # the input files are untouched
