@@ -39,6 +39,16 @@ def voxel_at(axis: int, index: int, u: int, v: int) -> tuple[int, int, int]:
     return voxel[0], voxel[1], voxel[2]
 
 
+def slice_profile(diff: np.ndarray, axis: int) -> tuple[np.ndarray, str]:
+    """Per-slice summary of the difference shown, along ``axis``: the RMS of a signed difference (A − B)
+    or the mean of a metric's map (MSE, SSIM, ... per voxel), and what it is called."""
+    others = tuple(k for k in range(3) if k != axis)
+    d = np.asarray(diff, dtype=np.float64)
+    if float(d.min()) < 0:
+        return np.sqrt(np.mean(d * d, axis=others)), "RMS"
+    return np.mean(d, axis=others), "mean"
+
+
 class BandViewBox(pg.ViewBox):
     """A ViewBox in which Shift + left drag draws a box (a rubber band) instead of panning; on release
     it emits the box in image pixels (u right, v up)."""
@@ -161,11 +171,32 @@ class SlicePanel(QWidget):
         self.whole_button.clicked.connect(self.whole_requested)
         top.addWidget(self.whole_button)
         top.addWidget(self.probe_label, 3)
+        # the difference summarised slice by slice along the axis (slice index upwards, as z is in the
+        # views); the line marks the shown slice and can be dragged, a click picks a slice
+        self.profile = pg.PlotWidget()
+        self.profile.setObjectName("slice_profile")
+        self.profile.setMenuEnabled(False)
+        self.profile.setMouseEnabled(x=False, y=False)
+        self.profile.hideButtons()
+        self.profile.setMinimumWidth(110)
+        self.profile.setMaximumWidth(180)
+        self.profile.getAxis("bottom").setStyle(tickTextOffset=2)
+        self.profile_curve = self.profile.plot([], [], pen=pg.mkPen("#f5a742", width=1.5))
+        self.profile_line = pg.InfiniteLine(angle=0, movable=True, pen=pg.mkPen("#4c8bf5", width=1.5))
+        self.profile_line.sigPositionChanged.connect(self._on_profile_line)
+        self.profile.addItem(self.profile_line)
+        self.profile.scene().sigMouseClicked.connect(self._on_profile_click)
+        self.profile_title = QLabel("per slice")
+        self.profile_title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.profile_values = np.zeros(0)
         grid = QGridLayout()
         grid.setSpacing(2)
         for i, k in enumerate(("A", "B", "diff")):
             grid.addWidget(self.titles[k], 0, i)
             grid.addWidget(self.views[k], 1, i)
+            grid.setColumnStretch(i, 1)
+        grid.addWidget(self.profile_title, 0, 3)
+        grid.addWidget(self.profile, 1, 3)
         grid.setRowStretch(1, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -189,6 +220,7 @@ class SlicePanel(QWidget):
         self.slider.setRange(0, max(0, n - 1))
         self.slider.setValue(n // 2 if old_n == 0 else int(round(old_i * (n - 1) / max(1, old_n - 1))))
         self.slider.blockSignals(False)
+        self.update_profile()
         self.update_images()
 
     def _axis_length(self) -> int:
@@ -201,7 +233,38 @@ class SlicePanel(QWidget):
         self.slider.setRange(0, max(0, n - 1))
         self.slider.setValue(n // 2)
         self.slider.blockSignals(False)
+        self.update_profile()
         self.update_images()
+
+    def update_profile(self) -> None:
+        """The difference's per-slice RMS (A − B) or mean (a metric's map) along the axis."""
+        diff = self.arrays["diff"]
+        if diff is None:
+            self.profile_values = np.zeros(0)
+            self.profile_curve.setData([], [])
+            self.profile_title.setText("per slice")
+            return
+        self.profile_values, what = slice_profile(diff, self.axis)
+        idx = np.arange(self.profile_values.size)
+        self.profile_curve.setData(self.profile_values, idx)
+        self.profile.setYRange(-0.5, max(0.5, idx.size - 0.5), padding=0)
+        name = AXES[self.axis].split()[0]
+        self.profile_title.setText(f"RMS(A − B) per {name}" if what == "RMS" else f"mean {self.diff_label} per {name}")
+        self.profile_title.setToolTip(f"{what} of {self.diff_label} over each slice along {name}; drag the line or "
+                                      "click to show that slice")
+
+    def _on_profile_line(self, line) -> None:
+        n = self._axis_length()
+        if n:
+            i = int(np.clip(round(line.value()), 0, n - 1))
+            if i != self.slider.value():
+                self.slider.setValue(i)
+
+    def _on_profile_click(self, ev) -> None:
+        vb = self.profile.getPlotItem().vb
+        if not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        self.profile_line.setValue(vb.mapSceneToView(ev.scenePos()).y())
 
     def pixel_box(self, u0: float, u1: float, v0: float, v1: float) -> tuple[tuple[int, int], tuple[int, int]] | None:
         """The voxels of the plane that image pixels u0..u1 (right) × v0..v1 (up) touch, clipped to the
@@ -266,6 +329,10 @@ class SlicePanel(QWidget):
     def update_images(self) -> None:
         i = self.slider.value()
         self.index_label.setText(f"{i}")
+        if abs(self.profile_line.value() - i) > 1e-9:
+            self.profile_line.blockSignals(True)
+            self.profile_line.setValue(i)
+            self.profile_line.blockSignals(False)
         self.plane_changed.emit(self.plane)
         self._draw_region()
         ab = [x for x in (self.arrays["A"], self.arrays["B"]) if x is not None]

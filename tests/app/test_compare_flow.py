@@ -204,6 +204,26 @@ def test_difference_view_and_slices(compared, qtbot):
         # each image's title carries its own value too (the readout may be cut off in a narrow dock)
         assert slices.titles["A"].text() == f"A: {a[v, k, u]:.5g}"
         assert slices.titles["diff"].text().endswith(f": {mse_map[v, k, u]:.5g}")
+    # the per-slice profile of the difference along the axis (mean of the MSE map per y slice here): its
+    # line marks the shown slice; dragging it, or clicking the plot, shows another slice
+    per_y = mse_map.astype(np.float64).mean(axis=(0, 2))
+    np.testing.assert_allclose(slices.profile_values, per_y, rtol=1e-12)
+    xs, ys = slices.profile_curve.getData()
+    np.testing.assert_allclose(xs, per_y)
+    np.testing.assert_array_equal(ys, np.arange(len(xs)))
+    assert slices.profile_title.text() == "mean MSE map per y" and slices.profile_line.value() == k
+    slices.profile_line.setValue(3.2)
+    assert slices.slider.value() == 3 and slices.image("A").shape == a[:, 3, :].T.shape
+    np.testing.assert_array_equal(slices.image("A"), a[:, 3, :].T)
+    slices.slider.setValue(k)
+    assert slices.profile_line.value() == k
+    from PySide6.QtCore import QPoint, Qt
+
+    plot_vb = slices.profile.getPlotItem().vb
+    target = slices.profile.mapFromScene(plot_vb.mapViewToScene(QPointF(float(xs.mean()), 7.0)))
+    qtbot.mouseClick(slices.profile.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(target.x(), target.y()))
+    qtbot.waitUntil(lambda: slices.slider.value() == 7, timeout=5000)
+    slices.slider.setValue(k)
     off = slices.views["A"].getImageItem().mapToScene(QPointF(-50.0, -50.0))  # off the image
     slices.views["A"].scene.sigMouseMoved.emit(off)
     assert slices.probe_label.text() == "" and slices.titles["A"].text() == "A"
@@ -224,6 +244,10 @@ def test_difference_view_and_slices(compared, qtbot):
     window.session.set_diff_metric(SIGNED_DIFF)
     qtbot.waitUntil(lambda: window.diff_view.title.text() == "|A − B|", timeout=10000)
     assert slices.titles["diff"].text() == "A − B" and float(slices.views["diff"].image.min()) < 0
+    signed = window.controller.difference()[0]  # the profile of a signed difference is its RMS per slice
+    np.testing.assert_allclose(slices.profile_values, np.sqrt((signed.astype(np.float64) ** 2).mean(axis=(0, 2))),
+                               rtol=1e-12)
+    assert slices.profile_title.text() == "RMS(A − B) per y"
     assert legend.hi.text() == f"{float(np.abs(window.controller.difference()[0]).max()):.3g}"
     # A and B carry the legends of their own transfer functions
     for slot in ("A", "B"):
