@@ -130,6 +130,8 @@ class SlicePanel(QWidget):
         self.titles = {k: QLabel(t) for k, t in (("A", "A"), ("B", "B"), ("diff", self.diff_label))}
         for t in self.titles.values():
             t.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            # a title with a value in it must not widen its column (the images would shift under the mouse)
+            t.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.views["diff"].setColorMap(pg.colormap.get("CET-D1"))
         for k in ("A", "B"):
             self.views[k].setColorMap(pg.colormap.get("viridis"))
@@ -178,8 +180,7 @@ class SlicePanel(QWidget):
         self.profile.setMenuEnabled(False)
         self.profile.setMouseEnabled(x=False, y=False)
         self.profile.hideButtons()
-        self.profile.setMinimumWidth(110)
-        self.profile.setMaximumWidth(180)
+        self.profile.setFixedWidth(150)  # fixed: its tick labels changing must not move the images beside it
         self.profile.getAxis("bottom").setStyle(tickTextOffset=2)
         self.profile_curve = self.profile.plot([], [], pen=pg.mkPen("#f5a742", width=1.5))
         self.profile_line = pg.InfiniteLine(angle=0, movable=True, pen=pg.mkPen("#4c8bf5", width=1.5))
@@ -188,6 +189,7 @@ class SlicePanel(QWidget):
         self.profile.scene().sigMouseClicked.connect(self._on_profile_click)
         self.profile_title = QLabel("per slice")
         self.profile_title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.profile_title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.profile_values = np.zeros(0)
         grid = QGridLayout()
         grid.setSpacing(2)

@@ -196,8 +196,8 @@ def test_shift_drag_on_a_slice_draws_the_region(demo_window, qtbot):
     vb.setRange(xRange=(0, 32), yRange=(0, 32), padding=0)
     gv = slices.views["B"].ui.graphicsView
 
-    def at(u: float, v: float):
-        return gv.mapFromScene(vb.mapViewToScene(QPointF(u, v)))
+    def at(u: float, v: float):  # in float widget coordinates: no rounding to whole screen pixels
+        return gv.viewportTransform().map(vb.mapViewToScene(QPointF(u, v)))
 
     shift = Qt.KeyboardModifier.ShiftModifier
     view_before = vb.viewRange()
