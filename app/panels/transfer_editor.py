@@ -143,9 +143,15 @@ class TransferEditor(QWidget):
         self.plot.setXRange(0, 1, padding=0.02)
         self.plot.setYRange(STRIP[0], 1.0, padding=0.02)
         self.plot.setLabel("left", "opacity")
-        self.hist = pg.PlotCurveItem(x=[0.0, 1.0], y=[0.0], stepMode="center", fillLevel=0,
-                                     brush=pg.mkBrush(120, 120, 130, 110), pen=pg.mkPen(140, 140, 150))
-        self.plot.addItem(self.hist)
+        # the data's log histograms, one per slot in its colour (A filled, B outlined over it), on one
+        # scale so that a shift between the two distributions shows
+        self.hists = {
+            "A": pg.PlotCurveItem(x=[0.0, 1.0], y=[0.0], stepMode="center", fillLevel=0,
+                                  brush=pg.mkBrush(76, 139, 245, 70), pen=pg.mkPen(76, 139, 245, 200)),
+            "B": pg.PlotCurveItem(x=[0.0, 1.0], y=[0.0], stepMode="center", pen=pg.mkPen(245, 167, 66, 230, width=1.5)),
+        }
+        for item in self.hists.values():
+            self.plot.addItem(item)
         self.strip = pg.ImageItem()
         self.plot.addItem(self.strip)
         self.points = OpacityPoints(self._on_drag, self.apply)
@@ -200,9 +206,15 @@ class TransferEditor(QWidget):
             self.show_tf(tf)
         self._draw_histogram()
 
+    def _slots(self) -> list[str]:
+        """The slots the edited function colours: both when shared, else the target."""
+        return ["A", "B"] if self.session.shared_tf else [self._target]
+
+    def _slot_data(self) -> dict[str, np.ndarray]:
+        return {s: self.session.item(s).volume.scalar().data for s in self._slots() if self.session.item(s) is not None}
+
     def _data(self) -> np.ndarray | None:
-        slots = ["A", "B"] if self.session.shared_tf else [self._target]
-        arrays = [self.session.item(s).volume.scalar().data for s in slots if self.session.item(s) is not None]
+        arrays = list(self._slot_data().values())
         return np.concatenate([a.ravel() for a in arrays]) if arrays else None
 
     def _on_item_changed(self, slot: str) -> None:
@@ -270,15 +282,20 @@ class TransferEditor(QWidget):
         self.strip.setRect(0.0, STRIP[0], 1.0, STRIP[1] - STRIP[0])
 
     def _draw_histogram(self) -> None:
-        data = self._data()
-        if data is None or data.size == 0:
-            self.hist.setData([0, 1], [0])
-            return
+        data = self._slot_data()
         lo, hi = self.lo_box.value(), self.hi_box.value()
         if hi <= lo:
             hi = lo + 1.0
-        counts, _edges = np.histogram(data, bins=HIST_BINS, range=(lo, hi))
-        h = np.log1p(counts.astype(float))
-        h = h / h.max() if h.max() > 0 else h
-        self.hist.setData(np.linspace(0, 1, HIST_BINS + 1), h * 0.95)
-        self.plot.setLabel("bottom", f"value ({lo:.3g} … {hi:.3g}); log histogram of the data")
+        logs = {s: np.log1p(np.histogram(d, bins=HIST_BINS, range=(lo, hi))[0].astype(float))
+                for s, d in data.items() if d.size}
+        top = max((float(h.max()) for h in logs.values()), default=0.0) or 1.0
+        edges = np.linspace(0, 1, HIST_BINS + 1)
+        for s, item in self.hists.items():
+            if s in logs:
+                item.setData(edges, logs[s] / top * 0.95)
+                item.setVisible(True)
+            else:
+                item.setData([0, 1], [0])
+                item.setVisible(False)
+        names = " and ".join(f"{s} ({'blue' if s == 'A' else 'orange'})" for s in logs) or "the data"
+        self.plot.setLabel("bottom", f"value ({lo:.3g} … {hi:.3g}); log histogram of {names}")

@@ -56,13 +56,19 @@ def test_shared_and_separate_transfer_functions(pair_window, qtbot):
     assert ed.target_box.currentText() == "A and B"
     ed.preset_box.setCurrentText("inferno")
     assert va.transfer_function.name == "inferno" and vb.transfer_function.name == "inferno"
-    # the histogram is of the loaded data over the value range
-    x, y = ed.hist.getData()
-    assert len(x) == len(y) + 1 and y.max() > 0
+    # the histograms are of the loaded data over the value range: A's and B's, on one scale
     lo, hi = ed.lo_box.value(), ed.hi_box.value()
     a, b = w.session.item("A").volume.data, w.session.item("B").volume.data
     assert lo == pytest.approx(min(a.min(), b.min()), abs=1e-4) and hi == pytest.approx(max(a.max(), b.max()),
                                                                                        abs=1e-4)
+    logs = {s: np.log1p(np.histogram(d, bins=len(ed.hists["A"].getData()[1]), range=(lo, hi))[0])
+            for s, d in (("A", a), ("B", b))}
+    top = max(h.max() for h in logs.values())
+    for s in ("A", "B"):
+        x, y = ed.hists[s].getData()
+        assert ed.hists[s].isVisible() and len(x) == len(y) + 1
+        np.testing.assert_allclose(y, logs[s] / top * 0.95, rtol=1e-12)
+    assert "log histogram of A (blue) and B (orange)" in ed.plot.getAxis("bottom").labelText
     # an edited opacity curve arrives as it is
     ed.points.set_points([[0.0, 0.0], [0.5, 0.3], [1.0, 0.9]])
     ed.apply()
@@ -75,6 +81,7 @@ def test_shared_and_separate_transfer_functions(pair_window, qtbot):
     ed.target_box.setCurrentText("B")
     ed.preset_box.setCurrentText("coolwarm")
     assert vb.transfer_function.name == "coolwarm" and va.transfer_function.name == "inferno"
+    assert ed.hists["B"].isVisible() and not ed.hists["A"].isVisible()  # only the data the function colours
 
     # zero opacity draws nothing in translucent mode; the edited curve draws the volume again
     w.plane_action.setChecked(False)  # only the volume's pixels count here, not the slice plane's outline
