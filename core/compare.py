@@ -197,3 +197,36 @@ def noted_grid(d: Distance, grid: Sequence[int] | None) -> Distance:
     from dataclasses import replace
 
     return replace(d, info={**d.info, "resampled_to": "×".join(str(n) for n in grid)})
+
+
+def per_slice(values: Any, axis: int, rms: bool = False) -> Any:
+    """``values [D, H, W]`` summarised over every slice perpendicular to ``axis`` (0 = z, 1 = y, 2 = x):
+    the mean (a metric's per-voxel map), or the root mean square (``rms``: a signed difference A − B).
+    Returns float64 ``[n]``, one value per slice, the error-per-level curve of the pair."""
+    import numpy as np
+
+    d = np.asarray(values, dtype=np.float64)
+    if d.ndim != 3 or axis not in (0, 1, 2):
+        raise MetricError(f"per_slice: need a [D, H, W] array and an axis 0, 1 or 2, got shape {d.shape}, axis {axis}")
+    others = tuple(k for k in range(3) if k != axis)
+    return np.sqrt(np.mean(d * d, axis=others)) if rms else np.mean(d, axis=others)
+
+
+def per_slice_table(comparison: Comparison, axis: int) -> str:
+    """CSV of the pair's per-slice curves along ``axis``: the RMS of A − B and the mean of every metric's
+    per-voxel map (MSE, MAE, SSIM, LCC), one row per slice."""
+    import numpy as np
+
+    a, b = comparison.a, comparison.b
+    if a.shape != b.shape:
+        raise MetricError(f"per-slice curves need one grid: {a.name} {a.shape} vs {b.name} {b.shape}")
+    columns = {"rms_a_minus_b": per_slice(a.scalar().data[0] - b.scalar().data[0], axis, rms=True)}
+    for name, d in comparison.distances.items():
+        if d.voxel_map is not None and np.shape(d.voxel_map) == a.shape:
+            columns[name] = per_slice(d.voxel_map, axis)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["zyx"[axis], *columns])
+    for i in range(a.shape[axis]):
+        w.writerow([i, *(repr(float(c[i])) for c in columns.values())])
+    return buf.getvalue()

@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
+    out.add_argument("--per-slice", choices=("z", "y", "x"), metavar="AXIS",
+                     help="print CSV of per-slice curves along AXIS (z, y or x) instead: the RMS of A − B and the "
+                     "mean of every per-voxel metric map (mse, mae, ssim, lcc) over each slice, as the window's "
+                     "slice profile")
     parser.add_argument("-o", "--output", help="write the JSON/CSV/table to this file instead of stdout")
 
 
@@ -161,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
         for n in names:
             if n in ("psnr", "ssim", "lcc"):
                 per.setdefault(n, {})["data_range"] = args.data_range
+    if args.per_slice and args.resample is not None:
+        from core.errors import VolsightError
+
+        raise VolsightError("--per-slice gives curves over the pair's own grid: use --onto-a, not --resample")
     a, b, baked = read_pair(args.a, args.b, args.nan, align=args.resample is None)
     b_grid = None
     if args.onto_a and b.shape != a.shape and args.resample is None:
@@ -175,7 +183,13 @@ def run(args: argparse.Namespace) -> int:
         result.options["b_resampled_from"] = b_grid
     if baked:  # a neural field evaluated on the other volume's grid
         result.options["fields_baked_on"] = baked
-    if args.json:
+    if args.per_slice:
+        from core.compare import per_slice_table
+
+        for line in csv_notes(result):
+            print(line, file=sys.stderr)
+        emit(per_slice_table(result, "zyx".index(args.per_slice)), args.output)
+    elif args.json:
         emit(result.to_json() + "\n", args.output)
     elif args.csv:
         for line in csv_notes(result):  # on stderr, so the CSV itself stays one table

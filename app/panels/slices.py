@@ -39,16 +39,6 @@ def voxel_at(axis: int, index: int, u: int, v: int) -> tuple[int, int, int]:
     return voxel[0], voxel[1], voxel[2]
 
 
-def slice_profile(diff: np.ndarray, axis: int) -> tuple[np.ndarray, str]:
-    """Per-slice summary of the difference shown, along ``axis``: the RMS of a signed difference (A − B)
-    or the mean of a metric's map (MSE, SSIM, ... per voxel), and what it is called."""
-    others = tuple(k for k in range(3) if k != axis)
-    d = np.asarray(diff, dtype=np.float64)
-    if float(d.min()) < 0:
-        return np.sqrt(np.mean(d * d, axis=others)), "RMS"
-    return np.mean(d, axis=others), "mean"
-
-
 class BandViewBox(pg.ViewBox):
     """A ViewBox in which Shift + left drag draws a box (a rubber band) instead of panning; on release
     it emits the box in image pixels (u right, v up)."""
@@ -246,12 +236,16 @@ class SlicePanel(QWidget):
             self.profile_curve.setData([], [])
             self.profile_title.setText("per slice")
             return
-        self.profile_values, what = slice_profile(diff, self.axis)
+        from core.compare import per_slice
+
+        signed = self.diff_label == "A − B"  # the signed difference: its RMS; a metric's map: its mean
+        self.profile_values = per_slice(diff, self.axis, rms=signed)
+        what = "RMS" if signed else "mean"
         idx = np.arange(self.profile_values.size)
         self.profile_curve.setData(self.profile_values, idx)
         self.profile.setYRange(-0.5, max(0.5, idx.size - 0.5), padding=0)
         name = AXES[self.axis].split()[0]
-        self.profile_title.setText(f"RMS(A − B) per {name}" if what == "RMS" else f"mean {self.diff_label} per {name}")
+        self.profile_title.setText(f"RMS(A − B) per {name}" if signed else f"mean {self.diff_label} per {name}")
         self.profile_title.setToolTip(f"{what} of {self.diff_label} over each slice along {name}; drag the line or "
                                       "click to show that slice")
 
