@@ -168,6 +168,11 @@ def _compared(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = No
     return Comparison(ca, cb, ok, options={"region": format_region(region)}), errors
 
 
+def comparison_of(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None):
+    """The Comparison of the metrics that worked (of the region's crops when there is one)."""
+    return _compared(results, a, b, region)[0]
+
+
 def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None) -> str:
     """The CLI's JSON (``volsight compare --json``) for the computed metrics, plus the metrics that failed."""
     comparison, errors = _compared(results, a, b, region)

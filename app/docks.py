@@ -337,20 +337,34 @@ class WindowController(QObject):
                 v.view.set_method(method)
 
     def export(self, fmt: str, path: str | None = None) -> str | None:
-        """Write the comparison as CSV or JSON (asks for a file name when ``path`` is None)."""
+        """Write the comparison as CSV or JSON, or (``"slices"``) its per-slice curves along the Slices tab's
+        axis as CSV, as ``volsight compare --per-slice`` (asks for a file name when ``path`` is None)."""
         results = self.session.comparison
         if not results or not self.session.has_pair():
             self.w.report_error("nothing to export yet: load A and B and wait for the comparison")
             return None
+        axis = self.w.panels["slices"].axis
+        ext = "json" if fmt == "json" else "csv"
         if path is None:
-            start = str(Path(self.w.prefs.last_dir()) / f"comparison.{fmt}")
-            path, _ = QFileDialog.getSaveFileName(self.w, f"Export comparison as {fmt.upper()}", start,
-                                                  f"{fmt.upper()} (*.{fmt})")
+            name = f"per-slice-{'zyx'[axis]}.csv" if fmt == "slices" else f"comparison.{ext}"
+            path, _ = QFileDialog.getSaveFileName(self.w, "Export per-slice curves" if fmt == "slices" else
+                                                  f"Export comparison as {ext.upper()}",
+                                                  str(Path(self.w.prefs.last_dir()) / name), f"{ext.upper()} (*.{ext})")
             if not path:
                 return None
         a, b = self.session.item("A").volume, self.session.item("B").volume
-        write = comparing.comparison_csv if fmt == "csv" else comparing.comparison_json
-        text = write(results, a, b, region=self.session.region)
+        if fmt == "slices":
+            from core.compare import per_slice_table
+            from core.errors import MetricError
+
+            try:
+                text = per_slice_table(comparing.comparison_of(results, a, b, region=self.session.region), axis)
+            except MetricError as exc:  # A and B on different grids (resampling off)
+                self.w.report_error(str(exc))
+                return None
+        else:
+            write = comparing.comparison_csv if fmt == "csv" else comparing.comparison_json
+            text = write(results, a, b, region=self.session.region)
         from core.io.atomic import write_bytes_atomic
 
         write_bytes_atomic(path, text.encode("utf-8"))
@@ -437,3 +451,6 @@ def _view_actions(window: MainWindow, ctl: WindowController) -> None:
     cm.addSeparator()
     window._action(cm, "Export &CSV…", lambda: ctl.export("csv"))
     window._action(cm, "Export &JSON…", lambda: ctl.export("json"))
+    window._action(cm, "Export &per-slice curves…", lambda: ctl.export("slices"),
+                   tip="CSV of the RMS of A − B and each metric map's mean over every slice along the Slices tab's "
+                       "axis (volsight compare --per-slice)")

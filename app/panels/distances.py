@@ -62,6 +62,7 @@ class DistancePanel(QWidget):
         em = QMenu(self)
         em.addAction("CSV…").triggered.connect(lambda: self.export_requested.emit("csv"))
         em.addAction("JSON…").triggered.connect(lambda: self.export_requested.emit("json"))
+        em.addAction("Per-slice curves (CSV)…").triggered.connect(lambda: self.export_requested.emit("slices"))
         self.export_button.setMenu(em)
         self.pair_label = QLabel("no pair loaded")
         self.pair_label.setWordWrap(True)

@@ -127,6 +127,17 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
     out = window.controller.export("csv", str(Path(a).parent / "cmp.csv"))
     csv_rows = [r for r in csv.DictReader(io.StringIO(Path(out).read_text())) if r["scale"] == ""]
     assert {r["metric"]: float(r["value"]) for r in csv_rows}["psnr"] == pytest.approx(shown["psnr"], rel=1e-12)
+    # the per-slice curves along the Slices tab's axis: the same file as volsight compare --per-slice
+    window.panels["slices"].axis_box.setCurrentIndex(1)
+    out = window.controller.export("slices", str(Path(a).parent / "slices.csv"))
+    from app.cli import main
+
+    assert main(["compare", str(a), str(b), "-m", ",".join(METRICS), "--weights", f"volsim={volsim_weights}",
+                 "--per-slice", "y", "-o", str(Path(a).parent / "c.csv")]) == 0
+    got = list(csv.reader(io.StringIO(Path(out).read_text())))
+    cli = list(csv.reader(io.StringIO((Path(a).parent / "c.csv").read_text())))
+    assert got[0] == cli[0] and got[0][:3] == ["y", "rms_a_minus_b", "mse"] and len(got) == len(cli)
+    np.testing.assert_allclose(np.array(got[1:], float), np.array(cli[1:], float), rtol=1e-6, atol=1e-12)
 
 
 def test_feature_maps_from_the_same_pass_and_scale_highlight(compared, qtbot):
