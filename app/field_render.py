@@ -95,7 +95,8 @@ class FieldRenderDialog(QDialog):
             return render_offline(field, camera, tf, size, method=method, threshold=threshold, progress=report)
 
         task = Task("render_field", work, label=f"ray-marching {self.item.name} at {size[0]}×{size[1]}")
-        task.signals.data.connect(self._show_pass)
+        # a pass of a render that "Render again" replaced may still be queued: only the latest one shows
+        task.signals.data.connect(lambda data, t=task: self._show_pass(data) if t is self.task else None)
         task.signals.failed.connect(lambda exc: self.status.setText(f"rendering failed: {exc}"))
         self.task = self.w.tasks.start(task)
         return self.task
