@@ -183,7 +183,7 @@ def load_item(path: str | os.PathLike, variable: str | None = None, index: int |
 
     if progress:
         progress(None, f"reading {p.name}")
-    info = registry.file_info(p)
+    info = registry.file_info(p, stats=False)  # names and frames only: the read below is the one pass over the data
     var_infos = info.volume_variables()
     names = tuple(v.name for v in var_infos)
     chosen = variable if variable is not None else (names[0] if names else None)
