@@ -206,6 +206,39 @@ def corrected_opacity(alpha, step_in_voxels: float):
     return 1.0 - np.power(np.clip(1.0 - np.asarray(alpha), 0.0, None), step_in_voxels)
 
 
+BACKGROUND_SHARE = 0.10  # a value level is "the background" when this share of the voxels sits on it
+BACKGROUND_BINS = 256
+BACKGROUND_ZONE = 0.25  # ... and it lies in the lowest quarter of the range
+
+
+def display_range(*arrays: np.ndarray) -> tuple[float, float]:
+    """The default value range of a transfer function over ``arrays`` (the finite values of all).
+
+    The data's min and max, except where a dominant background level (one histogram bin of 256
+    holding at least 10% of the voxels, in the lowest quarter of the range but not at its bottom)
+    sits above the minimum: then the range starts at that level (the median of the bin's values),
+    so that the background is transparent under the usual opacity ramp. That is the case of an
+    exactly-zero background compared with a noisy or neurally compressed copy whose background
+    scatters around zero: with the joint min as the lower bound the clean volume's background
+    would get opacity and fill the box with haze. Values below the range show as the range's
+    lowest colour, transparent. A range that would be empty becomes (lo, lo + 1).
+    """
+    parts = [np.asarray(a, dtype=np.float32).ravel() for a in arrays]
+    parts = [p[np.isfinite(p)] if not np.isfinite(p).all() else p for p in parts]
+    data = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    if data.size == 0:
+        return (0.0, 1.0)
+    lo, hi = float(data.min()), float(data.max())
+    if not hi > lo:
+        return (lo, lo + 1.0)
+    counts, edges = np.histogram(data, bins=BACKGROUND_BINS, range=(lo, hi))
+    k = int(np.argmax(counts))
+    if 0 < k < BACKGROUND_ZONE * BACKGROUND_BINS and counts[k] >= BACKGROUND_SHARE * data.size:
+        inside = data[(data >= edges[k]) & (data <= edges[k + 1])]
+        lo = float(np.median(inside))
+    return (lo, hi)
+
+
 def preset_files() -> dict[str, Path]:
     """name → path of the shipped colormaps."""
     return {p.stem.lower(): p for p in sorted(COLORMAP_DIR.glob("*.json"))}

@@ -131,7 +131,10 @@ class TransferEditor(QWidget):
             b.setKeyboardTracking(False)
             b.valueChanged.connect(lambda _v: self.apply())
         self.reset_button = QPushButton("Fit range")
-        self.reset_button.setToolTip("set the value range to the data's min and max")
+        self.reset_button.setToolTip(
+            "set the value range to the data's min and max; where many voxels share one low background level "
+            "above the minimum (an exact zero beside a noisy copy), the range starts there, so that the "
+            "background stays transparent")
         self.reset_button.clicked.connect(self.fit_range)
 
         self.plot = pg.PlotWidget()
@@ -213,22 +216,18 @@ class TransferEditor(QWidget):
     def _slot_data(self) -> dict[str, np.ndarray]:
         return {s: self.session.item(s).volume.scalar().data for s in self._slots() if self.session.item(s) is not None}
 
-    def _data(self) -> np.ndarray | None:
-        arrays = list(self._slot_data().values())
-        return np.concatenate([a.ravel() for a in arrays]) if arrays else None
-
     def _on_item_changed(self, slot: str) -> None:
         if self.session.transfer(slot) is None or slot == self._target or self.session.shared_tf:
             self.fit_range(apply=True)
 
     def fit_range(self, apply: bool = True) -> None:
-        data = self._data()
-        if data is None or data.size == 0:
+        arrays = list(self._slot_data().values())
+        if self.tfmod is None or not any(a.size for a in arrays):
             return
-        lo, hi = float(data.min()), float(data.max())
+        lo, hi = self.tfmod.display_range(*arrays)
         self._updating = True
         self.lo_box.setValue(lo)
-        self.hi_box.setValue(hi if hi > lo else lo + 1.0)
+        self.hi_box.setValue(hi)
         self._updating = False
         self._draw_histogram()
         if apply:
@@ -298,4 +297,7 @@ class TransferEditor(QWidget):
                 item.setData([0, 1], [0])
                 item.setVisible(False)
         names = " and ".join(f"{s} ({'blue' if s == 'A' else 'orange'})" for s in logs) or "the data"
-        self.plot.setLabel("bottom", f"value ({lo:.3g} … {hi:.3g}); log histogram of {names}")
+        total = sum(d.size for d in data.values())
+        below = sum(int(np.count_nonzero(d < lo)) for d in data.values())
+        under = f"; {below / total:.1%} of the voxels lie below it (transparent)" if below and total else ""
+        self.plot.setLabel("bottom", f"value ({lo:.3g} … {hi:.3g}){under}; log histogram of {names}")

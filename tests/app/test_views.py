@@ -162,3 +162,32 @@ def test_a_long_header_ends_in_an_ellipsis_and_tells_the_whole_text(qtbot):
     assert label.fontMetrics().horizontalAdvance(shown) <= 120
     assert label.toolTip() == "a-very-long-volume-name · 64×64×64 · neural field (baked)\n/data/run/field.vsf"
     assert label.text() == "a-very-long-volume-name · 64×64×64 · neural field (baked)"  # the whole text still
+
+
+def test_fitted_range_leaves_a_clean_background_transparent_beside_a_noisy_copy(window, qtbot, tmp_path):
+    """A volume with an exactly-zero background beside a noisy copy of it: the shared range starts at the
+    background level, not at the noise's minimum, so A's empty space stays empty instead of hazy."""
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse"])
+    rng = np.random.default_rng(3)
+    clean = np.zeros((32, 32, 32), np.float32)
+    clean[12:20, 12:20, 12:20] = 1.0
+    noisy = clean + rng.normal(0.0, 0.03, clean.shape).astype(np.float32)
+    np.save(tmp_path / "clean.npy", clean)
+    np.save(tmp_path / "noisy.npy", noisy)
+    window.load_pair(str(tmp_path / "clean.npy"), str(tmp_path / "noisy.npy"))
+    wait_for(window, qtbot, window.session.has_pair)
+    window.plane_action.setChecked(False)
+    window.session.set_method("translucent")
+    ed, va = window.panels["transfer"], window.slot_views["A"].view
+    wait_for(window, qtbot, lambda: va.transfer_function.value_range[0] == 0.0)
+    assert ed.hi_box.value() == pytest.approx(float(noisy.max()), abs=1e-4)
+    label = ed.plot.getAxis("bottom").labelText
+    assert "of the voxels lie below it (transparent)" in label
+    fitted = _fraction_lit(va.grab_image())
+    ed.lo_box.setValue(float(noisy.min()))  # the joint minimum, as before: A's zeros get opacity
+    assert va.transfer_function.value_range[0] == pytest.approx(float(noisy.min()), abs=1e-4)
+    hazy = _fraction_lit(va.grab_image())
+    assert fitted > 0.005 and hazy > 5 * fitted
+    ed.fit_range()
+    assert va.transfer_function.value_range[0] == 0.0

@@ -8,6 +8,7 @@ from renderer.transfer import (
     TransferFunction,
     TransferFunctionError,
     corrected_opacity,
+    display_range,
     preset_names,
 )
 
@@ -98,3 +99,32 @@ def test_dict_round_trip_through_json():
     np.testing.assert_array_equal(back.opacity_points, tf.opacity_points)
     with pytest.raises(TransferFunctionError):
         TransferFunction.from_dict({"name": "x"})
+
+
+def test_display_range_starts_at_a_dominant_background_above_the_minimum():
+    rng = np.random.default_rng(0)
+    clean = np.zeros((32, 32, 32), np.float32)
+    clean[8:24, 8:24, 8:24] = rng.uniform(0.2, 1.0, (16, 16, 16))
+    noisy = clean + rng.normal(0.0, 0.02, clean.shape).astype(np.float32)
+    # alone, each volume's range is its min..max: the noisy one has no single background level
+    assert display_range(clean) == (0.0, float(clean.max()))
+    assert display_range(noisy) == (float(noisy.min()), float(noisy.max()))
+    # together, the clean volume's exact zeros are the background: the range starts there, so a
+    # linear opacity ramp leaves them transparent instead of at the joint minimum's few percent
+    lo, hi = display_range(clean, noisy)
+    assert lo == 0.0 and hi == float(max(clean.max(), noisy.max()))
+    tf = TransferFunction(value_range=(lo, hi))
+    assert tf.opacities(tf.normalise(np.zeros(1)))[0] == 0.0
+
+
+def test_display_range_keeps_min_and_max_otherwise():
+    rng = np.random.default_rng(1)
+    spread = rng.normal(0.0, 1.0, 50_000).astype(np.float32)
+    assert display_range(spread) == (float(spread.min()), float(spread.max()))
+    # a dominant level in the upper part of the range (a bright background) is left alone
+    bright = np.concatenate([np.ones(40_000, np.float32), rng.uniform(-1.0, 0.0, 10_000).astype(np.float32)])
+    assert display_range(bright) == (float(bright.min()), 1.0)
+    # non-finite values are ignored; constant or empty data gets a unit range
+    assert display_range(np.array([np.nan, 2.0, 4.0, np.inf])) == (2.0, 4.0)
+    assert display_range(np.full(8, 3.0)) == (3.0, 4.0)
+    assert display_range(np.zeros(0)) == (0.0, 1.0)
