@@ -91,6 +91,30 @@ def onto_grid(volume: Volume, shape: Sequence[int], interpolation: str = "linear
     return volume.evolve(data, spacing=spacing)
 
 
+def region_onto_grid(region: Region, shape: Sequence[int], target: Sequence[int]) -> Region:
+    """The box of a grid of ``target`` that covers ``region`` of a grid of ``shape`` spanning the same domain
+    (corner-aligned, as ``onto_grid`` resamples: voxel centre i of n sits at i / (n - 1) of the domain).
+
+    The region's first and last voxel centres are mapped and rounded outwards, so the box covers at
+    least what the region covers; it keeps at least 2 voxels per axis. A region of the same grid comes
+    back unchanged."""
+    region = check_region(region, shape)
+    shape = tuple(int(n) for n in shape)
+    target = tuple(int(m) for m in target)
+    if shape == target:
+        return region
+    out = []
+    for (lo, hi), n, m in zip(region, shape, target, strict=True):
+        if m < 2:
+            raise MetricError(f"a grid of {m} voxels along an axis cannot hold a region")
+        f = (m - 1) / max(1, n - 1)
+        start = int(np.floor(lo * f + 1e-9))
+        stop = int(np.ceil((hi - 1) * f - 1e-9)) + 1
+        start, stop = max(0, min(start, m - 2)), min(m, stop)
+        out.append((start, max(stop, start + 2)))
+    return tuple(out)  # type: ignore[return-value]
+
+
 def embed(values: np.ndarray, region: Region, shape: Sequence[int], fill: float = 0.0) -> np.ndarray:
     """A ``[D, H, W]`` array of ``shape`` holding the region's ``values`` in its box and ``fill`` elsewhere."""
     region = check_region(region, shape)

@@ -85,7 +85,7 @@ class SeriesPanel(QWidget):
         self.items: list[LoadedItem] = []
         self.matrix: np.ndarray | None = None
         self.region: Any = None  # the region the shown matrix was computed in (None: whole volumes)
-        self.region_skipped = False  # a region was set but names A's voxels on another grid than the series'
+        self.region_mapped = False  # the region names A's voxels, mapped onto the series' other grid
         self.kinds: dict[str, str] = {}  # metric -> "distance" or "similarity" (from the catalog)
         self.metric_box = QComboBox()
         self.metric_box.setToolTip("metric of the distance matrix")
@@ -238,9 +238,15 @@ class SeriesPanel(QWidget):
         vols = [it.volume for it in self.items]
         metric, region = self.metric, self.w.session.region
         a = self.w.session.item("A")
-        self.region_skipped = region is not None and (a is None or a.shape != vols[0].shape)
-        if self.region_skipped:  # the region names A's voxels; on another grid it would name other ones
+        # the region names A's voxels; on another grid the series takes the box covering the same part of
+        # the domain (corner-aligned, as members on other grids are resampled)
+        self.region_mapped = region is not None and a is not None and a.shape != vols[0].shape
+        if region is not None and a is None:
             region = None
+        elif self.region_mapped:
+            from core.region import region_onto_grid
+
+            region = region_onto_grid(region, a.shape, vols[0].shape)
         task = Task("series", lambda progress: series_matrix(vols, metric, progress, region=region),
                     label=f"{metric} matrix of {len(vols)} volumes")
         self.region = region
@@ -285,8 +291,8 @@ class SeriesPanel(QWidget):
         label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
         more = "" if n <= 8 else f", … ({n} in all)"
         where = "" if self.region is None else f" in region {format_region(self.region)}"
-        if self.region_skipped:
-            where += " (whole volumes: the region is on A's grid, the series on another)"
+        if self.region is not None and self.region_mapped:
+            where += " (A's region, on the series' grid)"
         grid = self.items[0].volume.shape if self.items else None
         if any(it.volume.shape != grid for it in self.items):
             where += f" on the grid of 0 ({'×'.join(map(str, grid))})"

@@ -260,13 +260,14 @@ def test_series_members_on_other_grids_are_resampled_onto_the_first(window, qtbo
     wait_for(window, qtbot, lambda: series.matrix is not None, timeout=60000)
     np.testing.assert_allclose(series.matrix, m, rtol=1e-6)
     assert "on the grid of 0 (20×24×28)" in series.info.text() and not window.errors
-    # A on another grid than the series (loaded after it): A's region names other voxels, so the series
-    # stays on the whole volumes and says why
+    # A on another grid than the series (loaded after it): A's region names A's voxels, so the series takes
+    # the box of its own grid that covers the same part of the domain, and says so
     other = tmp_path / "other.npy"
     np.save(other, rng.random((12, 12, 12), dtype=np.float32))
     window.open_paths([str(other)], slot="A")
     wait_for(window, qtbot, lambda: window.session.item("A").shape == (12, 12, 12))
     window.session.set_region(((0, 6), (0, 12), (0, 12)))
     wait_for(window, qtbot, lambda: series.matrix is not None and "region" in series.info.text(), timeout=60000)
-    np.testing.assert_allclose(series.matrix, m, rtol=1e-6)
-    assert "whole volumes: the region is on A's grid" in series.info.text()
+    mapped = ((0, 10), (0, 24), (0, 28))  # A's z 0..5 of 12 voxel centres covers 0..9.1 of the series' 20
+    np.testing.assert_allclose(series.matrix, series_matrix(vols, "mse", region=mapped), rtol=1e-6)
+    assert "in region 0:10,0:24,0:28 (A's region, on the series' grid)" in series.info.text()

@@ -10,7 +10,7 @@ import pytest
 from app.cli import main
 from core.compare import compare
 from core.errors import MetricError
-from core.region import crop, crop_pair, format_region, is_whole, parse_region
+from core.region import crop, crop_pair, format_region, is_whole, parse_region, region_onto_grid
 from core.volume import Volume
 
 
@@ -190,3 +190,14 @@ def test_compare_onto_a_puts_b_on_a_grid_as_the_window_does(pair, tmp_path, caps
     captured = capsys.readouterr()
     assert "B (small) resampled from (10, 12, 14) onto A's grid (20, 24, 28)" in captured.err
     assert captured.out.splitlines()[0].startswith("a,b,metric")  # the CSV itself stays one table
+
+
+def test_a_region_maps_onto_another_grid_of_the_same_domain():
+    box = ((2, 8), (0, 10), (3, 5))
+    assert region_onto_grid(box, (10, 10, 10), (10, 10, 10)) == box
+    # twice as fine (19 voxel centres where there were 10, corner-aligned): centre i goes to 2i
+    assert region_onto_grid(box, (10, 10, 10), (19, 19, 19)) == ((4, 15), (0, 19), (6, 9))
+    # coarser: rounded outwards, so the box still covers the region, and never thinner than 2 voxels
+    assert region_onto_grid(((4, 6), (0, 10), (8, 10)), (10, 10, 10), (4, 4, 4)) == ((1, 3), (0, 4), (2, 4))
+    with pytest.raises(MetricError, match="outside"):
+        region_onto_grid(((0, 12), (0, 10), (0, 10)), (10, 10, 10), (4, 4, 4))
