@@ -108,6 +108,19 @@ class OpacityPoints(pg.GraphItem):
         self._on_release()
 
 
+def value_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round values (1, 2 or 5 times a power of ten apart) between ``lo`` and ``hi``, about ``count`` of them."""
+    span = hi - lo
+    if not span > 0 or not np.isfinite(span):
+        return [lo]
+    raw = span / max(1, count)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= 0.7 * raw)
+    first = np.ceil(lo / step - 1e-9) * step
+    ticks = first + step * np.arange(int(np.floor((hi - first) / step + 1e-9)) + 1)
+    return [0.0 if abs(t) < 1e-12 * step else float(t) for t in ticks]
+
+
 class TransferEditor(QWidget):
     """Edits the transfer function of A and B (shared) or of one slot, writing it to the session."""
 
@@ -119,6 +132,7 @@ class TransferEditor(QWidget):
         self.tfmod = transfer_module()
         self._target = "A"
         self._updating = False
+        self._drawn_range: tuple[float, float] | None = None  # the value range the histogram is drawn over
         self.target_box = QComboBox()
         self.target_box.addItems(["A and B"])
         self.target_box.currentIndexChanged.connect(self._on_target)
@@ -260,6 +274,8 @@ class TransferEditor(QWidget):
             return
         tf = self.current()
         self._draw_strip()
+        if tf.value_range != self._drawn_range:  # a range typed in: the histogram and axis follow it
+            self._draw_histogram()
         self._updating = True
         try:
             self.session.set_transfer(self._target, tf)
@@ -285,6 +301,7 @@ class TransferEditor(QWidget):
         lo, hi = self.lo_box.value(), self.hi_box.value()
         if hi <= lo:
             hi = lo + 1.0
+        self._drawn_range = (lo, hi)
         logs = {s: np.log1p(np.histogram(d, bins=HIST_BINS, range=(lo, hi))[0].astype(float))
                 for s, d in data.items() if d.size}
         top = max((float(h.max()) for h in logs.values()), default=0.0) or 1.0
@@ -301,3 +318,5 @@ class TransferEditor(QWidget):
         below = sum(int(np.count_nonzero(d < lo)) for d in data.values())
         under = f"; {below / total:.1%} of the voxels lie below it (transparent)" if below and total else ""
         self.plot.setLabel("bottom", f"value ({lo:.3g} … {hi:.3g}){under}; log histogram of {names}")
+        # the curve lives on t in [0, 1]; the axis names the data values there
+        self.plot.getAxis("bottom").setTicks([[((v - lo) / (hi - lo), f"{v:.4g}") for v in value_ticks(lo, hi)]])

@@ -191,3 +191,21 @@ def test_fitted_range_leaves_a_clean_background_transparent_beside_a_noisy_copy(
     assert fitted > 0.005 and hazy > 5 * fitted
     ed.fit_range()
     assert va.transfer_function.value_range[0] == 0.0
+
+
+def test_transfer_editor_axis_names_data_values(pair_window):
+    from app.panels.transfer_editor import value_ticks
+
+    assert value_ticks(0.0, 1.03) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert value_ticks(-5.0, 300.0) == [0.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0]
+    assert value_ticks(3.0, 3.0) == [3.0]
+    ed = pair_window.panels["transfer"]
+    ed.lo_box.setValue(-100.0)
+    ed.hi_box.setValue(300.0)
+    ticks = ed.plot.getAxis("bottom")._tickLevels[0]  # the curve's t in [0, 1] where each value sits
+    assert [label for _t, label in ticks] == ["-100", "0", "100", "200", "300"]
+    assert [t for t, _label in ticks] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    # a typed range redraws the histograms over it: all of the demo's values fall in the 25% above 0
+    assert "value (-100 … 300)" in ed.plot.getAxis("bottom").labelText
+    x, y = ed.hists["A"].getData()
+    assert y[: len(y) // 4].sum() == 0 and y[len(y) // 4:].sum() > 0
