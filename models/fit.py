@@ -231,6 +231,7 @@ class _Fitter:
         self.early_stopped = False
         self.stall_count = 0
         self.grid_losses: list[float | torch.Tensor] = []  # tensors until the stop rule reads them
+        self.history: list[tuple[int, float]] = []  # (iteration, batch loss) every log_every iterations
         self.seconds = 0.0
         self.last_loss = math.nan
         window = cfg.early_stop_window or max(1, cfg.iterations // 10)
@@ -357,7 +358,12 @@ class _Fitter:
             header["grid_opt"] = g_meta
         tensors["rng"] = self.gen.get_state()
         tensors["grid_losses"] = torch.tensor([float(x) for x in self.grid_losses], dtype=torch.float64)
+        tensors["history"] = torch.tensor(self.history_rows(), dtype=torch.float64).reshape(-1, 2)
         write_tensor_file(path, tensors, header)
+
+    def history_rows(self) -> list[list[float]]:
+        """The logged (iteration, batch loss) pairs as numbers."""
+        return [[float(it), loss] for it, loss in self.history]
 
     def restore(self, header: dict[str, Any], tensors: dict[str, torch.Tensor], path: Any) -> None:
         from core.errors import FieldFileError
@@ -382,6 +388,8 @@ class _Fitter:
             _restore_optimizer("grid_opt", self.grid_opt, tensors, header["grid_opt"])
         self.gen.set_state(tensors["rng"])
         self.grid_losses = [float(x) for x in tensors["grid_losses"].tolist()]
+        rows = tensors["history"].tolist() if "history" in tensors else []  # older checkpoints have none
+        self.history = [(int(it), float(loss)) for it, loss in rows]
         self.iteration = int(header["iteration"])
         self.grid_steps = int(header["grid_steps"])
         self.frozen_at = header["frozen_at"]
@@ -389,6 +397,18 @@ class _Fitter:
         self.stall_count = int(header["stall_count"])
         self.seconds = float(header["seconds"])
         self.last_loss = float(header["last_loss"])
+
+
+HISTORY_POINTS = 400  # at most this many (iteration, loss) pairs go into a field file's summary
+
+
+def thin_history(rows: list[list[float]], points: int = HISTORY_POINTS) -> list[list[float]]:
+    """At most ``points`` evenly spread rows of a fit's (iteration, batch loss) log, the last one always kept,
+    as [iteration, loss] pairs of plain numbers (JSON: a field file's summary)."""
+    if len(rows) <= points:
+        return [[int(it), float(loss)] for it, loss in rows]
+    keep = np.unique(np.linspace(0, len(rows) - 1, points).round().astype(int))
+    return [[int(rows[i][0]), float(rows[i][1])] for i in keep]
 
 
 def fit(volume: Any, config: FitConfig | dict[str, Any] | None = None, callback: Callback | None = None,
@@ -426,6 +446,7 @@ def fit(volume: Any, config: FitConfig | dict[str, Any] | None = None, callback:
         fitter.seconds = base_seconds + time.perf_counter() - t0
         if it % max(1, cfg.log_every) == 0 or it == cfg.iterations:
             fitter.last_loss = float(loss_t.detach())
+            fitter.history.append((it, fitter.last_loss))
             if callback is not None:
                 progress = FitProgress(it, cfg.iterations, fitter.last_loss, psnr_from_mse(fitter.last_loss),
                                        fitter.seconds, fitter.grids_moving(it))
@@ -446,6 +467,7 @@ def fit(volume: Any, config: FitConfig | dict[str, Any] | None = None, callback:
         "points_per_iteration": cfg.points, "seed": int(seed), "seconds": round(fitter.seconds, 3),
         "parameters": field_.parameter_count(), "batch_mse": fitter.last_loss,
         "batch_psnr": psnr_from_mse(fitter.last_loss), "cancelled": cancelled, "device": str(dev),
+        "history": thin_history(fitter.history_rows()),
     }
     if fitter.adaptive:
         summary.update({"grid_fit_start": fitter.fit_start, "grids_frozen_at": fitter.frozen_at,

@@ -21,6 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
+def _history_words(rows: list) -> str:
+    """A fit's (iteration, loss) log in a few words (``--json`` gives all of it)."""
+    rows = [r for r in rows if isinstance(r, (list, tuple)) and len(r) == 2]
+    if not rows:
+        return "none"
+    return (f"{len(rows)} points, iterations {rows[0][0]}-{rows[-1][0]}, batch loss {rows[0][1]:.3g} -> "
+            f"{rows[-1][1]:.3g} (--json lists them)")
+
+
 def _field_info(path: Path) -> dict[str, Any] | None:
     """The neural-field description when models.store recognises the file, else None."""
     try:
@@ -100,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         elif "field" in doc:
             print(f"{path}: neural field")
             for key, value in doc["field"].items():
+                if key == "summary" and isinstance(value, dict) and isinstance(value.get("history"), list):
+                    value = {**value, "history": _history_words(value["history"])}
                 print(f"  {key}: {value}")
         else:
             print(f"{path}: {info.format}")

@@ -68,6 +68,12 @@ def fit_to_item(volume: Any, config: dict[str, Any], progress, seed: int = 0):
 
 
 HELP = "Fits a neural field to the volume in A; the field then goes into B and is compared like a volume."
+FIT_TITLE = "fit: PSNR and loss per iteration"
+
+
+def batch_psnr(loss: float) -> float:
+    """PSNR (dB) of a fit's batch loss, an MSE on values normalised to [0, 1] (as the fit reports it)."""
+    return 10.0 * math.log10(1.0 / loss) if loss > 0 else math.inf
 
 
 def field_file_name(nf: Any) -> str:
@@ -138,7 +144,7 @@ class FieldPanel(QWidget):
         self.estimate.setWordWrap(True)
         self.estimate.setStyleSheet("color: #888;")
 
-        self.plot = pg.PlotWidget(title="fit: PSNR and loss per iteration")
+        self.plot = pg.PlotWidget(title=FIT_TITLE)
         self.plot.setObjectName("fit_plot")
         self.plot.setMinimumHeight(80)
         self.plot.setMenuEnabled(False)
@@ -197,14 +203,29 @@ class FieldPanel(QWidget):
         if nf is None:
             if self.status.text().startswith("B: "):  # no longer true
                 self.status.setText(HELP)
+            if self.plot.getPlotItem().titleLabel.text != FIT_TITLE:  # the curves were of the field B held
+                self.history = []
+                self._draw_history()
+                self.plot.setTitle(FIT_TITLE)
             return
         if nf is getattr(self, "last_field", None):
             return  # the fit's own summary stays
         shape = "×".join(map(str, nf.source_shape))
         params = nf.parameter_count()
         ratio = f", {int(np.prod(nf.source_shape)) * nf.channels / params:.3g} : 1" if params else ""
-        self.status.setText(f"B: {nf.kind} field of {nf.name} ({shape}), {_count(params)} parameters{ratio}; "
-                            "its distances to A are in the table")
+        summary = getattr(nf, "summary", None) or {}
+        fitted = ""
+        if summary.get("iterations"):
+            fitted = f"; fitted in {summary['iterations']} iterations ({float(summary.get('seconds', 0)):.0f} s)"
+            if isinstance(summary.get("psnr"), (int, float)):
+                fitted += f" to {float(summary['psnr']):.2f} dB"
+        self.status.setText(f"B: {nf.kind} field of {nf.name} ({shape}), {_count(params)} parameters{ratio}"
+                            f"{fitted}; its distances to A are in the table")
+        # the fit's curves, when the field file kept them (fields fitted by volsight do)
+        rows = [(int(r[0]), float(r[1])) for r in summary.get("history") or [] if len(r) == 2]
+        self.history = [(it, loss, batch_psnr(loss)) for it, loss in rows]
+        self._draw_history()
+        self.plot.setTitle(f"fit of B ({nf.name}): PSNR and loss per iteration" if rows else FIT_TITLE)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
@@ -247,8 +268,8 @@ class FieldPanel(QWidget):
         cfg = {**self.config(model_options), **overrides}
         volume = item.volume
         self.history = []
-        self.psnr_curve.setData([], [])
-        self.loss_curve.setData([], [])
+        self._draw_history()
+        self.plot.setTitle(FIT_TITLE)
         task = Task("fit", lambda progress: fit_to_item(volume, cfg, progress),
                     label=f"fitting {cfg['model']} ({cfg['size']}) to {volume.name}")
         task.signals.data.connect(self._on_progress)
@@ -270,9 +291,16 @@ class FieldPanel(QWidget):
             self.plot.showAxis(side, shown)
 
     def _on_progress(self, data: tuple[int, float, float]) -> None:
-        if not self.history:
-            self._show_axes(True)
         self.history.append(data)
+        self._draw_history()
+
+    def _draw_history(self) -> None:
+        """The PSNR and loss curves of ``self.history`` (iteration, loss, PSNR); no axes while it is empty."""
+        self._show_axes(bool(self.history))
+        if not self.history:
+            self.psnr_curve.setData([], [])
+            self.loss_curve.setData([], [])
+            return
         h = np.array(self.history, dtype=float)
         self.psnr_curve.setData(h[:, 0], np.where(np.isfinite(h[:, 2]), h[:, 2], 0.0))
         self.loss_curve.setData(h[:, 0], np.log10(np.maximum(h[:, 1], 1e-30)))

@@ -141,15 +141,15 @@ def test_a_field_file_is_named_after_its_source_and_model(tmp_path):
 
 
 def test_a_field_dropped_on_b_is_described_in_the_panel(demo_window, qtbot, tmp_path):
-    from app.panels.fields import HELP, field_file_name
+    from app.panels.fields import FIT_TITLE, HELP, field_file_name
     from models.fit import fit
 
     window = demo_window
     panel = window.panels["fields"]
     assert panel.status.text() == HELP
     a = window.session.item("A")
-    field, _ = fit(a.volume, {"model": "apmgsrn", "size": "small", "model_options": TINY, "iterations": 5,
-                              "points": 512, "log_every": 5}, device="cpu")
+    field, summary = fit(a.volume, {"model": "apmgsrn", "size": "small", "model_options": TINY, "iterations": 10,
+                                    "points": 512, "log_every": 5}, device="cpu")
     path = tmp_path / "f.vsf"
     field.save(path)
     b_volume = window.session.item("B")
@@ -157,10 +157,19 @@ def test_a_field_dropped_on_b_is_described_in_the_panel(demo_window, qtbot, tmp_
     wait_for(window, qtbot, lambda: window.session.item("B").kind == "field", timeout=60000)
     params = field.parameter_count()
     assert panel.status.text() == (f"B: apmgsrn field of plume (16×16×16), {params / 1e3:.0f} k parameters, "
-                                   f"{16**3 / params:.3g} : 1; its distances to A are in the table")
+                                   f"{16**3 / params:.3g} : 1; fitted in 10 iterations ({summary['seconds']:.0f} s) "
+                                   f"to {summary['psnr']:.2f} dB; its distances to A are in the table")
+    # the fit's loss log came with the file: its curves are drawn, titled as B's
+    x, y = panel.psnr_curve.getData()
+    assert list(x) == [5, 10]
+    np.testing.assert_allclose(y, [-10 * np.log10(loss) for _, loss in summary["history"]])
+    assert "fit of B (plume)" in panel.plot.getPlotItem().titleLabel.text
+    assert panel.plot.getPlotItem().getAxis("left").isVisible()
     assert field_file_name(field) == "plume-apmgsrn.vsf"
-    window.set_items({"B": b_volume})  # a volume again: the description goes
+    window.set_items({"B": b_volume})  # a volume again: the description and the curves go
     wait_for(window, qtbot, lambda: panel.status.text() == HELP)
+    assert panel.psnr_curve.getData()[0] is None or len(panel.psnr_curve.getData()[0]) == 0
+    assert panel.plot.getPlotItem().titleLabel.text == FIT_TITLE
 
 
 def test_a_field_is_baked_on_the_grid_of_the_volume_it_is_compared_with(window, qtbot, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 
@@ -36,6 +37,13 @@ def test_fit_bake_info_cli(tmp_path, capsys):
     assert main(["info", str(field_path)]) == 0
     text = capsys.readouterr().out
     assert "neural field" in text and "apmgsrn" in text
+    # the fit's loss log is in the file; the text output sums it up, --json gives all of it
+    history = field.summary["history"]
+    assert len(history) == 30 and history[-1][0] == 30
+    assert (f"'history': '30 points, iterations 1-30, batch loss {history[0][1]:.3g} -> {history[-1][1]:.3g} "
+            "(--json lists them)'") in text
+    assert main(["info", "--json", str(field_path)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["field"]["summary"]["history"] == history
 
 
 def test_fit_cli_errors(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.errors import FieldFileError, VolsightError
-from models.fit import FitConfig, field_psnr, fit
+from models.fit import FitConfig, field_psnr, fit, thin_history
 
 from .conftest import analytic_volume, tiny_fit
 
@@ -61,6 +61,10 @@ def test_checkpoint_resume_equals_uninterrupted(volume16, tmp_path):
     for (k, x), (_, y) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(x, y), k
     assert s2["grid_fit_steps"] == full_summary["grid_fit_steps"]
+    # the loss log survives the checkpoint: the resumed run's is the uninterrupted run's
+    assert [it for it, _ in full_summary["history"]] == list(range(5, 41, 5))
+    assert s2["history"] == full_summary["history"]
+    assert s1["history"] == full_summary["history"][:3]
     with pytest.raises(FieldFileError, match="other fit options"):
         fit(volume16, tiny_fit(41), seed=3, resume=ck, device="cpu")
     with pytest.raises(FieldFileError, match="not this one"):
@@ -106,3 +110,14 @@ def test_chunked_step_matches_one_pass(volume16, monkeypatch):
     b, _ = fit(volume16, tiny_fit(8, chunk=0), seed=4)
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.allclose(x, y, atol=1e-5, rtol=1e-4), k
+
+
+def test_the_loss_log_is_thinned_evenly_keeping_both_ends():
+    rows = [[float(i), 1.0 / i] for i in range(1, 1001)]
+    short = thin_history(rows[:50])
+    assert short == [[int(i), loss] for i, loss in rows[:50]]
+    thin = thin_history(rows, points=100)
+    assert len(thin) == 100 and thin[0] == [1, 1.0] and thin[-1] == [1000, 1.0 / 1000]
+    steps = {b[0] - a[0] for a, b in zip(thin, thin[1:])}
+    assert steps <= {10, 11}  # evenly spread
+    assert all(isinstance(it, int) for it, _ in thin)
