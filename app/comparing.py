@@ -8,9 +8,6 @@ provide is reported as unavailable; nothing here makes numbers up.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -161,38 +158,27 @@ def _compared(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = No
 
     ok, errors = _split(results)
     if region is None:
-        return Comparison(a, b, ok), errors
+        return Comparison(a, b, ok, errors=errors)
     from core.region import crop_pair, format_region
 
     ca, cb = crop_pair(a, b, region)
-    return Comparison(ca, cb, ok, options={"region": format_region(region)}), errors
+    return Comparison(ca, cb, ok, options={"region": format_region(region)}, errors=errors)
 
 
 def comparison_of(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None):
-    """The Comparison of the metrics that worked (of the region's crops when there is one)."""
-    return _compared(results, a, b, region)[0]
+    """The Comparison of the metrics that worked (of the region's crops when there is one), with the others'
+    errors."""
+    return _compared(results, a, b, region)
 
 
 def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None) -> str:
     """The CLI's JSON (``volsight compare --json``) for the computed metrics, plus the metrics that failed."""
-    comparison, errors = _compared(results, a, b, region)
-    doc = comparison.as_dict()
-    if errors:
-        doc["errors"] = errors
-    return json.dumps(doc, indent=2)
+    return _compared(results, a, b, region).to_json()
 
 
 def comparison_csv(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None) -> str:
     """The CLI's CSV (``volsight compare --csv``) for the computed metrics; failed metrics as rows with an error."""
-    comparison, errors = _compared(results, a, b, region)
-    text = comparison.to_csv()
-    if errors:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        for name, msg in errors.items():
-            w.writerow([comparison.a.name, comparison.b.name, name, "error", "", "", "", msg])
-        text += buf.getvalue()
-    return text
+    return _compared(results, a, b, region).to_csv()
 
 
 def signed_difference(a: Volume, b: Volume):

@@ -46,6 +46,7 @@ class Comparison:
     b: Volume
     distances: dict[str, Distance]
     options: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # metric -> why it gave no value (on_error="report")
 
     def value(self, metric: str) -> float:
         """The scalar of one metric."""
@@ -59,14 +60,18 @@ class Comparison:
             item["value"] = _json_number(float(d.value))
             out[name] = item
         opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.options.items()}
-        return {"a": _describe_volume(self.a), "b": _describe_volume(self.b), "options": opts, "distances": out}
+        doc = {"a": _describe_volume(self.a), "b": _describe_volume(self.b), "options": opts, "distances": out}
+        if self.errors:
+            doc["errors"] = dict(self.errors)
+        return doc
 
     def to_json(self, indent: int | None = 2) -> str:
         """The comparison as JSON text."""
         return json.dumps(self.as_dict(), indent=indent)
 
     def to_csv(self) -> str:
-        """One row per metric (scale empty) and one per scale of multiscale metrics."""
+        """One row per metric (scale empty) and one per scale of multiscale metrics; a metric that failed is a
+        row of kind ``error`` with the reason in the last column."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["a", "b", "metric", "kind", "scale", "value", "term", "contribution"])
@@ -75,6 +80,8 @@ class Comparison:
             for scale, term in d.terms.items():
                 w.writerow([self.a.name, self.b.name, name, d.kind, scale, "", repr(float(term)),
                             repr(float(d.contributions.get(scale, 0.0)))])
+        for name, why in self.errors.items():
+            w.writerow([self.a.name, self.b.name, name, "error", "", "", "", why])
         return buf.getvalue()
 
 
@@ -131,6 +138,7 @@ def compare(
     weights: Any = None,
     metric_options: Mapping[str, Mapping[str, Any]] | None = None,
     region: Any = None,
+    on_error: str = "raise",
     **options: Any,
 ) -> Comparison:
     """Distances between ``a`` and ``b`` for each metric.
@@ -145,7 +153,13 @@ def compare(
     A network that takes only some grid sizes (VolSiM: every axis a multiple of 4) and is given no
     ``resample`` compares a pair on another grid on the nearest one it takes (:func:`fitted_grid`),
     and says so in its Distance's ``info["resampled_to"]``, rather than failing the whole comparison.
+
+    ``on_error``: ``"raise"`` (default) lets a metric's MetricError end the comparison; ``"report"``
+    keeps the other metrics' values and records the reason in ``Comparison.errors`` (a metric that
+    cannot take the pair, say SSIM on a slab thinner than its window).
     """
+    if on_error not in ("raise", "report"):
+        raise MetricError(f"compare: on_error is 'raise' or 'report', got {on_error!r}")
     unknown = set(options) - set(SHARED_OPTIONS)
     if unknown:
         raise MetricError(f"compare: unknown option(s) {', '.join(sorted(unknown))}; per-metric options go in "
@@ -165,14 +179,21 @@ def compare(
         shared["region"] = format_region(box)
     per = dict(metric_options or {})
     distances: dict[str, Distance] = {}
+    errors: dict[str, str] = {}
     for name, metric in built.items():
         opts = {k: v for k, v in {**shared, **per.get(name, {})}.items() if k != "region"}
-        fitted = fitted_grid(metric, va, vb, opts)
-        if fitted is not None:
-            opts["resample"] = fitted
-        d = metric.distance(va, vb, features=features and metric.learned, **opts)
+        try:
+            fitted = fitted_grid(metric, va, vb, opts)
+            if fitted is not None:
+                opts["resample"] = fitted
+            d = metric.distance(va, vb, features=features and metric.learned, **opts)
+        except MetricError as exc:
+            if on_error == "raise":
+                raise
+            errors[name] = str(exc)
+            continue
         distances[name] = noted_grid(d, fitted)
-    return Comparison(va, vb, distances, options=shared)
+    return Comparison(va, vb, distances, options=shared, errors=errors)
 
 
 def nearest_grid(metric: Metric, shape: Sequence[int]) -> tuple[int, ...] | None:

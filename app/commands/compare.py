@@ -9,7 +9,9 @@ HELP = (
     "Distances between two volumes (files: NetCDF, .npy/.npz, raw, or neural fields, baked). "
     "Classical metrics work on raw values; "
     "learned ones (volsim) normalise the pair jointly to [-1, 1] unless --no-normalize. "
-    "Prints a table, or JSON with --json, or CSV with --csv."
+    "Prints a table, or JSON with --json, or CSV with --csv. A metric that cannot take the pair (say SSIM on a "
+    "slab thinner than its window) is reported with its reason, the others' values still come, and the exit "
+    "status is 2."
 )
 
 
@@ -59,8 +61,8 @@ def add_nan_argument(parser: argparse.ArgumentParser) -> None:
 def add_slice_arguments(parser: argparse.ArgumentParser) -> None:
     """``--axis``/``--stride``: how 2D metrics (lsim, watson-*) slice 3D volumes."""
     parser.add_argument("--axis", choices=("0", "1", "2", "z", "y", "x", "all"),
-                        help="2D metrics on volumes: slices perpendicular to this axis, or all three "
-                        "(required for 2D metrics; mean over slices)")
+                        help="2D metrics (lsim, watson-*) on volumes: slices perpendicular to this axis, or all three "
+                        "(default all, as the window; mean over slices)")
     parser.add_argument("--stride", type=int, help="2D metrics: use every N-th slice (default 1)")
 
 
@@ -69,14 +71,12 @@ def slice_options(names: list[str], args: argparse.Namespace) -> dict[str, dict]
     from core.metrics.registry import metric_class
 
     opts = {k: v for k, v in (("axis", args.axis), ("stride", args.stride)) if v is not None}
-    if not opts:
-        return {}
-    out = {n: dict(opts) for n in names if 2 in metric_class(n).dims and 3 not in metric_class(n).dims}
-    if not out:
+    flat = [n for n in names if 2 in metric_class(n).dims and 3 not in metric_class(n).dims]
+    if opts and not flat:
         from core.errors import MetricError
 
         raise MetricError("--axis/--stride apply to 2D metrics (lsim, watson-dct, watson-fft) only")
-    return out
+    return {n: {"axis": "all", **opts} for n in flat}  # no --axis: slices along all three axes, as the window
 
 
 def parse_weights(items: list[str] | None):
@@ -112,6 +112,11 @@ def read_pair(path_a: str, path_b: str, nan: str = "raise", align: bool = True):
     return a.volume, b.volume, {s: list(it.shape) for s, it in baked.items()}
 
 
+def reason(name: str, why: str) -> str:
+    """A metric's error text without the metric's name in front (the line names it already)."""
+    return why[len(name) + 2:] if why.lower().startswith(f"{name.lower()}: ") else why
+
+
 def format_table(comparison) -> str:
     """Human-readable lines: metric, value, kind, and per-scale shares for multiscale metrics."""
     source = comparison.options.get("b_resampled_from")
@@ -125,6 +130,8 @@ def format_table(comparison) -> str:
         if d.contributions:
             parts = ", ".join(f"{k} {v:.3g}" for k, v in d.contributions.items())
             lines.append(f"{'':>8}  shares: {parts}")
+    for name, why in comparison.errors.items():
+        lines.append(f"{name:>8}  no value: {reason(name, why)}")
     return "\n".join(lines) + "\n"
 
 
@@ -178,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
         b = onto_grid(b, a.shape, args.interpolation or "linear")
     result = compare(a, b, names, weights=parse_weights(args.weights), metric_options=per,
                      normalize=args.normalize, resample=args.resample, interpolation=args.interpolation,
-                     region=args.region)
+                     region=args.region, on_error="report")
+    for name, why in result.errors.items():  # the others' values still come; the exit status says one failed
+        print(f"volsight compare: {name}: {reason(name, why)}", file=sys.stderr)
     if b_grid is not None:  # said in every output form
         result.options["b_resampled_from"] = b_grid
     if baked:  # a neural field evaluated on the other volume's grid
@@ -197,4 +206,4 @@ def run(args: argparse.Namespace) -> int:
         emit(result.to_csv(), args.output)
     else:
         emit(format_table(result), args.output)
-    return 0
+    return 2 if result.errors else 0

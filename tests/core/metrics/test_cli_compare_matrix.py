@@ -95,8 +95,11 @@ def test_compare_errors_exit_non_zero(tmp_path, capsys, reference, shared_dir, m
     assert main(["compare", pa, pb, "--metric", "volsim", "--weights", str(evil)]) == 2
     assert "evil.pth" in capsys.readouterr().err
 
-    assert main(["compare", pa, pb, "--metric", "watson-dct"]) == 2  # a 2D metric needs a slicing choice
-    assert "axis" in capsys.readouterr().err
+    # a 2D metric slices along all three axes unless told otherwise, as the window does
+    assert main(["compare", pa, pb, "--metric", "watson-dct", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)["distances"]["watson-dct"]["value"]
+    assert main(["compare", pa, pb, "--metric", "watson-dct", "--axis", "all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["distances"]["watson-dct"]["value"] == default
     assert main(["compare", pa, pb, "--metric", "watson-dct", "--axis", "z", "--stride", "16"]) == 0
     assert "watson-dct" in capsys.readouterr().out
     assert main(["compare", pa, pb, "--metric", "mse", "--axis", "z"]) == 2
@@ -171,3 +174,38 @@ def test_output_into_a_closed_pipe_ends_quietly():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_a_metric_that_cannot_take_the_pair_leaves_the_others_standing(tmp_path, capsys):
+    """SSIM needs 11 voxels along every axis: on a 6-voxel slab it gives no value, with its reason, while the
+    other metrics' values still come in every output form; the exit status says that one failed."""
+    from core.compare import compare
+    from core.errors import MetricError
+    from core.volume import Volume
+
+    rng = np.random.default_rng(5)
+    a = rng.random((6, 24, 24), dtype=np.float32)
+    b = a + 0.1 * rng.random((6, 24, 24), dtype=np.float32)
+    pa, pb = str(tmp_path / "a.npy"), str(tmp_path / "b.npy")
+    np.save(pa, a)
+    np.save(pb, b)
+    va, vb = Volume.from_array(a, name="a"), Volume.from_array(b, name="b")
+    with pytest.raises(MetricError, match="at least 11 voxels"):
+        compare(va, vb, ["mse", "ssim"])
+    got = compare(va, vb, ["mse", "ssim", "ncc"], on_error="report")
+    assert list(got.distances) == ["mse", "ncc"] and "at least 11 voxels" in got.errors["ssim"]
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    assert got.value("mse") == pytest.approx(mse, rel=1e-6)
+
+    assert main(["compare", pa, pb, "--metric", "mse,ssim"]) == 2
+    out, err = capsys.readouterr()
+    assert re.search(r"^\s+mse  \S+  \(distance\)$", out, re.M)
+    assert "    ssim  no value: every axis needs at least 11 voxels, got (6, 24, 24)" in out
+    assert err.strip() == "volsight compare: ssim: every axis needs at least 11 voxels, got (6, 24, 24)"
+    assert main(["compare", pa, pb, "--metric", "mse,ssim", "--json"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["distances"]["mse"]["value"] == pytest.approx(mse, rel=1e-6) and "ssim" in doc["errors"]
+    assert main(["compare", pa, pb, "--metric", "mse,ssim", "--csv"]) == 2
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["metric"], r["kind"]) for r in rows] == [("mse", "distance"), ("ssim", "error")]
+    assert "at least 11 voxels" in rows[1]["contribution"]
