@@ -126,6 +126,8 @@ def format_table(comparison) -> str:
     lines = [f"A: {comparison.a.name} {comparison.a.shape}  B: {comparison.b.name} {comparison.b.shape}{onto}"]
     for name, d in comparison.distances.items():
         on = f", on {d.info['resampled_to']}" if d.info.get("resampled_to") else ""  # a network's nearest grid
+        if d.info.get("slice_axes_left_out"):  # a 2D metric on a slab: the planes it could take only
+            on += f"; {d.info['slice_axes_left_out']}"
         lines.append(f"{name:>8}  {d.value:.6g}  ({d.kind}{on})")
         if d.contributions:
             parts = ", ".join(f"{k} {v:.3g}" for k, v in d.contributions.items())
@@ -145,6 +147,8 @@ def csv_notes(comparison) -> list[str]:
     for name, d in comparison.distances.items():
         if d.info.get("resampled_to"):
             notes.append(f"note: {name} computed on the grid {d.info['resampled_to']}")
+        if d.info.get("slice_axes_left_out"):
+            notes.append(f"note: {name}: {d.info['slice_axes_left_out']}")
     return notes
 
 

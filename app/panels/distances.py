@@ -219,6 +219,8 @@ class DistancePanel(QWidget):
                 note += f", on {d.info['resampled_to']}"
             if d.info.get("data_range") is not None:  # PSNR's and SSIM's R: say which, as it moves the value
                 note = (note + f", data range {float(d.info['data_range']):.4g}").lstrip(", ")
+            if d.info.get("slice_axes_left_out"):  # a 2D metric on a slab: the planes it could take only
+                note = (note + f", slices along {d.info['slice_axes']} only").lstrip(", ")
         v = QTableWidgetItem(value)
         v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if d is not None and not isinstance(d, BaseException):
@@ -227,6 +229,8 @@ class DistancePanel(QWidget):
         kind = QTableWidgetItem(info.get("kind", "") if not hasattr(d, "kind") else d.kind)
         n = QTableWidgetItem(note)
         tip = str(d) if isinstance(d, BaseException) else note
+        if not isinstance(d, BaseException) and d is not None and d.info.get("slice_axes_left_out"):
+            tip = f"{note}: {d.info['slice_axes_left_out']}"
         if note.startswith("identity weights"):
             tip = ("no trained weights are set: the network is an exact identity, so its value is the plain "
                    "voxel-wise SSD or LCC of the pair (min-max normalised together); give it weights with "

@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.panels.ticks import two_ticks
+
 AXES = ("z (axial)", "y", "x")
 
 
@@ -244,6 +246,10 @@ class SlicePanel(QWidget):
         idx = np.arange(self.profile_values.size)
         self.profile_curve.setData(self.profile_values, idx)
         self.profile.setYRange(-0.5, max(0.5, idx.size - 0.5), padding=0)
+        finite = self.profile_values[np.isfinite(self.profile_values)]
+        if finite.size:  # two round values label the narrow plot (automatic ticks run into each other)
+            ticks = two_ticks(float(finite.min()), float(finite.max()))
+            self.profile.getAxis("bottom").setTicks([[(t, f"{t:.3g}") for t in ticks]])
         name = AXES[self.axis].split()[0]
         self.profile_title.setText(f"RMS(A − B) per {name}" if signed else f"mean {self.diff_label} per {name}")
         self.profile_title.setToolTip(f"{what} of {self.diff_label} over each slice along {name}; drag the line or "

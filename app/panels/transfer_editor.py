@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from app.panels.ticks import value_ticks
 from app.session import Session
 
 HIST_BINS = 128
@@ -106,19 +107,6 @@ class OpacityPoints(pg.GraphItem):
         self._redraw()
         self._on_change()
         self._on_release()
-
-
-def value_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round values (1, 2 or 5 times a power of ten apart) between ``lo`` and ``hi``, about ``count`` of them."""
-    span = hi - lo
-    if not span > 0 or not np.isfinite(span):
-        return [lo]
-    raw = span / max(1, count)
-    power = 10.0 ** np.floor(np.log10(raw))
-    step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= 0.7 * raw)
-    first = np.ceil(lo / step - 1e-9) * step
-    ticks = first + step * np.arange(int(np.floor((hi - first) / step + 1e-9)) + 1)
-    return [0.0 if abs(t) < 1e-12 * step else float(t) for t in ticks]
 
 
 class TransferEditor(QWidget):

@@ -59,6 +59,29 @@ def parse_axes(axis: Any, metric: str = "2D metric") -> tuple[int, ...]:
     raise MetricError(f"{metric}: slice axis must be 0, 1, 2, 'z', 'y', 'x' or 'all', got {axis!r}")
 
 
+def axes_with_room(axis: Any, axes: tuple[int, ...], shape: tuple[int, ...], min_size: int,
+                   metric: str = "2D metric") -> tuple[tuple[int, ...], str]:
+    """The chosen ``axes`` whose slices of a ``[D, H, W]`` grid are at least ``min_size`` on both sides, and
+    a note naming the dropped ones ('' when none).
+
+    Only ``axis='all'`` drops axes (a slab 6 voxels thin is compared on its 128×128 planes, not on 6×128
+    strips a metric cannot take); an axis named on its own that has no room stays an error of the metric."""
+    if not (isinstance(axis, str) and axis.strip().lower() == "all"):
+        return axes, ""
+    def plane(ax: int) -> tuple[int, ...]:
+        return tuple(int(n) for i, n in enumerate(shape) if i != ax)
+
+    kept = tuple(ax for ax in axes if min(plane(ax)) >= min_size)
+    if not kept:
+        raise MetricError(f"{metric}: no axis of a {'×'.join(map(str, shape))} grid has slices of at least "
+                          f"{min_size}×{min_size}")
+    dropped = [ax for ax in axes if ax not in kept]
+    if not dropped:
+        return kept, ""
+    what = ", ".join(f"{AXIS_NAMES[ax]} ({'×'.join(map(str, plane(ax)))})" for ax in dropped)
+    return kept, f"slices along {what} are smaller than {min_size}×{min_size}: left out"
+
+
 def slice_indices(n: int, stride: int = 1) -> np.ndarray:
     """Indices of the slices kept along an axis of length ``n``: every ``stride``-th from 0."""
     if isinstance(stride, bool) or int(stride) != stride or int(stride) < 1:

@@ -56,6 +56,7 @@ from core.metrics.registry import register
 from core.metrics.slicing import (
     RESAMPLE_OPTIONS,
     SLICE_OPTIONS,
+    axes_with_room,
     image_array,
     pair_data,
     parse_axes,
@@ -430,11 +431,14 @@ class _WatsonMetric(Metric):
         axis, stride = slice_options(self.name, options, _OPTIONS)
         axes = parse_axes(axis, self.name)
         data_a, data_b = pair_data(self, a, b, options)
+        axes, left_out = axes_with_room(axis, axes, data_a.shape[1:], BLOCK, self.name)
         normalize = self._normalize_option(options)
         result = sliced_distance(
             lambda sa, sb: self._evaluate(sa, sb, normalize), data_a, data_b, axes, stride, self.batch_size, self.name
         )
         info = result.info(stride)
+        if left_out:
+            info["slice_axes_left_out"] = left_out
         info.update({"model": "rgb" if self._model_for(a.channels).color else "gray", "preset": self.preset,
                      "reference": "a"})
         return Distance(

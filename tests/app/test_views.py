@@ -194,11 +194,15 @@ def test_fitted_range_leaves_a_clean_background_transparent_beside_a_noisy_copy(
 
 
 def test_transfer_editor_axis_names_data_values(pair_window):
-    from app.panels.transfer_editor import value_ticks
+    from app.panels.ticks import two_ticks, value_ticks
 
     assert value_ticks(0.0, 1.03) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     assert value_ticks(-5.0, 300.0) == [0.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0]
     assert value_ticks(3.0, 3.0) == [3.0]
+    # two, for a plot with room for two, in from the ends so that their labels are not cut off
+    assert two_ticks(0.1, 0.9) == pytest.approx([0.4, 0.6])
+    assert two_ticks(0.00247, 0.00253) == pytest.approx([0.00248, 0.00252])
+    assert two_ticks(2.0, 2.0) == [2.0]
     ed = pair_window.panels["transfer"]
     ed.lo_box.setValue(-100.0)
     ed.hi_box.setValue(300.0)

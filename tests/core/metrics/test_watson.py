@@ -187,6 +187,23 @@ def test_volumes_need_slicing_and_use_registry(rng):
     d = m.distance(va, vb, axis="all", stride=4)
     assert d.info["slice_count"] == 12 and d.value > 0
     assert sum(d.contributions.values()) == pytest.approx(d.value, rel=1e-6)
+    assert "slice_axes_left_out" not in d.info
+
+
+def test_all_axes_of_a_slab_are_the_planes_with_room_for_a_block(rng):
+    """A slab 6 voxels thin: 'all' compares its 32×24 planes (its 6×24 and 6×32 strips hold no 8×8 block) and says
+    so; naming a strip axis on its own stays an error."""
+    m = get_metric("watson-dct")
+    va = Volume.from_array(gaussian_filter(rng.standard_normal((6, 32, 24)), 2).astype(np.float32))
+    vb = va.evolve(data=va.data + 0.05 * rng.standard_normal(va.data.shape).astype(np.float32))
+    d = m.distance(va, vb, axis="all")
+    assert d.value == m.distance(va, vb, axis="z").value and d.info["slice_axes"] == "z"
+    assert d.info["slice_axes_left_out"] == "slices along y (6×24), x (6×32) are smaller than 8×8: left out"
+    with pytest.raises(MetricError, match="smaller than one 8x8 block"):
+        m.distance(va, vb, axis="y")
+    tiny = Volume.from_array(rng.random((6, 6, 6), dtype=np.float32))
+    with pytest.raises(MetricError, match="no axis of a 6×6×6 grid has slices of at least 8×8"):
+        m.distance(tiny, tiny, axis="all")
 
 
 # ---------------------------------------------------------------------------------------- original weight files
