@@ -23,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _history_words(rows: list) -> str:
     """A fit's (iteration, loss) log in a few words (``--json`` gives all of it)."""
-    rows = [r for r in rows if isinstance(r, (list, tuple)) and len(r) == 2]
+    try:
+        rows = [(int(it), float(loss)) for it, loss in rows]
+    except (TypeError, ValueError):
+        return "malformed"
     if not rows:
         return "none"
     return (f"{len(rows)} points, iterations {rows[0][0]}-{rows[-1][0]}, batch loss {rows[0][1]:.3g} -> "

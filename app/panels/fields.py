@@ -71,6 +71,17 @@ HELP = "Fits a neural field to the volume in A; the field then goes into B and i
 FIT_TITLE = "fit: PSNR and loss per iteration"
 
 
+def loss_log(rows: Any) -> list[tuple[int, float]]:
+    """A field file's fit log ``[[iteration, loss], ...]`` as numbers; [] when it is missing or malformed."""
+    out: list[tuple[int, float]] = []
+    try:
+        for it, loss in rows or []:
+            out.append((int(it), float(loss)))
+    except (TypeError, ValueError):
+        return []
+    return out
+
+
 def batch_psnr(loss: float) -> float:
     """PSNR (dB) of a fit's batch loss, an MSE on values normalised to [0, 1] (as the fit reports it)."""
     return 10.0 * math.log10(1.0 / loss) if loss > 0 else math.inf
@@ -213,16 +224,19 @@ class FieldPanel(QWidget):
         shape = "×".join(map(str, nf.source_shape))
         params = nf.parameter_count()
         ratio = f", {int(np.prod(nf.source_shape)) * nf.channels / params:.3g} : 1" if params else ""
-        summary = getattr(nf, "summary", None) or {}
+        summary = getattr(nf, "summary", None)
+        summary = summary if isinstance(summary, dict) else {}  # a file's header: take nothing on trust
         fitted = ""
-        if summary.get("iterations"):
-            fitted = f"; fitted in {summary['iterations']} iterations ({float(summary.get('seconds', 0)):.0f} s)"
+        if isinstance(summary.get("iterations"), int) and summary["iterations"] > 0:
+            seconds = summary.get("seconds")
+            took = f" ({float(seconds):.0f} s)" if isinstance(seconds, (int, float)) else ""
+            fitted = f"; fitted in {summary['iterations']} iterations{took}"
             if isinstance(summary.get("psnr"), (int, float)):
                 fitted += f" to {float(summary['psnr']):.2f} dB"
         self.status.setText(f"B: {nf.kind} field of {nf.name} ({shape}), {_count(params)} parameters{ratio}"
                             f"{fitted}; its distances to A are in the table")
         # the fit's curves, when the field file kept them (fields fitted by volsight do)
-        rows = [(int(r[0]), float(r[1])) for r in summary.get("history") or [] if len(r) == 2]
+        rows = loss_log(summary.get("history"))
         self.history = [(it, loss, batch_psnr(loss)) for it, loss in rows]
         self._draw_history()
         self.plot.setTitle(f"fit of B ({nf.name}): PSNR and loss per iteration" if rows else FIT_TITLE)

@@ -268,3 +268,16 @@ def test_ray_marching_the_field_itself_from_the_view_menu(window, qtbot, tmp_pat
     assert np.abs(dialog.image.astype(int) - before.astype(int)).max() > 10
     dialog.close()
     assert read_volume(apath).shape == (16, 16, 16)  # the input files are untouched
+
+
+def test_a_field_files_fit_log_is_read_defensively():
+    """The log comes from a file's header: whatever it holds, the panel takes numbers or nothing."""
+    from app.commands.info import _history_words
+    from app.panels.fields import loss_log
+
+    assert loss_log([[5, 0.5], [10, "0.25"]]) == [(5, 0.5), (10, 0.25)]
+    for junk in (None, "abc", [[1, 2, 3]], [5], [[1, None]], {"a": 1}):
+        assert loss_log(junk) == []
+    assert _history_words([[5, 0.5], [10, 0.25]]) == ("2 points, iterations 5-10, batch loss 0.5 -> 0.25 "
+                                                      "(--json lists them)")
+    assert _history_words("junk") == "malformed" and _history_words([]) == "none"
