@@ -8,7 +8,7 @@ the field itself is kept for ray-marching and for saving.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -120,6 +120,38 @@ def item_from_field(neural_field: Any, path: str | None = None, progress: Progre
         vol = vol.evolve(name=name)
     return LoadedItem(volume=vol, path=path, kind="field", neural_field=neural_field,
                       info={"source_shape": list(neural_field.source_shape)})
+
+
+def _natural_key(name: str) -> list:
+    """Sort key putting t2 before t10 (digit runs compare as numbers)."""
+    import re
+
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", name)]
+
+
+def expand_folders(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """``paths`` with every folder replaced by the volume and neural-field files in it (not in sub-folders), in
+    natural order (``t2`` before ``t10``): a folder of time steps opens as a series. A raw file's JSON sidecar
+    is not listed beside its data file. ReaderError for a folder that holds none."""
+    from core.errors import ReaderError
+    from core.io.registry import known_extensions
+
+    suffixes = tuple(known_extensions()) + (".vsf",)
+    out: list[str] = []
+    for p in paths:
+        folder = Path(p)
+        if not folder.is_dir():
+            out.append(os.fspath(p))
+            continue
+        names = [f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(suffixes)
+                 and not f.name.startswith(".")]
+        present = {f.name.lower() for f in names}
+        names = [f for f in names if not (f.name.lower().endswith(".json")
+                                          and f.name.lower()[: -len(".json")] in present)]
+        if not names:
+            raise ReaderError(folder, f"the folder holds no volume or neural-field files ({', '.join(suffixes)})")
+        out.extend(os.fspath(f) for f in sorted(names, key=lambda f: _natural_key(f.name)))
+    return out
 
 
 def file_stem(text: str) -> str:

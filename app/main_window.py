@@ -111,6 +111,8 @@ class MainWindow(FileOpening, QMainWindow):
                      tip="open one file into A, two into A and B, more as a series")
         self._action(self.file_menu, "Open into &A…", lambda: self.open_dialog("A"))
         self._action(self.file_menu, "Open into &B…", lambda: self.open_dialog("B"))
+        self._action(self.file_menu, "Open &folder as a series…", self.open_folder_dialog,
+                     tip="the volume and field files of a folder (time steps, say), in natural order, as a series")
         self.recent_menu = self.file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.file_menu.addSeparator()

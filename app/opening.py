@@ -15,7 +15,7 @@ from typing import Any
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from app.loading import LoadedItem, align_fields, load_item
+from app.loading import LoadedItem, align_fields, expand_folders, load_item
 from app.panels.slot_view import dropped_paths
 from app.session import SLOTS
 from app.workers import Task
@@ -30,8 +30,15 @@ class FileOpening:
     nan_as_zero: set[str]  # files whose NaN/Inf values the user agreed to see as 0
 
     def open_paths(self, paths: Sequence[str], slot: str | None = None) -> None:
-        """One file → ``slot`` (or the first empty slot); two → A and B; more → a series."""
-        paths = [str(p) for p in paths]
+        """One file → ``slot`` (or the first empty slot); two → A and B; more → a series. A folder stands for
+        the volume and field files in it (a folder of time steps opens as a series)."""
+        from core.errors import ReaderError
+
+        try:
+            paths = expand_folders(paths)
+        except ReaderError as exc:  # nothing loaded is touched
+            self.load_failed(exc)
+            return
         if not paths:
             return
         if len(paths) == 1:
@@ -175,6 +182,15 @@ class FileOpening:
         dlg.setFileMode(QFileDialog.FileMode.ExistingFile if slot else QFileDialog.FileMode.ExistingFiles)
         dlg.setObjectName("open_dialog")
         dlg.filesSelected.connect(lambda files: self.open_paths(files, slot))
+        dlg.open()
+
+    def open_folder_dialog(self) -> None:
+        """File → Open folder as a series: a non-blocking folder dialog; the folder's files open as a series."""
+        dlg = QFileDialog(self, "Open a folder of volumes as a series", self.prefs.last_dir())
+        dlg.setFileMode(QFileDialog.FileMode.Directory)
+        dlg.setOption(QFileDialog.Option.ShowDirsOnly, True)
+        dlg.setObjectName("open_folder_dialog")
+        dlg.fileSelected.connect(lambda folder: self.open_paths([folder]) if folder else None)
         dlg.open()
 
     def _fill_recent_menu(self) -> None:

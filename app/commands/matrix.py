@@ -12,7 +12,8 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", help="volume files (two or more)")
+    parser.add_argument("files", nargs="+", help="volume files (two or more), or folders of them (their "
+                        "volume and field files, in natural order: t2 before t10)")
     parser.add_argument("--metric", "-m", default="mse", help="metric name (see `volsight metrics`)")
     parser.add_argument("--weights", metavar="PATH", help="weights of a learned metric")
     norm = parser.add_mutually_exclusive_group()
@@ -46,13 +47,14 @@ def matrix_csv(names: list[str], matrix) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from app.commands.compare import emit
-    from app.loading import load_item, onto_first_grid
+    from app.loading import expand_folders, load_item, onto_first_grid
     from core.errors import MetricError
     from core.metrics.matrix import distance_matrix
 
-    if len(args.files) < 2:
+    files = expand_folders(args.files)  # a folder stands for its volume files, in natural order
+    if len(files) < 2:
         raise MetricError("a matrix needs at least two files")
-    items = [load_item(f, nan_policy=args.nan) for f in args.files]
+    items = [load_item(f, nan_policy=args.nan) for f in files]
     # neural fields (.vsf) are baked on the first member's grid, as in the window's series
     volumes = [it.volume for it in (onto_first_grid(items) if args.resample is None else items)]
     if len({v.shape for v in volumes}) > 1 and args.resample is None:  # as the window's series does

@@ -111,6 +111,12 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def known_extensions() -> list[str]:
+    """Every file extension a registered reader takes (lower case, with the dot; multi-part ones included)."""
+    _load_builtin_readers()
+    return sorted({e for r in _READERS for e in r.extensions})
+
+
 def reader_for(path: str | os.PathLike) -> VolumeReader:
     """The reader for ``path``: by extension, else by content; UnsupportedFormatError if none."""
     _load_builtin_readers()
@@ -135,7 +141,7 @@ def reader_for(path: str | os.PathLike) -> VolumeReader:
             return r
     if by_extension is not None:
         return by_extension
-    known = sorted({e for r in _READERS for e in r.extensions})
+    known = known_extensions()
     raise UnsupportedFormatError(p, f"unknown file type {ext or '(no extension)'}; volsight reads {', '.join(known)}")
 
 

@@ -271,3 +271,52 @@ def test_series_members_on_other_grids_are_resampled_onto_the_first(window, qtbo
     mapped = ((0, 10), (0, 24), (0, 28))  # A's z 0..5 of 12 voxel centres covers 0..9.1 of the series' 20
     np.testing.assert_allclose(series.matrix, series_matrix(vols, "mse", region=mapped), rtol=1e-6)
     assert "in region 0:10,0:24,0:28 (A's region, on the series' grid)" in series.info.text()
+
+
+def test_a_dropped_folder_opens_its_files_as_a_series_in_natural_order(window, qtbot, tmp_path, rng):
+    """A folder of time steps named t1 … t10 (with a raw file's sidecar, a hidden file and a text file among
+    them) becomes a series of its volume files in natural order; a folder without any is an error that
+    leaves the window as it was."""
+    from app.loading import expand_folders
+    from core.errors import ReaderError
+
+    folder = tmp_path / "steps"
+    folder.mkdir()
+    base = smooth_volume(rng, 16)
+    for i in (10, 2, 1):
+        np.save(folder / f"t{i}.npy", (base + 0.05 * i).astype(np.float32))
+    (folder / "notes.txt").write_text("not a volume")
+    (folder / ".hidden.npy").write_bytes(b"junk")
+    (folder / "raw.raw").write_bytes(np.zeros((16, 16, 16), np.float32).tobytes())
+    (folder / "raw.raw.json").write_text('{"dtype": "float32", "shape": [16, 16, 16]}')
+    expected = [str(folder / n) for n in ("raw.raw", "t1.npy", "t2.npy", "t10.npy")]
+    assert expand_folders([folder]) == expected
+    assert expand_folders([str(folder / "t2.npy")]) == [str(folder / "t2.npy")]  # files pass through
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ReaderError, match="holds no volume or neural-field files"):
+        expand_folders([empty])
+
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    window.session.set_metrics(["mse"])
+    series = window.panels["series"]
+    series.metric_box.setCurrentIndex(series.metric_box.findData("mse"))
+    drop_files(window, [folder])
+    wait_for(window, qtbot, lambda: series.matrix is not None, timeout=60000)
+    assert [it.path for it in series.items] == expected and series.matrix.shape == (4, 4)
+    before = (window.session.item("A"), window.session.item("B"))
+    drop_files(window, [empty])
+    wait_for(window, qtbot, lambda: any("holds no volume" in e for e in window.errors))
+    assert (window.session.item("A"), window.session.item("B")) == before
+
+    # File › Open folder as a series: the same through a folder dialog
+    from PySide6.QtWidgets import QFileDialog
+
+    window.open_folder_dialog()
+    dlg = window.findChild(QFileDialog, "open_folder_dialog")
+    assert dlg is not None and dlg.fileMode() == QFileDialog.FileMode.Directory
+    series.matrix = None
+    dlg.fileSelected.emit(str(folder))
+    wait_for(window, qtbot, lambda: series.matrix is not None, timeout=60000)
+    assert [it.path for it in series.items] == expected
+    dlg.close()

@@ -209,3 +209,17 @@ def test_a_metric_that_cannot_take_the_pair_leaves_the_others_standing(tmp_path,
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["metric"], r["kind"]) for r in rows] == [("mse", "distance"), ("ssim", "error")]
     assert "at least 11 voxels" in rows[1]["contribution"]
+
+
+def test_matrix_takes_a_folder_of_time_steps_in_natural_order(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    base = rng.random((8, 8, 8), dtype=np.float32)
+    for i in (10, 9, 1):
+        np.save(tmp_path / f"t{i}.npy", base + 0.01 * i)
+    assert main(["matrix", str(tmp_path), "--metric", "mse"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["", "t1", "t9", "t10"]
+    assert float(rows[1][3]) == pytest.approx(0.09**2, rel=1e-4)  # t1 to t10: 0.09 apart everywhere
+    (tmp_path / "empty").mkdir()
+    assert main(["matrix", str(tmp_path / "empty"), "--metric", "mse"]) == 2
+    assert "holds no volume or neural-field files" in capsys.readouterr().err
