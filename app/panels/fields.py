@@ -127,6 +127,7 @@ class FieldPanel(QWidget):
         self.task: Task | None = None
         self._estimate_stale = True  # the size estimate waits until the tab is shown
         self.history: list[tuple[int, float, float]] = []
+        self._curves_of_b = False  # the curves are a loaded field's log (they go when B changes), not a fit's
         self.model_box = QComboBox()
         self.model_box.addItems(MODELS)
         self.size_box = QComboBox()
@@ -214,10 +215,8 @@ class FieldPanel(QWidget):
         if nf is None:
             if self.status.text().startswith("B: "):  # no longer true
                 self.status.setText(HELP)
-            if self.plot.getPlotItem().titleLabel.text != FIT_TITLE:  # the curves were of the field B held
-                self.history = []
-                self._draw_history()
-                self.plot.setTitle(FIT_TITLE)
+            if self._curves_of_b:  # the curves were of the field B held: they go with it
+                self._show_fit_log([], FIT_TITLE)
             return
         if nf is getattr(self, "last_field", None):
             return  # the fit's own summary stays
@@ -237,9 +236,9 @@ class FieldPanel(QWidget):
                             f"{fitted}; its distances to A are in the table")
         # the fit's curves, when the field file kept them (fields fitted by volsight do)
         rows = loss_log(summary.get("history"))
-        self.history = [(it, loss, batch_psnr(loss)) for it, loss in rows]
-        self._draw_history()
-        self.plot.setTitle(f"fit of B ({nf.name}): PSNR and loss per iteration" if rows else FIT_TITLE)
+        self._show_fit_log([(it, loss, batch_psnr(loss)) for it, loss in rows],
+                           f"fit of B ({nf.name}): PSNR and loss per iteration" if rows else FIT_TITLE)
+        self._curves_of_b = bool(rows)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
@@ -281,9 +280,7 @@ class FieldPanel(QWidget):
             return None
         cfg = {**self.config(model_options), **overrides}
         volume = item.volume
-        self.history = []
-        self._draw_history()
-        self.plot.setTitle(FIT_TITLE)
+        self._show_fit_log([], FIT_TITLE)
         task = Task("fit", lambda progress: fit_to_item(volume, cfg, progress),
                     label=f"fitting {cfg['model']} ({cfg['size']}) to {volume.name}")
         task.signals.data.connect(self._on_progress)
@@ -307,6 +304,13 @@ class FieldPanel(QWidget):
     def _on_progress(self, data: tuple[int, float, float]) -> None:
         self.history.append(data)
         self._draw_history()
+
+    def _show_fit_log(self, history: list[tuple[int, float, float]], title: str) -> None:
+        """Show ``history`` (a fit starting, or a loaded field's log) under ``title``."""
+        self.history = history
+        self._curves_of_b = False
+        self._draw_history()
+        self.plot.setTitle(title)
 
     def _draw_history(self) -> None:
         """The PSNR and loss curves of ``self.history`` (iteration, loss, PSNR); no axes while it is empty."""
