@@ -111,6 +111,7 @@ class Metric:
     input_range: ClassVar[tuple[float, float] | None] = None
     input_per_channel: ClassVar[bool] = False
     normalizes_by_default: ClassVar[bool] = False
+    compares_magnitudes: ClassVar[bool] = False  # vector volumes go in as their magnitude (normalised after)
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         raise NotImplementedError

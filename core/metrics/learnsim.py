@@ -232,6 +232,10 @@ class LearnSimMetric(Metric):
     is_metric = False
     has_voxel_map = True
     preprocessing = "joint min-max of the pair to [0, 1]; vector volumes: magnitude; resample=N optional (trilinear)"
+    # a set (series, matrix) is mapped to [0, 1] with the set's bounds, magnitudes first (core.metrics.matrix)
+    input_range = (0.0, 1.0)
+    normalizes_by_default = True
+    compares_magnitudes = True
 
     def __init__(
         self,

@@ -59,7 +59,8 @@ def set_scaling(metric: Metric, volumes: Sequence[Volume],
 
     Returns ``(prepare, options)``. A metric that min-max normalises each pair (``input_range``,
     with ``normalize`` on) gets every volume mapped with the **set's** bounds onto that range and
-    ``normalize=False``; a metric with a ``data_range`` option (PSNR, SSIM) gets the set's range.
+    ``normalize=False`` (vector volumes as their magnitudes first where the metric compares those); a
+    metric with a ``data_range`` option (PSNR, SSIM) gets the set's range.
     Otherwise nothing changes. A pair's own bounds would give every pair its own scale: along a
     sequence, one noisy frame's extreme value would rescale just its own distance.
     """
@@ -72,10 +73,14 @@ def set_scaling(metric: Metric, volumes: Sequence[Volume],
     normalize = options.get("normalize")
     normalize = metric.normalizes_by_default if normalize is None else bool(normalize)
     if metric.input_range is not None and normalize and volumes:
-        lo, hi = set_bounds(volumes, per_channel=metric.input_per_channel)
+        # a metric that takes a vector volume's magnitude before normalising gets the magnitudes' bounds
+        scalar = metric.compares_magnitudes and any(v.channels > 1 for v in volumes)
+        lo, hi = set_bounds([v.scalar() for v in volumes] if scalar else volumes,
+                            per_channel=metric.input_per_channel)
         scale, shift = minmax_affine(np.asarray(lo), np.asarray(hi), metric.input_range)
 
         def prepare(v: Volume) -> Volume:
+            v = v.scalar() if scalar else v
             return v.evolve(data=apply_affine(v.data, scale, shift).numpy())
 
         return prepare, {**options, "normalize": False}

@@ -108,6 +108,26 @@ def test_a_series_gives_pairwise_metrics_the_set_value_scale(series):
     assert m[1, 3] != pytest.approx(get_metric("mse").distance(series[1], series[3], normalize=True).value, rel=1e-3)
 
 
+def test_a_series_gives_learnsim_the_set_value_scale_magnitudes_first(series):
+    """LearnSim normalises a pair to [0, 1] (vector volumes: their magnitudes); in a set every member is mapped
+    with the set's bounds instead, so the identity network's series ranks exactly as MSE does."""
+    ssd = get_metric("learnsim-ssd")  # no weights: the identity network, value = plain SSD of its inputs
+    lo = min(v.value_range()[0] for v in series)
+    hi = max(v.value_range()[1] for v in series)
+    d = distance_to_reference(series, ssd)
+    mse = distance_to_reference(series, "mse")
+    np.testing.assert_allclose(d, mse / (hi - lo) ** 2, rtol=1e-4, atol=1e-12)
+    # vectors: the magnitudes' bounds over the set, not the components'
+    rng = np.random.default_rng(4)
+    vecs = [Volume.from_array(rng.normal(size=(3, 8, 8, 8)).astype(np.float32) * (1 + 0.2 * k)) for k in range(3)]
+    mags = [v.scalar() for v in vecs]
+    mlo = min(m.value_range()[0] for m in mags)
+    mhi = max(m.value_range()[1] for m in mags)
+    m = distance_matrix(vecs, ssd)
+    expected = float(np.mean((mags[0].data.astype(np.float64) - mags[2].data) ** 2)) / (mhi - mlo) ** 2
+    assert m[0, 2] == pytest.approx(expected, rel=1e-4)
+
+
 def test_set_scaling_per_channel_onto_the_metric_range():
     from core.metrics.base import Metric
     from core.metrics.matrix import set_scaling
