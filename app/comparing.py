@@ -152,8 +152,9 @@ def _split(results: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return ok, errors
 
 
-def _compared(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None):
-    """(Comparison of the metrics that worked, their errors), describing the region's crops when there is one."""
+def comparison_of(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None):
+    """The Comparison of the metrics that worked (of the region's crops when there is one), with the others'
+    errors."""
     from core.compare import Comparison
 
     ok, errors = _split(results)
@@ -165,20 +166,14 @@ def _compared(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = No
     return Comparison(ca, cb, ok, options={"region": format_region(region)}, errors=errors)
 
 
-def comparison_of(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None):
-    """The Comparison of the metrics that worked (of the region's crops when there is one), with the others'
-    errors."""
-    return _compared(results, a, b, region)
-
-
 def comparison_json(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None) -> str:
     """The CLI's JSON (``volsight compare --json``) for the computed metrics, plus the metrics that failed."""
-    return _compared(results, a, b, region).to_json()
+    return comparison_of(results, a, b, region).to_json()
 
 
 def comparison_csv(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None) -> str:
     """The CLI's CSV (``volsight compare --csv``) for the computed metrics; failed metrics as rows with an error."""
-    return _compared(results, a, b, region).to_csv()
+    return comparison_of(results, a, b, region).to_csv()
 
 
 def signed_difference(a: Volume, b: Volume):

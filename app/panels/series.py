@@ -291,7 +291,7 @@ class SeriesPanel(QWidget):
         label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
         more = "" if n <= 8 else f", … ({n} in all)"
         where = "" if self.region is None else f" in region {format_region(self.region)}"
-        if self.region is not None and self.region_mapped:
+        if self.region_mapped:
             where += " (A's region, on the series' grid)"
         grid = self.items[0].volume.shape if self.items else None
         if any(it.volume.shape != grid for it in self.items):

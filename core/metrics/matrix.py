@@ -75,8 +75,11 @@ def set_scaling(metric: Metric, volumes: Sequence[Volume],
     if metric.input_range is not None and normalize and volumes:
         # a metric that takes a vector volume's magnitude before normalising gets the magnitudes' bounds
         scalar = metric.compares_magnitudes and any(v.channels > 1 for v in volumes)
-        lo, hi = set_bounds([v.scalar() for v in volumes] if scalar else volumes,
-                            per_channel=metric.input_per_channel)
+        if scalar:  # one magnitude at a time: a long series of vector volumes need not all be held twice
+            ranges = [v.scalar().value_range() for v in volumes]
+            lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        else:
+            lo, hi = set_bounds(volumes, per_channel=metric.input_per_channel)
         scale, shift = minmax_affine(np.asarray(lo), np.asarray(hi), metric.input_range)
 
         def prepare(v: Volume) -> Volume:
