@@ -147,7 +147,7 @@ class APMGSRN(NeuralField):
     def feature_density(self, points: torch.Tensor) -> torch.Tensor:
         """Sum over grids of a box-like super-Gaussian of each grid's extent, ``[N]`` (differentiable)."""
         local = self.local_coordinates(points)  # [G, 3, N]
-        det = torch.linalg.det(self.transformation_matrices[:, :3, :3])  # [G]
+        det = _det3(self.transformation_matrices[:, :3, :3])  # [G]
         shape = torch.exp(-0.5 * local.pow(20).sum(dim=1))  # [G, N]
         return (det[:, None] * shape).sum(dim=0) / _DENSITY_NORM
 
@@ -187,6 +187,15 @@ class APMGSRN(NeuralField):
                                    dtype=torch.float64, device=inv.device)
             world = torch.einsum("gij,kj->gki", inv, corners)
             return world[..., :3].float()
+
+
+def _det3(m: torch.Tensor) -> torch.Tensor:
+    """Determinants ``[G]`` of ``m [G, 3, 3]`` by cofactors: plain elementwise kernels, which a CUDA graph
+    can capture (a batched LU factorisation may not), and differentiable."""
+    a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    g, h, i = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
+    return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
 
 
 def _initial_transforms(n_grids: int, mode: str, gen: torch.Generator) -> torch.Tensor:

@@ -66,10 +66,12 @@ def folded_coordinates_affine(matrices: torch.Tensor, points: torch.Tensor,
     s = 2.0 / (rows - 1)
     with torch.no_grad():
         sy, sz = 0.5 * (h - 1) * s, 0.5 * (d - 1)
-        scale = torch.tensor([1.0, sy, sz], dtype=matrices.dtype, device=matrices.device)
-        shift = torch.tensor([0.0, sy, sz], dtype=matrices.dtype, device=matrices.device)
-        a = matrices * scale[None, :, None]
-        a[:, :, 3] += shift[None, :]  # [G, 3, 4] acting on (x, y, z, 1)
+        # scalars only (no small host tensors to copy over): the fit step is captured in a CUDA graph
+        a = matrices.clone()  # [G, 3, 4] acting on (x, y, z, 1)
+        a[:, 1].mul_(sy)
+        a[:, 2].mul_(sz)
+        a[:, 1, 3].add_(sy)
+        a[:, 2, 3].add_(sz)
         homogeneous = torch.cat([points, torch.ones_like(points[:, :1])], dim=1)  # small: [N, 4]
         lin = (a.reshape(-1, 4) @ homogeneous.t()).view(g, 3, n)  # a plain matmul: no bias copy
         out = torch.empty(g, n, 2, dtype=points.dtype, device=points.device)

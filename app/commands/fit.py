@@ -81,6 +81,8 @@ def fit_to_file(volume: Any, output: str, model: str = "apmgsrn", size: str = "m
     print(f"final PSNR over the full {'x'.join(map(str, volume.shape))} grid: {summary['psnr']:.2f} dB "
           f"({summary['iterations']} iterations, {time.perf_counter() - t0:.1f} s, "
           f"{field.parameter_count():,} parameters) -> {output}", file=out, flush=True)
+    if "cuda_graphs" in summary:
+        print(f"CUDA graphs: {summary['cuda_graphs']}", file=out, flush=True)
     return summary
 
 

@@ -121,3 +121,55 @@ def test_the_loss_log_is_thinned_evenly_keeping_both_ends():
     steps = {b[0] - a[0] for a, b in zip(thin, thin[1:])}
     assert steps <= {10, 11}  # evenly spread
     assert all(isinstance(it, int) for it, _ in thin)
+
+
+def test_rates_held_in_tensors_are_refilled_and_saved_as_numbers():
+    import json
+
+    from models.fit import _flatten_optimizer, _set_lr
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=torch.tensor(0.01), foreach=False)
+    held = opt.param_groups[0]["lr"]
+    _set_lr(opt, 0.005)
+    assert opt.param_groups[0]["lr"] is held and float(held) == pytest.approx(0.005)  # in place: a graph reads it
+    p.grad = torch.ones(3)
+    opt.step()
+    _, meta = _flatten_optimizer("opt", opt)
+    assert json.loads(json.dumps(meta))["param_groups"][0]["lr"] == pytest.approx(0.005)
+    plain = torch.optim.Adam([p], lr=0.01)
+    _set_lr(plain, 0.002)
+    assert plain.param_groups[0]["lr"] == 0.002
+
+
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda_only
+def test_cuda_graph_steps_follow_the_eager_steps(volume16, monkeypatch):
+    # both modes of the step (grids moving from iteration 6 to 30, then frozen) are captured and replayed;
+    # the same points are drawn, so the loss logs agree to float rounding (grid_sample's atomics)
+    cfg = tiny_fit(60, grid_fit_start=0.1, grid_fit_end=0.5, chunk=0)
+    graphed, gs = fit(volume16, cfg, seed=4, device="cuda")
+    # three eager warm-up steps per mode, every later step replayed
+    assert gs["cuda_graphs"].startswith(f"{60 - 2 * 3} of the steps replayed from 2 graph"), gs["cuda_graphs"]
+    monkeypatch.setenv("VOLSIGHT_CUDA_GRAPHS", "0")
+    eager, es = fit(volume16, cfg, seed=4, device="cuda")
+    assert "cuda_graphs" not in es
+    assert es["grid_fit_steps"] == gs["grid_fit_steps"] > 10
+    losses = torch.tensor([loss for _, loss in gs["history"]])
+    assert torch.allclose(losses, torch.tensor([loss for _, loss in es["history"]]), rtol=1e-3)
+    assert losses[-1] < losses[0] / 5
+    # parameters drift apart where Adam scales up rounding-level gradients; the fields agree in quality
+    assert field_psnr(graphed, volume16) == pytest.approx(field_psnr(eager, volume16), abs=0.5)
+
+
+@cuda_only
+def test_cuda_graphed_fit_resumes_from_a_checkpoint(volume16, tmp_path):
+    cfg = tiny_fit(40, grid_fit_start=0.1, grid_fit_end=0.9, chunk=0)
+    _, full = fit(volume16, cfg, seed=3, device="cuda")
+    ck = tmp_path / "run.ckpt"
+    fit(volume16, cfg, seed=3, checkpoint=ck, callback=lambda p: p.iteration < 15, device="cuda")
+    _, resumed = fit(volume16, cfg, seed=3, checkpoint=ck, resume=ck, device="cuda")
+    assert "replayed" in resumed["cuda_graphs"] and "failed" not in resumed["cuda_graphs"]
+    assert resumed["batch_mse"] == pytest.approx(full["batch_mse"], rel=1e-2)
