@@ -181,9 +181,9 @@ def _set_lr(opt: torch.optim.Optimizer, value: float) -> None:
 class _CudaGraphSteps:
     """The fit step on CUDA, replayed from CUDA graphs.
 
-    One iteration launches about 190 small kernels; issuing them from Python costs about 4.7 ms
-    per step on an H100 (8 ms while the grids move) against 1.2 ms of GPU work. A graph issues
-    them all at once. Each mode of the step (grids moving or not) runs eagerly ``WARMUP`` times
+    One iteration launches about 190 small kernels; issued one by one from Python, an APMGSRN
+    medium step at 2^17 points took 5.9 ms on an H100 while the grids move and 2.7 ms after,
+    replayed from a graph 1.38 and 1.05 ms (``tests/benchmarks/bench_fit_cuda.py``). Each mode of the step (grids moving or not) runs eagerly ``WARMUP`` times
     (on a side stream, as capture asks: it settles lazily made state such as the optimisers'
     moments and cuBLAS workspaces), is then captured once and replayed for every later iteration
     of that mode. Inputs change in place between replays: the batch is copied into the graph's
