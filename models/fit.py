@@ -181,15 +181,16 @@ def _set_lr(opt: torch.optim.Optimizer, value: float) -> None:
 class _CudaGraphSteps:
     """The fit step on CUDA, replayed from CUDA graphs.
 
-    One iteration launches about 190 small kernels; issued one by one from Python, an APMGSRN
-    medium step at 2^17 points took 5.9 ms on an H100 while the grids move and 2.7 ms after,
-    replayed from a graph 1.38 and 1.05 ms (``tests/benchmarks/bench_fit_cuda.py``). Each mode of the step (grids moving or not) runs eagerly ``WARMUP`` times
-    (on a side stream, as capture asks: it settles lazily made state such as the optimisers'
-    moments and cuBLAS workspaces), is then captured once and replayed for every later iteration
-    of that mode. Inputs change in place between replays: the batch is copied into the graph's
-    own buffer and the learning rates are device tensors refilled when they change. If a capture
-    fails (an operation that cannot be captured, say a decoder library's), the fit carries on
-    eagerly and the summary says why. ``VOLSIGHT_CUDA_GRAPHS=0`` turns graphs off.
+    One iteration launches about 190 small kernels; issued one by one from Python, an APMGSRN medium
+    step at 2^17 points took 5.9 ms on an H100 while the grids move and 2.7 ms after, replayed from
+    a graph 1.38 and 1.05 ms (``tests/benchmarks/bench_fit_cuda.py``). Each mode of the step (grids
+    moving or not) runs eagerly ``WARMUP`` times (on a side stream, as capture asks: it settles
+    lazily made state such as the optimisers' moments and cuBLAS workspaces), is then captured once
+    and replayed for every later iteration of that mode. Inputs change in place between replays: the
+    batch is copied into the graph's own buffer and the learning rates are device tensors refilled
+    when they change. If a capture fails (an operation that cannot be captured, say a decoder
+    library's), the fit carries on eagerly and the summary says why. ``VOLSIGHT_CUDA_GRAPHS=0``
+    turns graphs off.
     """
 
     WARMUP = 3
