@@ -10,8 +10,10 @@ volsight's SSIM reproduces (Gaussian window sigma 1.5, population covariances, t
 on float64 input as volsight computes; the last column is volsight's agreement with it.
 ``learnsim-ssd`` (slab by slab, each input on its own worker) has its own baseline: the same
 network's whole-volume pass on both inputs at once (``LearnSimNetwork.forward``), with the
-agreement of the two values. Other jobs share the machine: the load average is printed, and
-only ratios within one run mean much.
+agreement of the two values; both use a network whose weights were moved off the identity
+initialisation (as trained weights would be). ``learnsim-identity`` is the default, untrained
+metric, which skips the network (it maps the inputs to themselves). Other jobs share the
+machine: the load average is printed, and only ratios within one run mean much.
 """
 
 from __future__ import annotations
@@ -36,6 +38,20 @@ def pair(n: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def trained_like():
+    """learnsim-ssd with every weight nudged off the identity initialisation (the network runs)."""
+    import torch
+
+    from core.metrics.learnsim import LearnSimNetwork, LearnSimSSD
+
+    net = LearnSimNetwork("ssd", seed=0)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=gen))
+    return LearnSimSSD(network=net)
+
+
 def peak_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
@@ -58,7 +74,7 @@ def measure(what: str, n: int, repeats: int) -> dict:
         from core.metrics.registry import get_metric
         from core.volume import Volume
 
-        metric = get_metric("learnsim-ssd")
+        metric = trained_like()
         ta, tb = metric.prepare(Volume.from_array(a), Volume.from_array(b))
 
         def call() -> float:
@@ -68,7 +84,7 @@ def measure(what: str, n: int, repeats: int) -> dict:
         from core.metrics.registry import get_metric
         from core.volume import Volume
 
-        metric = get_metric(what)
+        metric = trained_like() if what == "learnsim-ssd" else get_metric(what.replace("-identity", "-ssd"))
         va, vb = Volume.from_array(a), Volume.from_array(b)
 
         def call() -> float:
@@ -94,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.repeats)))
         return 0
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; threads: torch default")
-    print(f"{'size':>5} {'metric':<15} {'best s':>8} {'peak MiB':>9} {'vs base':>10} {'|Δ| vs base':>13}")
+    print(f"{'size':>5} {'metric':<18} {'best s':>8} {'peak MiB':>9} {'vs base':>10} {'|Δ| vs base':>13}")
     print("(base: skimage-ssim for ssim and lcc, learnsim-whole for learnsim-ssd)")
     for n in args.sizes:
         rows = {}
-        for what in ("skimage-ssim", "ssim", "lcc", "learnsim-whole", "learnsim-ssd"):
+        for what in ("skimage-ssim", "ssim", "lcc", "learnsim-whole", "learnsim-ssd", "learnsim-identity"):
             out = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_local_metrics", "--one", what,
                                   str(n), "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
             rows[what] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -106,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             base = rows["learnsim-whole" if what.startswith("learnsim") else "skimage-ssim"]
             speed = base["seconds"] / r["seconds"]
             diff = abs(r["value"] - base["value"]) if what in ("ssim", "learnsim-ssd") else float("nan")
-            print(f"{n:>5} {what:<15} {r['seconds']:>8.3f} {r['peak_mib']:>9.0f} {speed:>9.2f}x {diff:>13.2e}")
+            print(f"{n:>5} {what:<18} {r['seconds']:>8.3f} {r['peak_mib']:>9.0f} {speed:>9.2f}x {diff:>13.2e}")
     return 0
 
 

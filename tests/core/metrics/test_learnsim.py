@@ -84,6 +84,29 @@ def test_learned_ssd_equals_plain_ssd_at_init(rng):
     assert d.kind == "distance"
 
 
+@pytest.mark.parametrize("metric", [LearnSimSSD, LearnSimLCC])
+def test_identity_weights_skip_the_network_with_the_same_values(rng, monkeypatch, metric):
+    va, vb = _pair(rng, strength=1.0)
+    m = metric()
+    assert m.network.is_identity()
+    through = m.distance(va, vb, features=True)  # features: the network runs
+    calls = []
+    real = LearnSimNetwork.encode_in_slabs
+    monkeypatch.setattr(LearnSimNetwork, "encode_in_slabs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    short = m.distance(va, vb)
+    assert calls == [] and short.value == through.value
+    np.testing.assert_array_equal(short.voxel_map, through.voxel_map)
+    # inputs below 0 (not normalised) would be bent by LeakyReLU: the network runs
+    neg_a, neg_b = Volume.from_array(va.data[0] - 5.0), Volume.from_array(vb.data[0] - 5.0)
+    m.distance(neg_a, neg_b, normalize=False)
+    assert len(calls) == 2
+    # any trained weight makes it a network again
+    with torch.no_grad():
+        m.network.convs[1].weight[0, 2, 0, 0, 0] = 0.01
+    assert not m.network.is_identity()
+    assert m.distance(va, vb).value != short.value and len(calls) == 4
+
+
 def test_learned_lcc_equals_plain_lcc_at_init(rng):
     va, vb = _pair(rng, strength=1.0)
     m = LearnSimLCC()
