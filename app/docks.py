@@ -130,8 +130,9 @@ class WindowController(QObject):
 
     # ------------------------------------------------------------------ comparison
     def _on_item_changed(self, _slot: str) -> None:
-        self.update_slices()
-        self.update_difference()
+        if self.session.more_items_coming:  # the second signal of a pair: one update for both
+            return
+        self.update_difference()  # and the slices, with that difference
         if self.session.has_pair():
             self.schedule_comparison()
 

@@ -50,6 +50,9 @@ class Session(QObject):
         self.comparison_pair: tuple[str, str] | None = None  # names of the pair it was computed for
         self.series: Any = None
         self._region: Any = None
+        # True while listeners hear the first of two item_changed signals (set_pair, swap): both slots
+        # already hold their new items, so work that reads both can wait for the second signal
+        self.more_items_coming = False
 
     # ------------------------------------------------------------------ slots
     def item(self, slot: str) -> LoadedItem | None:
@@ -65,7 +68,15 @@ class Session(QObject):
         """Load both slots at once (one comparison afterwards, not two)."""
         self._items["A"], self._items["B"] = a, b
         self.set_comparison(None)
-        self.item_changed.emit("A")
+        self._emit_both()
+
+    def _emit_both(self) -> None:
+        """``item_changed`` for A, then B, with :attr:`more_items_coming` set during the first."""
+        self.more_items_coming = True
+        try:
+            self.item_changed.emit("A")
+        finally:
+            self.more_items_coming = False
         self.item_changed.emit("B")
 
     def swap(self) -> None:
@@ -77,8 +88,7 @@ class Session(QObject):
         items, tfs = dict(self._items), dict(self._transfer)
         self._items["A"], self._items["B"] = items["B"], items["A"]
         self.set_comparison(None)
-        self.item_changed.emit("A")
-        self.item_changed.emit("B")
+        self._emit_both()
         for s, other in (("A", "B"), ("B", "A")):
             if other in tfs:
                 self._transfer[s] = tfs[other]

@@ -219,6 +219,8 @@ class TransferEditor(QWidget):
         return {s: self.session.item(s).volume.scalar().data for s in self._slots() if self.session.item(s) is not None}
 
     def _on_item_changed(self, slot: str) -> None:
+        if self.session.shared_tf and self.session.more_items_coming:  # one fit over both, on the second signal
+            return
         if self.session.transfer(slot) is None or slot == self._target or self.session.shared_tf:
             self.fit_range(apply=True)
 
@@ -290,7 +292,8 @@ class TransferEditor(QWidget):
         if hi <= lo:
             hi = lo + 1.0
         self._drawn_range = (lo, hi)
-        logs = {s: np.log1p(np.histogram(d, bins=HIST_BINS, range=(lo, hi))[0].astype(float))
+        # a strided sample of large volumes: the same picture, without seconds of counting on the GUI thread
+        logs = {s: np.log1p(np.histogram(self.tfmod.value_sample(d), bins=HIST_BINS, range=(lo, hi))[0].astype(float))
                 for s, d in data.items() if d.size}
         top = max((float(h.max()) for h in logs.values()), default=0.0) or 1.0
         edges = np.linspace(0, 1, HIST_BINS + 1)
@@ -302,8 +305,9 @@ class TransferEditor(QWidget):
                 item.setData([0, 1], [0])
                 item.setVisible(False)
         names = " and ".join(f"{s} ({'blue' if s == 'A' else 'orange'})" for s in logs) or "the data"
-        total = sum(d.size for d in data.values())
-        below = sum(int(np.count_nonzero(d < lo)) for d in data.values())
+        samples = [self.tfmod.value_sample(d) for d in data.values()]
+        total = sum(x.size for x in samples)
+        below = sum(int(np.count_nonzero(x < lo)) for x in samples)
         under = f"; {below / total:.1%} of the voxels lie below it (transparent)" if below and total else ""
         self.plot.setLabel("bottom", f"value ({lo:.3g} … {hi:.3g}){under}; log histogram of {names}")
         # the curve lives on t in [0, 1]; the axis names the data values there

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from renderer.transfer import display_range
 from tests.app.conftest import wait_for
 
 
@@ -183,3 +184,21 @@ def test_choosing_weights_for_a_metric_not_in_the_table_adds_it(window, qtbot, s
     assert window.session.metrics == ["mse", "volsim", "lsim"]
     window.controller.set_metric_weights("volsim", None, remember=False)  # back to a default: nothing added
     assert window.session.metrics == ["mse", "volsim", "lsim"]
+
+
+def test_loading_a_pair_refits_the_colours_and_slices_once(window, qtbot, monkeypatch):
+    # both slots change at once: the work that reads both runs on the second signal only
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    ed = window.panels["transfer"]
+    calls = {"fit": 0, "slices": 0}
+    ctl = window.controller
+    fit, slices = ed.fit_range, ctl.update_slices
+    monkeypatch.setattr(ed, "fit_range", lambda *a, **k: (calls.__setitem__("fit", calls["fit"] + 1), fit(*a, **k)))
+    monkeypatch.setattr(ctl, "update_slices",
+                        lambda *a, **k: (calls.__setitem__("slices", calls["slices"] + 1), slices(*a, **k)))
+    window.load_demo("plume", 16)
+    wait_for(window, qtbot, lambda: window.session.has_pair())
+    assert calls == {"fit": 1, "slices": 1}
+    lo, hi = ed.lo_box.value(), ed.hi_box.value()
+    a, b = (window.session.item(s).volume.scalar().data for s in ("A", "B"))
+    assert (lo, hi) == pytest.approx(display_range(a, b))

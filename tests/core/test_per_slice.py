@@ -21,6 +21,12 @@ def test_per_slice_means_and_rms_along_each_axis(rng):
         np.testing.assert_allclose(per_slice(d, axis, rms=True), np.sqrt((d**2).mean(axis=others)), rtol=1e-12)
     with pytest.raises(MetricError, match="axis 0, 1 or 2"):
         per_slice(d, 3)
+    # slices of 600 x 700 float32 values: a few at a time in float64, the same curves
+    big = rng.normal(size=(7, 600, 700)).astype(np.float32)
+    for axis, others in ((0, (1, 2)), (1, (0, 2)), (2, (0, 1))):
+        exact = big.astype(np.float64)
+        np.testing.assert_allclose(per_slice(big, axis), exact.mean(axis=others), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(per_slice(big, axis, rms=True), np.sqrt((exact**2).mean(axis=others)), rtol=1e-12)
 
 
 def test_table_has_the_rms_of_a_minus_b_and_each_map_per_slice(rng, tmp_path, capsys):

@@ -128,3 +128,23 @@ def test_display_range_keeps_min_and_max_otherwise():
     assert display_range(np.array([np.nan, 2.0, 4.0, np.inf])) == (2.0, 4.0)
     assert display_range(np.full(8, 3.0)) == (3.0, 4.0)
     assert display_range(np.zeros(0)) == (0.0, 1.0)
+
+
+def test_large_arrays_are_sampled_for_the_background_but_keep_their_exact_bounds():
+    from renderer.transfer import SAMPLE_VALUES, value_sample
+
+    rng = np.random.default_rng(2)
+    n = 3 * SAMPLE_VALUES + 5
+    clean = np.where(rng.random(n) < 0.6, 0.0, rng.uniform(0.2, 1.0, n)).astype(np.float32)
+    noisy = clean + rng.normal(0.0, 0.02, n).astype(np.float32)
+    noisy[1] = -1.0  # lone extremes that a stride-4 sample skips
+    noisy[2] = 9.0
+    assert value_sample(noisy).size <= SAMPLE_VALUES and 9.0 not in value_sample(noisy)
+    # the bounds are the full data's; the background (the clean volume's zeros, 60% of it, in the
+    # lowest quarter of [-1, 9]) is found from the sample
+    assert display_range(clean, noisy) == (0.0, 9.0)
+    spread = rng.normal(0.0, 1.0, n).astype(np.float32)
+    spread[5] = -50.0
+    assert display_range(spread) == (-50.0, float(spread.max()))
+    small = rng.random(1000)
+    assert value_sample(small).size == 1000
