@@ -293,8 +293,9 @@ class TransferEditor(QWidget):
             hi = lo + 1.0
         self._drawn_range = (lo, hi)
         # a strided sample of large volumes: the same picture, without seconds of counting on the GUI thread
-        logs = {s: np.log1p(np.histogram(self.tfmod.value_sample(d), bins=HIST_BINS, range=(lo, hi))[0].astype(float))
-                for s, d in data.items() if d.size}
+        samples = {s: self.tfmod.value_sample(d) for s, d in data.items()}
+        logs = {s: np.log1p(np.histogram(x, bins=HIST_BINS, range=(lo, hi))[0].astype(float))
+                for s, x in samples.items() if x.size}
         top = max((float(h.max()) for h in logs.values()), default=0.0) or 1.0
         edges = np.linspace(0, 1, HIST_BINS + 1)
         for s, item in self.hists.items():
@@ -305,9 +306,8 @@ class TransferEditor(QWidget):
                 item.setData([0, 1], [0])
                 item.setVisible(False)
         names = " and ".join(f"{s} ({'blue' if s == 'A' else 'orange'})" for s in logs) or "the data"
-        samples = [self.tfmod.value_sample(d) for d in data.values()]
-        total = sum(x.size for x in samples)
-        below = sum(int(np.count_nonzero(x < lo)) for x in samples)
+        total = sum(x.size for x in samples.values())
+        below = sum(int(np.count_nonzero(x < lo)) for x in samples.values())
         under = f"; {below / total:.1%} of the voxels lie below it (transparent)" if below and total else ""
         self.plot.setLabel("bottom", f"value ({lo:.3g} … {hi:.3g}){under}; log histogram of {names}")
         # the curve lives on t in [0, 1]; the axis names the data values there
