@@ -308,7 +308,8 @@ class LearnSimMetric(Metric):
         with torch.no_grad():
             vmap = plain_map(za, zb, self.network.similarity)
             value = float(self.reduce(vmap)[0])
-        total = float(vmap.double().sum())
+        voxel_map = vmap[0, 0].cpu().numpy()
+        total = float(np.sum(voxel_map, dtype=np.float64))  # float64 accumulation without a float64 copy
         energy = 0.5 * total if self.similarity == "ssd" else -total
         feats = None
         if features:
@@ -325,7 +326,7 @@ class LearnSimMetric(Metric):
             contributions={"encoder": value},
             terms={"encoder": value},
             features=feats,
-            voxel_map=vmap[0, 0].cpu().numpy(),
+            voxel_map=voxel_map,
             kind=self.kind,
             info={"energy": energy, "reduction": "mean over voxels",
                   "weights": self.weights_path or "identity initialisation"},

@@ -135,3 +135,22 @@ def test_windowed_metrics_slab_by_slab_equal_the_whole_volume(rng, monkeypatch, 
         d = get_metric(m).distance(va, vb)
         assert d.value == pytest.approx(ref.value, abs=1e-12)
         np.testing.assert_allclose(d.voxel_map, ref.voxel_map, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 20])
+def test_point_wise_metrics_slab_by_slab_equal_the_definitions_and_leave_inputs_alone(rng, monkeypatch, rows):
+    import core.metrics.classical as classical
+
+    a, b, _, _ = _pair(rng, channels=3)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)  # float64 volumes: the slabs must be copies
+    va, vb = Volume.from_array(a64.copy()), Volume.from_array(b64.copy())
+    monkeypatch.setattr(classical, "SLAB_BYTES", 8 * 3 * 24 * 28 * rows)  # _pair's volumes are 20 x 24 x 28
+    diff = a64 - b64
+    assert get_metric("mse").distance(va, vb).value == pytest.approx(np.mean(diff**2), rel=1e-12)
+    assert get_metric("mae").distance(va, vb).value == pytest.approx(np.mean(np.abs(diff)), rel=1e-12)
+    np.testing.assert_allclose(get_metric("mse").distance(va, vb).voxel_map, (diff**2).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(get_metric("ssd").distance(va, vb).voxel_map, (diff**2).sum(0), rtol=1e-6)
+    assert get_metric("ncc").distance(va, vb).value == pytest.approx(np.corrcoef(a64.ravel(), b64.ravel())[0, 1],
+                                                                     rel=1e-12)
+    np.testing.assert_array_equal(va.data, a64)
+    np.testing.assert_array_equal(vb.data, b64)
