@@ -42,10 +42,9 @@ from core.volume import Volume
 _RAW = Preprocessing(normalize=False, channels=None)
 
 
-def _pair_arrays(metric: Metric, a: Volume, b: Volume, options: dict[str, Any], allowed: set[str],
-                 double: bool = True):
-    """Check and (optionally) preprocess a pair; returns torch tensors ``[C, D, H, W]``, float64 unless
-    ``double=False`` (float32, for metrics that go to float64 slab by slab)."""
+def _pair_arrays(metric: Metric, a: Volume, b: Volume, options: dict[str, Any], allowed: set[str]):
+    """Check and (optionally) preprocess a pair; returns float32 torch tensors ``[C, D, H, W]`` (every metric
+    here goes to float64 slab by slab)."""
     unknown = set(options) - allowed - {"normalize", "resample", "interpolation"}
     if unknown:
         raise MetricError(f"{metric.name}: unknown option(s) {', '.join(sorted(unknown))}")
@@ -55,7 +54,7 @@ def _pair_arrays(metric: Metric, a: Volume, b: Volume, options: dict[str, Any], 
     elif a.channels != b.channels:
         raise MetricError(f"{metric.name}: channel counts differ ({a.channels} vs {b.channels})")
     ta, tb = prepare_pair(a.data, b.data, prep)
-    return (ta.double(), tb.double(), prep) if double else (ta, tb, prep)
+    return ta, tb, prep
 
 
 def _slab_pairs(ta, tb):
@@ -205,7 +204,7 @@ class MSE(_Classical):
     has_voxel_map = True
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         total, vmap = _pointwise(ta, tb, _square, "mean")
         return Distance(self.name, total / ta.numel(), voxel_map=vmap, info=self._info(prep))
 
@@ -220,7 +219,7 @@ class RMSE(_Classical):
     has_voxel_map = True
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         total, vmap = _pointwise(ta, tb, _square, "mean")
         return Distance(self.name, math.sqrt(total / ta.numel()), voxel_map=vmap, info=self._info(prep))
 
@@ -235,7 +234,7 @@ class MAE(_Classical):
     has_voxel_map = True
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         total, vmap = _pointwise(ta, tb, _absolute, "mean")
         return Distance(self.name, total / ta.numel(), voxel_map=vmap, info=self._info(prep))
 
@@ -250,7 +249,7 @@ class SSD(_Classical):
     has_voxel_map = True
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         total, vmap = _pointwise(ta, tb, _square, "sum")
         return Distance(self.name, total, voxel_map=vmap, info=self._info(prep))
 
@@ -265,7 +264,7 @@ class PSNR(_Classical):
     options = {"data_range"}
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         r = _data_range(ta, tb, options)
         mse = _pointwise(ta, tb, _square)[0] / ta.numel()
         if mse == 0.0:
@@ -288,7 +287,7 @@ class SSIM(_Classical):
     options = {"data_range", "sigma"}
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         r = _data_range(ta, tb, options)
         sigma = float(options.get("sigma", 1.5))
         kernel = gaussian_kernel(sigma)
@@ -330,7 +329,7 @@ class NCC(_Classical):
     kind = "similarity"
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         n = ta.numel()
         sums = [0.0, 0.0]
         for _, _, sa, sb in _slab_pairs(ta, tb):  # the means, then the centred moments: two passes
@@ -363,7 +362,7 @@ class LCC(_Classical):
     options = {"window", "data_range"}
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
-        ta, tb, prep = _pair_arrays(self, a, b, options, self.options, double=False)
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
         w = int(options.get("window", 9))
         if w < 3 or w % 2 == 0:
             raise MetricError(f"lcc: window must be an odd size >= 3, got {w}")
