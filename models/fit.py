@@ -208,15 +208,13 @@ class _CudaGraphSteps:
         self.replays = 0
         self.captured = 0
         self.side = torch.cuda.Stream(device=fitter.device)
-        for opt in (fitter.opt, fitter.grid_opt):
-            self.hold_rates(opt)
+        self.hold_rates()
 
-    @staticmethod
-    def hold_rates(opt: torch.optim.Optimizer | None) -> None:
-        """Learning rates as device tensors (again after a checkpoint's plain numbers were loaded)."""
-        if opt is None:
-            return
-        for group in opt.param_groups:
+    def hold_rates(self) -> None:
+        """Both optimisers' learning rates as device tensors (again after a checkpoint's plain numbers were
+        loaded)."""
+        opts = (self.fitter.opt, self.fitter.grid_opt)
+        for group in (g for opt in opts if opt is not None for g in opt.param_groups):
             if not torch.is_tensor(group["lr"]):
                 device = group["params"][0].device
                 group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
@@ -529,8 +527,7 @@ class _Fitter:
         if self.grid_opt is not None:
             _restore_optimizer("grid_opt", self.grid_opt, tensors, header["grid_opt"])
         if self.graphs is not None:
-            for opt in (self.opt, self.grid_opt):
-                self.graphs.hold_rates(opt)
+            self.graphs.hold_rates()
             self.graphs.reset()
         self.gen.set_state(tensors["rng"])
         self.grid_losses = [float(x) for x in tensors["grid_losses"].tolist()]
