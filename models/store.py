@@ -11,6 +11,7 @@ version, an .npz or random bytes under a field's name) raises :class:`core.error
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -180,6 +181,20 @@ def load_field(path: str | os.PathLike, device: torch.device | str | None = None
     return field.place(device or "cpu")
 
 
+def _compression(parameters: Any, shape: Any, channels: Any) -> str | None:
+    """The field's size against its source's values, from a header (which is not trusted to be well formed)."""
+    from models.registry import compression_words
+
+    if not (isinstance(parameters, int) and isinstance(shape, list) and shape
+            and all(isinstance(n, int) and n > 0 for n in shape)):
+        return None
+    values = math.prod(shape) * (channels if isinstance(channels, int) and channels > 0 else 1)
+    if parameters <= 0:
+        return None
+    ratio = f"{values / parameters:.3g} : 1"
+    return ratio if values >= parameters else f"{ratio} ({compression_words(parameters, values)})"
+
+
 def field_info(path: str | os.PathLike) -> dict[str, Any]:
     """What ``volsight info`` shows for a field file: model, config, source, parameters, training summary."""
     header, _, size = read_header(path, "field")
@@ -198,6 +213,7 @@ def field_info(path: str | os.PathLike) -> dict[str, Any]:
         "source_shape": src.get("shape"),
         "source_spacing": src.get("spacing"),
         "source_path": src.get("path"),
+        "compression": _compression(header.get("parameters"), src.get("shape"), header.get("channels")),
         "iterations": summary.get("iterations"),
         "psnr": summary.get("psnr"),
         "train_seconds": summary.get("seconds"),

@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+import numpy as np
+
 HELP = "Fit a neural field to a volume and write it as a .vsf field file (safetensors + JSON header)."
 
 
@@ -65,6 +67,7 @@ def fit_to_file(volume: Any, output: str, model: str = "apmgsrn", size: str = "m
                 resume: str | None = None, stream: TextIO | None = None) -> dict[str, Any]:
     """Fit ``volume``, save the field to ``output`` and print progress and the final PSNR to ``stream``."""
     from models.fit import fit
+    from models.registry import compression_words, largest_compressing_size, parameter_count
 
     out = stream or sys.stdout
     bar = ProgressBar(iterations, stream=stream or sys.stderr)
@@ -72,6 +75,14 @@ def fit_to_file(volume: Any, output: str, model: str = "apmgsrn", size: str = "m
               "log_every": max(1, min(10, iterations // 100 or 1))}
     print(f"fitting {model} ({size}) to {volume.describe()}: {iterations} iterations x {points} points",
           file=out, flush=True)
+    values = int(np.prod(volume.shape)) * int(volume.channels)
+    planned = parameter_count(model, size, int(volume.channels))
+    print(f"{planned:,} parameters for {values:,} values: {compression_words(planned, values, 'the volume')}",
+          file=out, flush=True)
+    if planned > values:
+        smaller = largest_compressing_size(model, values, int(volume.channels))
+        hint = f"--size {smaller} compresses it" if smaller else f"no {model} preset compresses a volume this small"
+        print(f"note: the field stores more numbers than the volume; {hint}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     field, summary = fit(volume, config, seed=seed, device=device, checkpoint=checkpoint, resume=resume,
                          callback=lambda p: bar.update(p.iteration, p.loss, p.psnr, p.seconds))
@@ -80,7 +91,8 @@ def fit_to_file(volume: Any, output: str, model: str = "apmgsrn", size: str = "m
     field.save(output)
     print(f"final PSNR over the full {'x'.join(map(str, volume.shape))} grid: {summary['psnr']:.2f} dB "
           f"({summary['iterations']} iterations, {time.perf_counter() - t0:.1f} s, "
-          f"{field.parameter_count():,} parameters) -> {output}", file=out, flush=True)
+          f"{field.parameter_count():,} parameters, {compression_words(field.parameter_count(), values)}) -> {output}",
+          file=out, flush=True)
     if "cuda_graphs" in summary:
         print(f"CUDA graphs: {summary['cuda_graphs']}", file=out, flush=True)
     return summary

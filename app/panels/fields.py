@@ -103,16 +103,14 @@ def value_count(volume: Any) -> int:
 
 def size_estimate(model: str, size: str, volume: Any = None) -> str:
     """What a fit of ``model`` at ``size`` stores, and its compression ratio for ``volume`` (float32 both)."""
-    from models.registry import parameter_count
+    from models.registry import compression_words, parameter_count
 
     channels = int(getattr(volume, "channels", 1) or 1)
     params = parameter_count(model, size, channels)
     text = f"{model} {size}: {_count(params)} parameters ({4 * params / 2**20:.2f} MiB)"
     if volume is not None:
         values = value_count(volume)
-        text += f"; A has {_count(values)} values: " + (
-            f"{values / params:.3g} : 1 compression" if values >= params
-            else f"the field is {params / values:.3g}× larger than A")
+        text += f"; A has {_count(values)} values: " + compression_words(params, values, "A")
     return text
 
 
@@ -220,9 +218,11 @@ class FieldPanel(QWidget):
             return
         if nf is getattr(self, "last_field", None):
             return  # the fit's own summary stays
+        from models.registry import compression_words
+
         shape = "×".join(map(str, nf.source_shape))
         params = nf.parameter_count()
-        ratio = f", {int(np.prod(nf.source_shape)) * nf.channels / params:.3g} : 1" if params else ""
+        ratio = f", {compression_words(params, int(np.prod(nf.source_shape)) * nf.channels)}" if params else ""
         summary = getattr(nf, "summary", None)
         summary = summary if isinstance(summary, dict) else {}  # a file's header: take nothing on trust
         fitted = ""
@@ -328,10 +328,12 @@ class FieldPanel(QWidget):
         self.last_field = item.neural_field
         self.save_button.setEnabled(True)
         psnr = summary.get("psnr", summary.get("batch_psnr", math.nan))
+        from models.registry import compression_words
+
         ratio = ""
         source = self.w.session.item("A")
         if source is not None and summary.get("parameters"):
-            ratio = f" ({value_count(source.volume) / summary['parameters']:.3g} : 1)"
+            ratio = f" ({compression_words(summary['parameters'], value_count(source.volume), 'A')})"
         self._on_end(f"fitted {summary.get('parameters', '?')} parameters{ratio} in {summary.get('seconds', 0):.1f} s; "
                      f"PSNR {psnr:.2f} dB over A's value range — the field is in B")
         self.w.set_items({"B": item})

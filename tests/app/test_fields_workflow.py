@@ -39,7 +39,8 @@ def test_fit_a_field_to_a_then_compare_it_in_b(demo_window, qtbot, tmp_path):
     assert b.kind == "field" and b.neural_field is not None
     assert b.shape == a.shape and window.session.item("A") is a
     # the status names the size and its ratio to A's values (here the tiny field is the smaller one)
-    assert f"fitted {summary['parameters']} parameters ({16**3 / summary['parameters']:.3g} : 1)" in panel.status.text()
+    assert (f"fitted {summary['parameters']} parameters (the field is {summary['parameters'] / 16**3:.3g}× larger "
+            "than A)") in panel.status.text()
     # the live plot got the reports
     assert len(panel.history) >= 3
     xs, ys = panel.psnr_curve.getData()
@@ -157,7 +158,8 @@ def test_a_field_dropped_on_b_is_described_in_the_panel(demo_window, qtbot, tmp_
     wait_for(window, qtbot, lambda: window.session.item("B").kind == "field", timeout=60000)
     params = field.parameter_count()
     assert panel.status.text() == (f"B: apmgsrn field of plume (16×16×16), {params / 1e3:.0f} k parameters, "
-                                   f"{16**3 / params:.3g} : 1; fitted in 10 iterations ({summary['seconds']:.0f} s) "
+                                   f"the field is {params / 16**3:.3g}× larger than its source; "
+                                   f"fitted in 10 iterations ({summary['seconds']:.0f} s) "
                                    f"to {summary['psnr']:.2f} dB; its distances to A are in the table")
     # the fit's loss log came with the file: its curves are drawn, titled as B's
     x, y = panel.psnr_curve.getData()

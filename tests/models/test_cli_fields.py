@@ -25,6 +25,9 @@ def test_fit_bake_info_cli(tmp_path, capsys):
     out = capsys.readouterr()
     assert "final PSNR over the full 12x12x12 grid" in out.out
     assert "it 30/30" in out.err and "\r" not in out.err  # not a terminal: plain lines
+    # a 12^3 volume has far fewer values than even the small preset has parameters: the user is told
+    assert "70,976 parameters for 1,728 values: the field is 41.1× larger than the volume" in out.out
+    assert "note: the field stores more numbers than the volume; no apmgsrn preset compresses" in out.err
     field = load_field(field_path)
     assert field.summary["iterations"] == 30 and field.source_shape == (12, 12, 12)
 
@@ -37,6 +40,7 @@ def test_fit_bake_info_cli(tmp_path, capsys):
     assert main(["info", str(field_path)]) == 0
     text = capsys.readouterr().out
     assert "neural field" in text and "apmgsrn" in text
+    assert "compression: 0.0243 : 1 (the field is 41.1× larger than its source)" in text
     # the fit's loss log is in the file; the text output sums it up, --json gives all of it
     history = field.summary["history"]
     assert len(history) == 30 and history[-1][0] == 30
@@ -135,3 +139,29 @@ def test_a_sets_fields_are_baked_on_its_first_members_grid(tmp_path, monkeypatch
     own = item_from_field(field)
     monkeypatch.setattr(loading, "MAX_BAKE_SIZE", 8)  # a first member beyond the bake limit: left to resampling
     assert onto_first_grid([first, own])[1] is own
+
+
+def test_fit_cli_names_the_compression_and_a_preset_that_gives_one(tmp_path, capsys):
+    src = tmp_path / "vol.npy"
+    write_volume(analytic_volume(48), src)  # 110,592 values: small (70,976) compresses, medium does not
+    assert main(["fit", str(src), "--size", "medium", "--iterations", "1", "--points", "512",
+                 "-o", str(tmp_path / "m.vsf")]) == 0
+    out = capsys.readouterr()
+    assert "1,055,040 parameters for 110,592 values: the field is 9.54× larger than the volume" in out.out
+    assert "--size small compresses it" in out.err
+    assert main(["fit", str(src), "--size", "small", "--iterations", "1", "--points", "512",
+                 "-o", str(tmp_path / "s.vsf")]) == 0
+    out = capsys.readouterr()
+    assert "70,976 parameters for 110,592 values: 1.56 : 1 compression" in out.out
+    assert "note:" not in out.err
+
+
+def test_compression_words():
+    from models.registry import compression_words, largest_compressing_size
+
+    assert compression_words(100, 370) == "3.7 : 1 compression"
+    assert compression_words(358, 100, "A") == "the field is 3.58× larger than A"
+    assert compression_words(0, 100) == "compression unknown"
+    assert largest_compressing_size("apmgsrn", 64**3) == "small"
+    assert largest_compressing_size("apmgsrn", 128**3) == "medium"
+    assert largest_compressing_size("apmgsrn", 1000) is None
