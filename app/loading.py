@@ -55,6 +55,8 @@ class LoadedItem:
         parts = [self.name, self.shape_text()]
         if self.kind == "field":
             parts.append("neural field (baked)")
+        if self.volume.channels > 1:
+            parts.append("shown as magnitude")  # views, slices and legend draw |v|; metrics take every channel
         if self.variable and len(self.variables) > 1:
             parts.append(f"variable {self.variable}")
         if self.frames > 1:

@@ -179,3 +179,21 @@ def test_masked_file_is_offered_with_missing_values_as_zero(window, qtbot, tmp_p
     drop_files(window, [good, masked])
     wait_for(window, qtbot, lambda: getattr(window.session.item("B"), "path", None) == str(masked))
     assert len(asked) == 2
+
+
+def test_a_vector_volume_is_drawn_as_its_magnitude_and_says_so(window, qtbot, tmp_path, rng):
+    field = np.stack([smooth_volume(rng, 16) - 0.5 for _ in range(3)])  # [3, D, H, W] velocity
+    path = tmp_path / "velocity.npy"
+    np.save(path, field)
+    drop_files(window.slot_views["A"], [path])
+    wait_for(window, qtbot, lambda: window.session.item("A") is not None)
+    title = window.slot_views["A"].title.text()
+    assert "16×16×16 ×3 ch" in title and "shown as magnitude" in title
+    shown = window.slot_views["A"].view.displayed_volume
+    np.testing.assert_allclose(shown.data[0], np.linalg.norm(field, axis=0), rtol=1e-5, atol=1e-6)
+    # a scalar volume's title does not claim it
+    scalar = tmp_path / "scalar.npy"
+    np.save(scalar, field[0])
+    drop_files(window.slot_views["B"], [scalar])
+    wait_for(window, qtbot, lambda: window.session.item("B") is not None)
+    assert "magnitude" not in window.slot_views["B"].title.text()
