@@ -9,10 +9,15 @@ provide is reported as unavailable; nothing here makes numbers up.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import FeatureMemoryError, MetricError
 from core.volume import Volume
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from core.compare import Comparison
 
 ProgressFn = Callable[[float | None, str], None]
 DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "volsim", "lsim", "watson-dct", "learnsim-ssd")
@@ -152,7 +157,7 @@ def _split(results: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return ok, errors
 
 
-def comparison_of(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None):
+def comparison_of(results: Mapping[str, Any], a: Volume, b: Volume, region: Any = None) -> Comparison:
     """The Comparison of the metrics that worked (of the region's crops when there is one), with the others'
     errors."""
     from core.compare import Comparison
@@ -176,7 +181,7 @@ def comparison_csv(results: Mapping[str, Any], a: Volume, b: Volume, region: Any
     return comparison_of(results, a, b, region).to_csv()
 
 
-def signed_difference(a: Volume, b: Volume):
+def signed_difference(a: Volume, b: Volume) -> np.ndarray:
     """A − B per voxel (magnitudes for vector data), ``[D, H, W]``; the difference view's fallback."""
     if a.shape != b.shape:
         raise MetricError(f"shapes differ ({a.name} {a.shape} vs {b.name} {b.shape}); no per-voxel difference")

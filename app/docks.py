@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QWidget
 
 from app import comparing
 from app.session import METHODS, SLOTS
-from app.workers import Task
+from app.workers import Progress, Task
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow
@@ -21,7 +21,7 @@ SIGNED_DIFF = "difference"  # the difference view's fallback: A − B per voxel
 
 
 def add_dock(window: MainWindow, name: str, title: str, widget: QWidget,
-             area=Qt.DockWidgetArea.RightDockWidgetArea) -> QDockWidget:
+             area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea) -> QDockWidget:
     dock = QDockWidget(title, window)
     dock.setObjectName(f"dock_{name}")  # saveState/restoreState find docks by object name
     dock.setWidget(widget)
@@ -168,7 +168,7 @@ class WindowController(QObject):
         grid = self.resample_grid()
         region = self.session.region
 
-        def work(progress):
+        def work(progress: Progress) -> dict[str, Any]:
             return comparing.compute_distances(a, b, metrics, features_for=[feat] if feat else [], progress=progress,
                                                resample=grid, on_result=lambda n, d: progress.emit_data((n, d)),
                                                region=region)

@@ -18,7 +18,7 @@ from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from app.loading import file_stem
-from app.workers import Task
+from app.workers import Progress, Task
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow
@@ -86,7 +86,7 @@ class FieldRenderDialog(QDialog):
         self.picture.setMinimumSize(*size)
         t0 = time.perf_counter()
 
-        def work(progress):
+        def work(progress: Progress) -> np.ndarray:
             from renderer.offline import render_offline
 
             def report(img: np.ndarray, i: int) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -27,7 +27,10 @@ from app.opening import FileOpening
 from app.panels.slot_view import SlotView
 from app.session import SLOTS, Session
 from app.settings import Preferences
-from app.workers import Task, TaskRunner
+from app.workers import Progress, Task, TaskRunner
+
+if TYPE_CHECKING:
+    from app.loading import LoadedItem
 
 LAYOUT_VERSION = 3  # bump when docks are added or renamed: an older saved layout is then ignored
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
@@ -209,7 +212,7 @@ class MainWindow(FileOpening, QMainWindow):
         if state is None or not self.restoreState(state, LAYOUT_VERSION):
             self._default_layout = True
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         if not self.ready:
             # the window is on screen first; docks and GL views follow right after its first paint
@@ -281,7 +284,7 @@ class MainWindow(FileOpening, QMainWindow):
             return None
         slots = doc.get("slots") or {}
 
-        def work(progress):
+        def work(progress: Progress) -> dict[str, LoadedItem | None]:
             from app.loading import align_fields
 
             items = {s: session_file.load_slot_entry(slots.get(s)) for s in SLOTS}

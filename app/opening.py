@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from app.loading import LoadedItem, align_fields, expand_folders, load_item
 from app.panels.slot_view import dropped_paths
 from app.session import SLOTS
-from app.workers import Task
+from app.workers import Progress, Task
 from core.errors import NonFiniteDataError
 
 FILE_FILTER = "Volumes and fields (*.nc *.nc4 *.cdf *.npy *.npz *.raw *.json *.vsf *.safetensors);;All files (*)"
@@ -63,7 +63,7 @@ class FileOpening:
         other_slot = "B" if slot == "A" else "A"
         other = self.session.item(other_slot)
 
-        def work(progress):
+        def work(progress: Progress) -> dict[str, LoadedItem]:
             item = load_item(path, variable=variable, index=index, progress=progress, nan_policy=policy)
             pair = {slot: item, other_slot: other}
             return {slot: item, **align_fields(pair["A"], pair["B"], progress)}
@@ -87,7 +87,7 @@ class FileOpening:
 
         policy_a, policy_b = self.nan_policy_for(path_a), self.nan_policy_for(path_b)
 
-        def work(progress):
+        def work(progress: Progress) -> tuple[LoadedItem, LoadedItem]:
             a = load_item(path_a, progress=lambda f, m: progress(None, m), nan_policy=policy_a)
             b = load_item(path_b, progress=lambda f, m: progress(None, m), nan_policy=policy_b)
             baked = align_fields(a, b, lambda f, m: progress(None, m))

@@ -108,7 +108,7 @@ def ask_region(window: MainWindow) -> QDialog | None:
     return dlg
 
 
-def region_from_view(window: MainWindow, axis: int, box) -> Any:
+def region_from_view(window: MainWindow, axis: int, box: tuple[tuple[int, int], tuple[int, int]]) -> Any:
     """Set the region to what the slice images show: ``box`` in the two in-plane axes; along ``axis``
     the current region's range (the whole axis without one). Returns the region, or None if refused."""
     a = window.session.item("A")

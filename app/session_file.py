@@ -11,7 +11,9 @@ from core.io.atomic import atomic_path, write_bytes_atomic
 from core.region import format_region
 
 if TYPE_CHECKING:
+    from app.loading import LoadedItem
     from app.main_window import MainWindow
+    from app.panels.slot_view import SlotView
 
 SESSION_VERSION = 1
 
@@ -110,7 +112,7 @@ def read_session(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def load_slot_entry(entry: dict[str, Any] | None):
+def load_slot_entry(entry: dict[str, Any] | None) -> LoadedItem | None:
     """Load one slot of a session file (a file, or the demo pair member)."""
     from app.loading import demo_items, load_item
 
@@ -196,7 +198,7 @@ def save_window_image(window: MainWindow, path: str | Path) -> Path:
     return p
 
 
-def view_image(view) -> Any:
+def view_image(view: SlotView) -> Any:
     """An RGBA array of one view: the renderer's own grab, or the widget's pixels."""
     import numpy as np
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @cache
@@ -13,7 +17,7 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def select_device(preferred: str | None = None):
+def select_device(preferred: str | None = None) -> torch.device:
     """Return the torch.device to compute on.
 
     ``preferred`` (or the ``VOLSIGHT_DEVICE`` environment variable) may be ``"cpu"``,

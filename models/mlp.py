@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import FunctionCtx
 
 
 def native_bf16_cpu() -> bool:
@@ -44,7 +45,7 @@ class _BF16BackwardMLP(torch.autograd.Function):
     """float32 forward of the bias-free ReLU MLP; backward matmuls of width >= 2 in bfloat16."""
 
     @staticmethod
-    def forward(ctx, features_t: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: FunctionCtx, features_t: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
         h = features_t.t()
         inputs = [h]
         last = len(weights) - 1
@@ -58,7 +59,7 @@ class _BF16BackwardMLP(torch.autograd.Function):
         return h
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
+    def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         saved = ctx.saved_tensors
         n = ctx.n_layers
         inputs, weights = saved[:n], saved[n:]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import FunctionCtx
 
 
 def fold_grids(grids: torch.Tensor) -> torch.Tensor:
@@ -99,13 +100,13 @@ class _SliceLerp(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, both: torch.Tensor, fz: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: FunctionCtx, both: torch.Tensor, fz: torch.Tensor) -> torch.Tensor:
         half = both.shape[1] // 2
         ctx.save_for_backward(fz)
         return torch.lerp(both[:, :half], both[:, half:], fz)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (fz,) = ctx.saved_tensors
         g, half, n = grad.shape
         out = torch.empty(g, 2 * half, n, dtype=grad.dtype, device=grad.device)

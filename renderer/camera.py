@@ -168,7 +168,8 @@ class OrbitCamera:
             m[3, 2] = -1.0
         return m
 
-    def rays(self, width: int, height: int, xs: np.ndarray | None = None, ys: np.ndarray | None = None):
+    def rays(self, width: int, height: int, xs: np.ndarray | None = None,
+             ys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ray origins and unit directions [N, 3] through pixel centres (all pixels, row-major, or the given ones)."""
         if xs is None or ys is None:
             yy, xx = np.mgrid[0:height, 0:width]

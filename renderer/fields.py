@@ -8,11 +8,14 @@ ray-marcher also reads ``source_shape`` (D, H, W) and ``spacing`` when present t
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from core.volume import Volume
+
+if TYPE_CHECKING:
+    import torch
 
 
 class RenderableField(Protocol):
@@ -20,7 +23,7 @@ class RenderableField(Protocol):
 
     value_range: Any
 
-    def query(self, points): ...
+    def query(self, points: torch.Tensor) -> torch.Tensor: ...
 
 
 def field_channels(field: Any) -> int:
@@ -64,7 +67,7 @@ class VolumeField:
     def value_range(self) -> tuple[float, float]:
         return self._range
 
-    def query(self, points):
+    def query(self, points: torch.Tensor) -> torch.Tensor:
         """Values [N, C] at normalised points [N, 3] (x, y, z)."""
         import torch.nn.functional as F
 
@@ -101,7 +104,7 @@ class GaussianBlobField:
         return cls(rng.uniform(-0.55, 0.55, (n_blobs, 3)), rng.uniform(0.12, 0.3, n_blobs),
                    rng.uniform(0.5, 1.0, n_blobs), **kwargs)
 
-    def query(self, points):
+    def query(self, points: torch.Tensor) -> torch.Tensor:
         pts = points.to(device=self.device, dtype=self.centres.dtype)
         d2 = ((pts[:, None, :] - self.centres[None]) ** 2).sum(-1)
         return (self.amplitudes * (-(d2 / (2.0 * self.widths**2))).exp()).sum(-1, keepdim=True)

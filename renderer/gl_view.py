@@ -27,6 +27,7 @@ see the same projection (see renderer/camera.py for the conventions).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -43,6 +44,14 @@ from renderer.camera import OrbitCamera, box_half_extents
 from renderer.gl_caps import DEFAULT_TEXTURE_BUDGET_BYTES, GL_MAX_3D_TEXTURE_SIZE, GLCaps, TextureFit, fit_to_texture
 from renderer.overlays import box_edges, slice_outline
 from renderer.transfer import TransferFunction, corrected_opacity
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSize
+    from PySide6.QtGui import QKeyEvent, QResizeEvent
+    from vispy.scene.events import SceneMouseEvent
+    from vispy.util.event import Event
+
+    from renderer.fields import RenderableField
 
 METHODS = ("translucent", "mip", "iso", "attenuated_mip")
 IDLE_STEP = 0.8  # vispy's default relative step (in voxels)
@@ -91,10 +100,10 @@ class _OrbitSceneCamera(BaseCamera):
         self._transform_cache.roll()
         self._set_scene_transform(full)
 
-    def viewbox_mouse_event(self, event) -> None:
+    def viewbox_mouse_event(self, event: SceneMouseEvent) -> None:
         self._owner._on_mouse(event)
 
-    def viewbox_resize_event(self, event) -> None:
+    def viewbox_resize_event(self, event: Event) -> None:
         # the projection depends on the view's aspect ratio (vispy's BaseCamera ignores resizes)
         self.view_changed()
 
@@ -164,7 +173,7 @@ class VolumeView(QWidget):
 
     # ------------------------------------------------------------------ public API
     @property
-    def canvas(self):
+    def canvas(self) -> scene.SceneCanvas:
         """The vispy SceneCanvas (for benchmarks and tests)."""
         return self._canvas
 
@@ -265,7 +274,7 @@ class VolumeView(QWidget):
         self._update_notice()
         self._canvas.update()
 
-    def set_field(self, field, shape: tuple[int, int, int] | None = None) -> Volume:
+    def set_field(self, field: RenderableField, shape: tuple[int, int, int] | None = None) -> Volume:
         """Bake a NeuralField onto a grid and show it (synchronously; the app bakes in a worker instead)."""
         from renderer.fields import bake_field
 
@@ -551,14 +560,14 @@ class VolumeView(QWidget):
             self._notice.move(6, 6)
             self._notice.raise_()
 
-    def sizeHint(self):  # noqa: N802 - Qt override
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         # vispy's GL widget reports its current size (800×600 at first) as its hint, which makes
         # enclosing layouts and restored window geometries grow; a view is happy anywhere from 64 px
         from PySide6.QtCore import QSize
 
         return QSize(320, 320)
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         if self._notice_text:
             self._notice.setMaximumWidth(max(60, self.width() - 12))
@@ -595,7 +604,7 @@ class VolumeView(QWidget):
             self._set_interacting(False)
             event.handled = True
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
         if event.key() == Qt.Key.Key_R:
             self.camera = OrbitCamera()
         else:

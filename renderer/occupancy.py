@@ -9,11 +9,14 @@ whether the sample can contribute (see renderer/raymarch.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from renderer.transfer import TransferFunction
+
+if TYPE_CHECKING:
+    import torch
 
 
 class OccupancyGrid:
@@ -50,7 +53,7 @@ class OccupancyGrid:
         self._occ = None
         self._summary: tuple | None = None  # (mask, its summary): see summary()
 
-    def lookup(self, cells, pts):
+    def lookup(self, cells: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
         """Per-cell values (a [cz, cy, cx] tensor) at world points [..., 3] (nearest cell)."""
         import torch.nn.functional as F
 
@@ -60,7 +63,7 @@ class OccupancyGrid:
                             align_corners=False)
         return out.view(shape)
 
-    def summary(self, occ) -> tuple[float, bool, bool, tuple | None]:
+    def summary(self, occ: torch.Tensor) -> tuple[float, bool, bool, tuple | None]:
         """(occupied fraction, any cell, every cell, :meth:`occupied_box` or None) of a mask.
 
         Cached for the last mask seen: the tiles of a frame all ask about the same one.
@@ -74,7 +77,7 @@ class OccupancyGrid:
         self._summary = (occ, result)
         return result
 
-    def occupied_box(self, occ):
+    def occupied_box(self, occ: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World-space (min, max) corners of the cells where ``occ`` is set."""
         import torch
 
@@ -85,7 +88,7 @@ class OccupancyGrid:
         size = 2.0 * self.half / cells
         return -self.half + first * size, -self.half + last * size
 
-    def opacity_occupancy(self, tf: TransferFunction, lut_alpha, floor: float = 0.0):
+    def opacity_occupancy(self, tf: TransferFunction, lut_alpha: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
         """Per cell (as 0/1 float [cz, cy, cx]): can the TF give an opacity above ``floor`` in [cmin, cmax]?"""
         import torch
 

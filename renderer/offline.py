@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from core.errors import VolsightError, WriterError
 from renderer.camera import OrbitCamera
 from renderer.raymarch import FieldRenderer, MarchSettings
 from renderer.transfer import TransferFunction
+
+if TYPE_CHECKING:
+    import torch
 
 
 def load_source(path: str | os.PathLike, variable: str | None = None, nan_policy: str = "raise") -> Any:
@@ -53,7 +56,7 @@ def render_offline(
     *,
     threshold: float | None = None,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
-    device=None,
+    device: str | torch.device | None = None,
     renderer: FieldRenderer | None = None,
     progress: Callable[[np.ndarray, int], None] | None = None,
     **settings: Any,

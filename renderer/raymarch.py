@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from renderer.fields import field_channels, field_shape, field_spacing, field_va
 from renderer.occupancy import OccupancyGrid
 from renderer.transfer import TransferFunction
 from renderer.wavefronts import LUT_SIZE, WavefrontMarches, _Rays, _slab_box
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["LUT_SIZE", "METHODS", "FieldRenderer", "MarchSettings", "MarchStats", "render_field"]
 
@@ -131,7 +134,7 @@ class FieldRenderer(WavefrontMarches):
         self.last_stats = MarchStats()
 
     # ------------------------------------------------------------------ field access
-    def values_at_world(self, pts, reduced_precision: bool = False):
+    def values_at_world(self, pts: torch.Tensor, reduced_precision: bool = False) -> torch.Tensor:
         """Scalar values (magnitude for 3 channels) at world points [N, 3]."""
         import torch
 
@@ -303,7 +306,8 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def render_field(source: Any, camera: OrbitCamera | None = None, tf: TransferFunction | None = None,
-                 size: tuple[int, int] = (256, 256), settings: MarchSettings | None = None, device=None,
+                 size: tuple[int, int] = (256, 256), settings: MarchSettings | None = None,
+                 device: str | torch.device | None = None,
                  progress: Callable[[np.ndarray, int], None] | None = None) -> np.ndarray:
     """Render a NeuralField or Volume; ``progress(image, pass_index)`` receives the coarse-to-fine passes."""
     r = FieldRenderer(source, device=device)

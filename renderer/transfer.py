@@ -20,11 +20,14 @@ import sys
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.errors import VolsightError
+
+if TYPE_CHECKING:
+    import torch
 
 COLORMAP_DIR = Path(__file__).resolve().parents[1] / "resources" / "colormaps"
 
@@ -179,7 +182,7 @@ class TransferFunction:
         t = np.linspace(0.0, 1.0, n)
         return np.concatenate([self.colors(t), self.opacities(t)[:, None]], axis=1).astype(np.float32)
 
-    def lut_torch(self, n: int = 1024, device=None):
+    def lut_torch(self, n: int = 1024, device: str | torch.device | None = None) -> torch.Tensor:
         """The LUT as a torch tensor [n, 4] (for the ray-marcher)."""
         import torch
 
@@ -195,7 +198,7 @@ class TransferFunction:
                 f"{len(self.opacity_points)} opacity points)")
 
 
-def corrected_opacity(alpha, step_in_voxels: float):
+def corrected_opacity(alpha: np.ndarray | torch.Tensor, step_in_voxels: float) -> np.ndarray | torch.Tensor:
     """Opacity of a step of ``step_in_voxels`` voxel lengths given the per-voxel opacity (numpy or torch)."""
     if step_in_voxels == 1.0:
         return alpha

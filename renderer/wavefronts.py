@@ -19,6 +19,8 @@ import numpy as np
 from renderer.transfer import TransferFunction, corrected_opacity
 
 if TYPE_CHECKING:
+    import torch
+
     from renderer.raymarch import MarchSettings, MarchStats
 
 LUT_SIZE = 1024
@@ -267,7 +269,7 @@ def _flush_tiny(x):
     return x.masked_fill_(x < 1e-30, 0.0)
 
 
-def torch_clamp01(x):
+def torch_clamp01(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(0.0, 1.0)
 
 

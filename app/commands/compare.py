@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.compare import Comparison
+    from core.volume import Volume
 
 HELP = (
     "Distances between two volumes (files: NetCDF, .npy/.npz, raw, or neural fields, baked). "
@@ -79,7 +84,7 @@ def slice_options(names: list[str], args: argparse.Namespace) -> dict[str, dict]
     return {n: {"axis": "all", **opts} for n in flat}  # no --axis: slices along all three axes, as the window
 
 
-def parse_weights(items: list[str] | None):
+def parse_weights(items: list[str] | None) -> str | dict[str, str] | None:
     """``--weights PATH`` or ``--weights NAME=PATH`` (repeatable) -> a path or a {name: path} dict."""
     if not items:
         return None
@@ -98,7 +103,8 @@ def parse_weights(items: list[str] | None):
     return plain[0] if plain else named
 
 
-def read_pair(path_a: str, path_b: str, nan: str = "raise", align: bool = True):
+def read_pair(path_a: str, path_b: str, nan: str = "raise",
+              align: bool = True) -> tuple[Volume, Volume, dict[str, list[int]]]:
     """(A, B, {slot: grid}) of two files, each a volume or a neural field (.vsf, baked).
 
     With ``align``, a field beside a volume on another grid is baked on that volume's grid, as the
@@ -117,7 +123,7 @@ def reason(name: str, why: str) -> str:
     return why[len(name) + 2:] if why.lower().startswith(f"{name.lower()}: ") else why
 
 
-def format_table(comparison) -> str:
+def format_table(comparison: Comparison) -> str:
     """Human-readable lines: metric, value, kind, and per-scale shares for multiscale metrics."""
     source = comparison.options.get("b_resampled_from")
     onto = f" (resampled from {tuple(source)})" if source else ""
@@ -137,7 +143,7 @@ def format_table(comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def csv_notes(comparison) -> list[str]:
+def csv_notes(comparison: Comparison) -> list[str]:
     """What a CSV cannot hold but a reader must know: B resampled onto A's grid, a network run on its nearest grid."""
     notes = [f"note: {s} is a neural field, baked on {'×'.join(map(str, g))}"
              for s, g in (comparison.options.get("fields_baked_on") or {}).items()]

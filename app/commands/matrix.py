@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HELP = (
     "Distance matrix of one metric over several volumes (learned metrics: one forward pass per volume, "
@@ -32,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 
-def matrix_csv(names: list[str], matrix) -> str:
+def matrix_csv(names: list[str], matrix: np.ndarray) -> str:
     """CSV text: a header row of names, then one row per volume."""
     import csv
     import io

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
 
 HELP = "open the comparison window with files A and B (more files: a series); the demo pair when none is given"
 
@@ -20,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)
 
 
-def open_main_window(args: argparse.Namespace, start: float | None = None):
+def open_main_window(args: argparse.Namespace, start: float | None = None) -> MainWindow:
     """Show the window (frame first, docks right after) and queue what ``args`` ask to load."""
     start = time.perf_counter() if start is None else start
     from PySide6.QtCore import QTimer

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QFont, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -121,7 +121,7 @@ class DistancePanel(QWidget):
         session.comparison_started.connect(self._on_started)
         session.scale_selected.connect(self.highlight_scale)
 
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
         if obj is self.table and event.type() in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) \
                 and event.matches(QKeySequence.StandardKey.Copy):
             if event.type() == QEvent.Type.KeyPress:

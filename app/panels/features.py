@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -20,6 +20,9 @@ from PySide6.QtWidgets import (
 
 from app.panels.slices import voxel_at
 from app.session import Session
+
+if TYPE_CHECKING:
+    from core.metrics.base import ScaleFeatures
 
 PANES = (("a", "A"), ("b", "B"), ("diff", "weighted difference"))
 
@@ -198,7 +201,7 @@ class FeaturePanel(QWidget):
         self.slider.setValue(n // 2 if old_n <= 1 else int(round(old_i * (n - 1) / (old_n - 1))))
         self.slider.blockSignals(False)
 
-    def current_scale_features(self):
+    def current_scale_features(self) -> ScaleFeatures | None:
         feats = self.features() or {}
         return feats.get(self.scale_box.currentText())
 

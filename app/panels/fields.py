@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -23,10 +24,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.loading import file_stem, item_from_field
-from app.workers import Cancelled, Task
+from app.workers import Cancelled, Progress, Task
 
 if TYPE_CHECKING:
+    from app.loading import LoadedItem
     from app.main_window import MainWindow
+    from models.fit import FitProgress
 
 MODELS = ("apmgsrn", "fvsrn", "hashgrid")
 SIZES = ("small", "medium", "large")
@@ -43,7 +46,8 @@ def fitting_available() -> bool:
     return True
 
 
-def fit_to_item(volume: Any, config: dict[str, Any], progress, seed: int = 0):
+def fit_to_item(volume: Any, config: dict[str, Any], progress: Progress,
+                seed: int = 0) -> tuple[LoadedItem, dict[str, Any]]:
     """Fit a field to ``volume`` (reporting (iteration, loss, psnr) as data) and bake it into a slot item."""
     import threading
 
@@ -51,7 +55,7 @@ def fit_to_item(volume: Any, config: dict[str, Any], progress, seed: int = 0):
 
     stop = threading.Event()
 
-    def callback(p) -> bool:
+    def callback(p: FitProgress) -> bool:
         if progress.cancelled:
             stop.set()
             return False
@@ -240,7 +244,7 @@ class FieldPanel(QWidget):
                            f"fit of B ({nf.name}): PSNR and loss per iteration" if rows else FIT_TITLE)
         self._curves_of_b = bool(rows)
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         if self._estimate_stale:
             self.update_estimate()

@@ -13,14 +13,15 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from app.loading import LoadedItem, load_item, onto_first_grid
-from app.workers import Task
+from app.workers import Progress, Task
 from core.region import format_region
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow
 
 
-def series_matrix(volumes: Sequence[Any], metric: str, progress=None, region: Any = None) -> np.ndarray:
+def series_matrix(volumes: Sequence[Any], metric: str, progress: Progress | None = None,
+                  region: Any = None) -> np.ndarray:
     """The symmetric-use distance matrix of ``volumes`` under ``metric`` (engine's matrix when installed),
     in ``region`` of every volume when one is given. Members on another grid than the first are resampled
     onto the first's (as B is onto A's in a pair) before the region is taken."""
@@ -163,7 +164,7 @@ class SeriesPanel(QWidget):
 
         policies = [self.w.nan_policy_for(p) for p in paths]
 
-        def work(progress):
+        def work(progress: Progress) -> list[LoadedItem]:
             items = []
             for i, (p, policy) in enumerate(zip(paths, policies, strict=True)):
                 progress(i / len(paths), f"reading {Path(p).name} ({i + 1}/{len(paths)})")
@@ -183,7 +184,7 @@ class SeriesPanel(QWidget):
         path, variable, frames = item.path, item.variable, item.frames
         policy = self.w.nan_policy_for(path)
 
-        def work(progress):
+        def work(progress: Progress) -> list[LoadedItem]:
             out = []
             for i in range(frames):
                 progress(i / frames, f"reading step {i + 1}/{frames}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -18,6 +20,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.panels.ticks import two_ticks
+
+if TYPE_CHECKING:
+    from pyqtgraph.GraphicsScene.mouseEvents import MouseDragEvent
+
+    from core.region import Region
 
 AXES = ("z (axial)", "y", "x")
 
@@ -57,7 +64,7 @@ class BandViewBox(pg.ViewBox):
         self.addItem(self.band, ignoreBounds=True)
         self._banding = False
 
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 (Qt's name)
+    def mouseDragEvent(self, ev: MouseDragEvent, axis: int | None = None) -> None:  # noqa: N802 (Qt's name)
         if ev.isStart():  # Shift when the drag starts decides: a band, or the usual pan
             self._banding = ev.button() == Qt.MouseButton.LeftButton and bool(
                 ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
@@ -298,7 +305,7 @@ class SlicePanel(QWidget):
         if box is not None and all(hi > lo for lo, hi in box) and rect.width() >= 1 and rect.height() >= 1:
             self.region_requested.emit(self.axis, box)
 
-    def set_region(self, region) -> None:
+    def set_region(self, region: Region | None) -> None:
         """Outline ``region`` (((z0, z1), (y0, y1), (x0, x1)) of A's voxels, or None) on the planes it crosses."""
         self.region = region
         self.whole_button.setEnabled(region is not None)

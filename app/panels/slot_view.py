@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QResizeEvent
 from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QVBoxLayout, QWidget
 
 from app.loading import LoadedItem
@@ -37,7 +37,7 @@ class ElidedLabel(QLabel):
         self._tip = tip
         self._elide()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         self._elide()
 
@@ -90,7 +90,7 @@ class ColorLegend(QWidget):
         self.setVisible(True)
 
 
-def dropped_paths(mime) -> list[str]:
+def dropped_paths(mime: QMimeData | None) -> list[str]:
     """Local file paths carried by a drag's mime data (URLs that are not files are ignored)."""
     if mime is None or not mime.hasUrls():
         return []
@@ -260,7 +260,7 @@ class SlotView(QFrame):
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 - Qt override
         if dropped_paths(event.mimeData()):
             event.acceptProposedAction()
 

@@ -7,7 +7,7 @@ volume upload per mouse move would stall software GL).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -17,11 +17,16 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QP
 from app.panels.ticks import value_ticks
 from app.session import Session
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent, MouseDragEvent
+
 HIST_BINS = 128
 STRIP = (-0.16, -0.04)  # y extent of the colormap strip under the curve
 
 
-def transfer_module():
+def transfer_module() -> ModuleType | None:
     """renderer.transfer, or None when the renderer package is not installed."""
     import importlib
 
@@ -60,7 +65,7 @@ class OpacityPoints(pg.GraphItem):
             return None
         return int(pts[0].index())
 
-    def mouseDragEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph override
+    def mouseDragEvent(self, ev: MouseDragEvent) -> None:  # noqa: N802 - pyqtgraph override
         if ev.button() != Qt.MouseButton.LeftButton:
             ev.ignore()
             return
@@ -89,7 +94,7 @@ class OpacityPoints(pg.GraphItem):
             self._on_release()
         ev.accept()
 
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph override
+    def mouseClickEvent(self, ev: MouseClickEvent) -> None:  # noqa: N802 - pyqtgraph override
         i = self._nearest(ev.pos())
         if ev.button() == Qt.MouseButton.RightButton and i is not None and 0 < i < len(self.points) - 1:
             self.points = np.delete(self.points, i, axis=0)

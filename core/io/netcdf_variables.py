@@ -10,12 +10,15 @@ follows the shape rule of :mod:`core.io.layout`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.errors import ReaderError
 from core.io.layout import check_layout, infer_layout
+
+if TYPE_CHECKING:
+    import netCDF4
 
 TIME_NAMES = {"time", "t", "times", "frame", "frames", "step", "steps", "timestep", "timesteps", "time_step",
               "record", "records", "snapshot", "snapshots", "nt"}
@@ -23,18 +26,18 @@ CHANNEL_NAMES = {"c", "channel", "channels", "component", "components", "comp", 
                  "ncomp", "dim3"}
 
 
-def is_numeric(var) -> bool:
+def is_numeric(var: netCDF4.Variable) -> bool:
     """True for real-number variables (float, int, uint, bool)."""
     dt = var.dtype
     return isinstance(dt, np.dtype) and dt.kind in "fiub"
 
 
-def is_coordinate(var) -> bool:
+def is_coordinate(var: netCDF4.Variable) -> bool:
     """True for a CF coordinate variable: 1D and named after its dimension."""
     return len(var.dimensions) == 1 and var.dimensions[0] == var.name
 
 
-def is_time_dim(ds, dim_name: str) -> bool:
+def is_time_dim(ds: netCDF4.Dataset, dim_name: str) -> bool:
     """True when a dimension is a time / sequence axis by name, by being unlimited, or by its coordinate."""
     if dim_name.lower() in TIME_NAMES:
         return True
@@ -49,7 +52,7 @@ def is_time_dim(ds, dim_name: str) -> bool:
     return False
 
 
-def layout_of(ds, var, path: Path, given: str | None = None) -> str:
+def layout_of(ds: netCDF4.Dataset, var: netCDF4.Variable, path: Path, given: str | None = None) -> str:
     """Axis letters for a variable: from the caller, else from dim names, else from the shape rule."""
     shape = tuple(int(n) for n in var.shape)
     dims = tuple(var.dimensions)
@@ -83,7 +86,7 @@ def layout_of(ds, var, path: Path, given: str | None = None) -> str:
     return infer_layout(shape, path, what)
 
 
-def usable(ds) -> list[str]:
+def usable(ds: netCDF4.Dataset) -> list[str]:
     """Names of the variables that can be read as volumes, in file order."""
     out = []
     for name, var in ds.variables.items():
@@ -92,7 +95,7 @@ def usable(ds) -> list[str]:
     return out
 
 
-def usable_text(ds) -> str:
+def usable_text(ds: netCDF4.Dataset) -> str:
     """The usable variables as a phrase for error messages."""
     names = usable(ds)
     if not names:
@@ -100,7 +103,7 @@ def usable_text(ds) -> str:
     return f"usable variables: {', '.join(names)}"
 
 
-def pick_variable(ds, path: Path, variable: str | None):
+def pick_variable(ds: netCDF4.Dataset, path: Path, variable: str | None) -> netCDF4.Variable:
     """The requested variable, or the default one; ReaderError naming file, variable and alternatives."""
     if variable is None:
         names = usable(ds)
@@ -132,7 +135,7 @@ def component_names(variable: Any) -> list[str] | None:
     return names
 
 
-def check_components(ds, path: Path, parts: list, layout: str | None) -> None:
+def check_components(ds: netCDF4.Dataset, path: Path, parts: list, layout: str | None) -> None:
     """Component variables must be scalar fields on the same dims (AMGSRN stores one variable per channel)."""
     names = [v.name for v in parts]
     if len(parts) != 3:

@@ -29,6 +29,7 @@ Definitions:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -101,7 +102,7 @@ def _data_range(ta, tb, options: dict[str, Any]) -> float:
 SLAB_BYTES = 32 << 20  # one float64 working array per slab of a windowed metric (about 11 are alive)
 
 
-def local_moments(a, b, kernel) -> list:
+def local_moments(a: np.ndarray, b: np.ndarray, kernel: np.ndarray) -> list:
     """Windowed means of ``a``, ``b``, ``a*a``, ``b*b`` and ``a*b`` (float64 ``[D, H, W]`` arrays).
 
     The window is the separable 1D ``kernel`` along each axis, with half-sample symmetric
@@ -127,7 +128,8 @@ def local_moments(a, b, kernel) -> list:
     return cpu_map(moment, range(5))
 
 
-def windowed_map(a, b, kernel, combine, crop: int = 0) -> tuple[np.ndarray, float]:
+def windowed_map(a: np.ndarray, b: np.ndarray, kernel: np.ndarray, combine: Callable[..., np.ndarray],
+                 crop: int = 0) -> tuple[np.ndarray, float]:
     """A per-voxel map from the local moments of ``a`` and ``b`` ([D, H, W]), computed slab by slab along D.
 
     ``combine(mu_a, mu_b, aa, bb, ab)`` turns one slab's moments (float64, may be overwritten) into
@@ -164,7 +166,7 @@ def _absolute(d):
     return d.abs_()
 
 
-def gaussian_kernel(sigma: float, truncate: float = 3.5):
+def gaussian_kernel(sigma: float, truncate: float = 3.5) -> np.ndarray:
     """Normalised 1D Gaussian of radius ``int(truncate * sigma + 0.5)`` (scipy's rule)."""
     radius = int(truncate * sigma + 0.5)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
@@ -296,7 +298,8 @@ class SSIM(_Classical):
             raise MetricError(f"ssim: every axis needs at least {kernel.size} voxels, got {tuple(ta.shape[1:])}")
         c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
 
-        def combine(mu_a, mu_b, va, vb, cov):  # in place where possible: slabs are the working memory
+        def combine(mu_a: np.ndarray, mu_b: np.ndarray, va: np.ndarray, vb: np.ndarray,
+                    cov: np.ndarray) -> np.ndarray:  # in place where possible: slabs are the working memory
             va -= mu_a * mu_a
             vb -= mu_b * mu_b
             cov -= mu_a * mu_b
@@ -370,7 +373,8 @@ class LCC(_Classical):
         c = ((0.03 * r) ** 2) / 2
         box = np.full(w, 1.0 / w)
 
-        def combine(mu_a, mu_b, va, vb, cov):
+        def combine(mu_a: np.ndarray, mu_b: np.ndarray, va: np.ndarray, vb: np.ndarray,
+                    cov: np.ndarray) -> np.ndarray:
             if c <= 0:
                 return np.ones_like(cov)
             va -= mu_a * mu_a

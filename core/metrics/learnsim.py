@@ -270,7 +270,8 @@ class LearnSimMetric(Metric):
         self.network = network.to(self.device).eval()
         self.weights_path = None if weights is None else str(weights)
 
-    def prepare(self, a: Volume | np.ndarray, b: Volume | np.ndarray, normalize: bool = True):
+    def prepare(self, a: Volume | np.ndarray, b: Volume | np.ndarray,
+                normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Both inputs as ``[1, 1, D, H, W]`` tensors on the device (jointly min-max normalised to [0, 1])."""
         ta, tb = _as_batch(a), _as_batch(b)
         if ta.shape != tb.shape:

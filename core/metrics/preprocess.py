@@ -27,11 +27,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from core.errors import MetricError
+
+if TYPE_CHECKING:
+    import torch
 
 Interpolation = Literal["linear", "cubic", "nearest"]
 _INTERPOLATIONS = ("linear", "cubic", "nearest")
@@ -133,7 +136,7 @@ def _minmax_affine_np(lo: Any, hi: Any, value_range: tuple[float, float],
 
 
 def minmax_affine(lo: Any, hi: Any, value_range: tuple[float, float] = (-1.0, 1.0), *,
-                  constant_value: float | None = None):
+                  constant_value: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and shift (float32 tensors ``[K]``: per channel, or one) mapping ``[lo, hi]`` onto ``value_range``.
 
     ``lo``/``hi``: scalars, arrays or tensors; computed in float64. Where ``hi == lo`` the scale is 0
@@ -159,7 +162,7 @@ def _affine_into(out: np.ndarray, x: np.ndarray, scale: np.ndarray, shift: np.nd
     return out
 
 
-def apply_affine(x: Any, scale: Any, shift: Any):
+def apply_affine(x: Any, scale: Any, shift: Any) -> torch.Tensor:
     """``x * scale + shift`` with per-channel (or scalar) ``scale``/``shift`` on ``[C, *spatial]``; float32 tensor.
 
     Torch inputs stay in torch (device and autograd kept); numpy inputs are done in numpy.
@@ -194,7 +197,7 @@ def _bounds_np(arrays: Sequence[Any], per_channel: bool) -> tuple[np.ndarray, np
     return lo.astype(np.float64), hi.astype(np.float64)
 
 
-def value_bounds(*arrays: Any, per_channel: bool = False):
+def value_bounds(*arrays: Any, per_channel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Joint (min, max) over all arrays ``[C, *spatial]`` (per channel on request), as float64 tensors."""
     import torch
 
@@ -203,7 +206,7 @@ def value_bounds(*arrays: Any, per_channel: bool = False):
 
 
 def joint_minmax(a: Any, b: Any, value_range: tuple[float, float] = (-1.0, 1.0), *, per_channel: bool = False,
-                 constant_value: float | None = None):
+                 constant_value: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Map a pair ``[C, *spatial]`` jointly to ``value_range``; returns float32 tensors."""
     lo, hi = _bounds_np((a, b), per_channel)
     scale, shift = _minmax_affine_np(lo, hi, value_range, constant_value)
@@ -219,7 +222,7 @@ def _corner_nearest_index(n_in: int, n_out: int):
     return torch.floor(pos + 0.5).clamp_(0, n_in - 1).long()
 
 
-def resample(x: Any, size: Sequence[int], interpolation: Interpolation = "linear"):
+def resample(x: Any, size: Sequence[int], interpolation: Interpolation = "linear") -> torch.Tensor:
     """Resample ``[C, *spatial]`` (or ``[N, C, *spatial]``) to ``size`` on the corner-aligned grid."""
     import torch
     import torch.nn.functional as F
@@ -252,7 +255,7 @@ def resample(x: Any, size: Sequence[int], interpolation: Interpolation = "linear
     return out if batched else out.squeeze(0)
 
 
-def repeat_channels(x: Any, channels: int | None):
+def repeat_channels(x: Any, channels: int | None) -> torch.Tensor:
     """Repeat single-channel data ``[1, *spatial]`` to ``[channels, *spatial]``."""
     t = _as_tensor(x)
     if channels is None or t.shape[0] == channels:
@@ -262,7 +265,7 @@ def repeat_channels(x: Any, channels: int | None):
     return t.expand(channels, *t.shape[1:]).contiguous()
 
 
-def prepare_pair(a: Any, b: Any, options: Preprocessing):
+def prepare_pair(a: Any, b: Any, options: Preprocessing) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply ``options`` to a pair ``[C, *spatial]``; returns two float32 tensors ``[C', *spatial']``.
 
     Spatial shapes may differ only when ``options.resample`` brings both to one size.
@@ -282,7 +285,7 @@ def prepare_pair(a: Any, b: Any, options: Preprocessing):
     return ta, tb
 
 
-def prepare_batch(pairs: Sequence[tuple[Any, Any]], options: Preprocessing):
+def prepare_batch(pairs: Sequence[tuple[Any, Any]], options: Preprocessing) -> torch.Tensor:
     """Prepare several same-shaped pairs into one tensor ``[2n, C', *spatial']``: all first items, then all second.
 
     Each pair is normalised with its own joint min/max (no coupling between pairs). Written
@@ -318,7 +321,7 @@ def prepare_batch(pairs: Sequence[tuple[Any, Any]], options: Preprocessing):
     return t
 
 
-def prepare_volume(x: Any, options: Preprocessing, bounds: tuple[Any, Any] | None = None):
+def prepare_volume(x: Any, options: Preprocessing, bounds: tuple[Any, Any] | None = None) -> torch.Tensor:
     """Prepare one item ``[C, *spatial]`` with given ``(min, max)`` bounds (default: its own).
 
     A distance matrix or a series passes the bounds of the whole set, so every volume gets the

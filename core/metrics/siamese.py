@@ -21,7 +21,7 @@ embedding per input so a distance matrix compares cached embeddings without anot
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -243,7 +243,7 @@ class FeatureComparison(nn.Module):
     gram_tolerance = 1e-2  # entries below this fraction of their norms are recomputed directly
 
     def pairwise_terms(self, rows: Sequence[torch.Tensor], cols: Sequence[torch.Tensor] | None = None,
-                       chunk: int = 0, cancelled=None) -> torch.Tensor:
+                       chunk: int = 0, cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
         """Terms ``[R, K, L]`` (float64) between every row and column embedding, without pair differences.
 
         ``t_ij = |r_i - k_j|^2_w = |r_i|^2_w + |k_j|^2_w - 2 r_i . k_j`` with the channel weights

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from core.metrics.preprocess import Preprocessing, prepare_batch, prepare_volume
 from core.metrics.registry import register
 from core.threads import cpu_map, workers
 from core.volume import Volume
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "resources" / "weights" / "volsim_volsight.safetensors"
 WEIGHTS_ENV = "VOLSIGHT_VOLSIM_WEIGHTS"
@@ -123,7 +126,7 @@ class VolSiM(Metric):
             )
 
     # -- the network
-    def features(self, x):
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """All compared feature maps for a prepared batch ``[N, 1 or 3, D, H, W]`` (no autograd)."""
         import torch
 

@@ -72,7 +72,8 @@ def advect_diffuse(rho: torch.Tensor, velocity: torch.Tensor, diffusivity: torch
     return irfft3(r_hat, n)
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
+def simulate(rng: np.random.Generator, n: int, frames: int,
+             parameter: str | None = None) -> tuple[np.ndarray, str, np.ndarray]:
     """One advection-diffusion sequence; the diffusivity or the flow speed grows with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
     rho0 = random_density(rng, n)

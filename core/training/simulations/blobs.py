@@ -48,7 +48,8 @@ def shifted(field: torch.Tensor, offset: np.ndarray) -> torch.Tensor:
     return irfft3(rfft3(field) * torch.exp(-1j * phase), n)
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
+def simulate(rng: np.random.Generator, n: int, frames: int,
+             parameter: str | None = None) -> tuple[np.ndarray, str, np.ndarray]:
     """One blob sequence; the iso level, a shift, the flow time or the morph angle grows with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
     if parameter not in PARAMETERS:

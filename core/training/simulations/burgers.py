@@ -34,7 +34,8 @@ def burgers(velocity: torch.Tensor, viscosity: torch.Tensor, duration: torch.Ten
 
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
+def simulate(rng: np.random.Generator, n: int, frames: int,
+             parameter: str | None = None) -> tuple[np.ndarray, str, np.ndarray]:
     """One Burgers sequence; viscosity, initial amplitude or simulated time grows with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
     u0 = random_field(rng, n, slope=float(rng.uniform(2.5, 5.0)), k_high=float(rng.uniform(4.0, 8.0)), channels=3)

@@ -50,7 +50,8 @@ def level_set(rng: np.random.Generator, n: int) -> tuple[torch.Tensor, float]:
     return phi, float(surface.max())
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
+def simulate(rng: np.random.Generator, n: int, frames: int,
+             parameter: str | None = None) -> tuple[np.ndarray, str, np.ndarray]:
     """One liquid sequence; the elapsed time, the flow speed or the downward drift grows with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
     if parameter not in PARAMETERS:

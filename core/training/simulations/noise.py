@@ -10,7 +10,8 @@ from core.training.simulations.grid import random_field, white_noise
 PARAMETERS = ("slope", "band")
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
+def simulate(rng: np.random.Generator, n: int, frames: int,
+             parameter: str | None = None) -> tuple[np.ndarray, str, np.ndarray]:
     """One noise sequence; the spectral slope or the pass band moves with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
     channels = 3 if rng.random() < 0.3 else 1

@@ -47,7 +47,8 @@ def _smooth_union(a: torch.Tensor, b: torch.Tensor, k: float = 0.2) -> torch.Ten
     return b * (1 - h) + a * h - k * h * (1 - h)
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
+def simulate(rng: np.random.Generator, n: int, frames: int,
+             parameter: str | None = None) -> tuple[np.ndarray, str, np.ndarray]:
     """One shape sequence; translation, rotation angle, scale or morph weight grows with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
     z, y, x = coordinates(n)

@@ -47,7 +47,8 @@ def smoke(velocity: torch.Tensor, density: torch.Tensor, source: torch.Tensor, b
     return velocity, density
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
+def simulate(rng: np.random.Generator, n: int, frames: int,
+             parameter: str | None = None) -> tuple[np.ndarray, str, np.ndarray]:
     """One plume sequence; buoyancy, source position or inflow rate grows with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
     z, y, x = coordinates(n)

@@ -33,7 +33,8 @@ def damped_wave(u0: torch.Tensor, speed: float, damping: torch.Tensor, time: tor
     return irfft3(rfft3(u0) * factor, n)
 
 
-def simulate(rng: np.random.Generator, n: int, frames: int, parameter: str | None = None):
+def simulate(rng: np.random.Generator, n: int, frames: int,
+             parameter: str | None = None) -> tuple[np.ndarray, str, np.ndarray]:
     """One wave sequence; elapsed time or damping grows with the frame index."""
     parameter = parameter or str(rng.choice(PARAMETERS))
     u0 = periodic_blobs(rng, n, int(rng.integers(1, 5)), (0.15, 0.45),
