@@ -118,6 +118,22 @@ def read_pair(path_a: str, path_b: str, nan: str = "raise",
     return a.volume, b.volume, {s: list(it.shape) for s, it in baked.items()}
 
 
+def check_pair(a: Volume, b: Volume, args: argparse.Namespace) -> None:
+    """Refuse, in one line naming both files, a pair that no metric can take as it is (rather than
+    every metric saying the same): other grids without --onto-a / --resample / --region, or a
+    vector field beside a scalar one."""
+    from core.errors import VolsightError
+
+    if a.channels != b.channels:
+        raise VolsightError(f"A ({args.a}) has {a.channels} channel(s) and B ({args.b}) {b.channels}: no metric "
+                            "compares a vector field with a scalar one")
+    if a.shape != b.shape and not args.onto_a and args.resample is None and args.region is None:
+        shape_a, shape_b = ("×".join(map(str, v.shape)) for v in (a, b))
+        raise VolsightError(f"A ({args.a}, {shape_a}) and B ({args.b}, {shape_b}) are on different grids: add "
+                            "--onto-a to compare B resampled onto A's grid (as the window does), or --resample N "
+                            "to put both on N³")
+
+
 def reason(name: str, why: str) -> str:
     """A metric's error text without the metric's name in front (the line names it already)."""
     return why[len(name) + 2:] if why.lower().startswith(f"{name.lower()}: ") else why
@@ -187,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise VolsightError("--per-slice gives curves over the pair's own grid: use --onto-a, not --resample")
     a, b, baked = read_pair(args.a, args.b, args.nan, align=args.resample is None)
+    check_pair(a, b, args)
     b_grid = None
     if args.onto_a and b.shape != a.shape and args.resample is None:
         from core.region import onto_grid

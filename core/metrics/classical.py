@@ -296,7 +296,9 @@ class SSIM(_Classical):
         pad = (kernel.size - 1) // 2
         if min(ta.shape[1:]) < kernel.size:
             raise MetricError(f"ssim: every axis needs at least {kernel.size} voxels, got {tuple(ta.shape[1:])}")
-        c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
+        # a zero joint range means both inputs are one and the same constant: identical, so SSIM is 1
+        # (its limit); stabilisers of a unit range give exactly that instead of SSIM's 0 / 0
+        c1, c2 = (0.01 * (r or 1.0)) ** 2, (0.03 * (r or 1.0)) ** 2
 
         def combine(mu_a: np.ndarray, mu_b: np.ndarray, va: np.ndarray, vb: np.ndarray,
                     cov: np.ndarray) -> np.ndarray:  # in place where possible: slabs are the working memory

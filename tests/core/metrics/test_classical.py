@@ -154,3 +154,16 @@ def test_point_wise_metrics_slab_by_slab_equal_the_definitions_and_leave_inputs_
                                                                      rel=1e-12)
     np.testing.assert_array_equal(va.data, a64)
     np.testing.assert_array_equal(vb.data, b64)
+
+
+def test_ssim_of_one_constant_volume_with_itself_is_one(recwarn):
+    # the joint range is 0, so SSIM's stabilisers vanish and its formula gives 0 / 0: identical is 1
+    flat = Volume.from_array(np.full((1, 12, 12, 12), 2.5, np.float32))
+    result = get_metric("ssim").distance(flat, flat)
+    assert result.value == 1.0 and np.all(result.voxel_map == 1.0)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    # two different constants keep SSIM's own value (their range is not 0)
+    other = Volume.from_array(np.full((1, 12, 12, 12), 3.5, np.float32))
+    c1 = (0.01 * 1.0) ** 2
+    expected = (2 * 2.5 * 3.5 + c1) / (2.5**2 + 3.5**2 + c1)
+    assert get_metric("ssim").distance(flat, other).value == pytest.approx(expected, rel=1e-9)

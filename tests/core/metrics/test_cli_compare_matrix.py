@@ -73,8 +73,17 @@ def test_compare_errors_exit_non_zero(tmp_path, capsys, reference, shared_dir, m
     pa, pb = _save_pair(tmp_path, mod, _record(records, "volsim_vol64_c1_noise_individual_norm"))
     small = tmp_path / "small.npy"
     np.save(small, np.zeros((32, 32, 32, 1), np.float32))
-    assert main(["compare", pa, str(small), "--metric", "mse"]) == 2
-    assert "shapes differ" in capsys.readouterr().err
+    assert main(["compare", pa, str(small), "--metric", "mse,psnr,ssim"]) == 2
+    err = capsys.readouterr().err  # one line for the pair, naming both files, not one per metric
+    assert err.count("\n") == 1 and "are on different grids: add --onto-a" in err
+    assert f"B ({small}, 32×32×32)" in err and f"A ({pa}, 64×64×64)" in err
+    vector = tmp_path / "vector.npy"
+    np.save(vector, np.zeros((3, 64, 64, 64), np.float32))
+    assert main(["compare", pa, str(vector), "--metric", "mse", "--onto-a"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"B ({vector}) 3" in err and "vector field with a scalar one" in err
+    assert main(["compare", pa, str(small), "--metric", "mse", "--onto-a"]) == 0
+    capsys.readouterr()
     assert main(["compare", pa, str(small), "--metric", "mse", "--resample", "32"]) == 0
     capsys.readouterr()
 
