@@ -82,6 +82,9 @@ class FieldRenderDialog(QDialog):
         field = self.item.neural_field
         camera, tf = view.camera, view.transfer_function
         method, threshold = view.method, view.threshold
+        from renderer.overlays import cut_box
+
+        box = None if view.cut is None else cut_box(*view.cut)  # the view's cut, drawn from the network too
         size = render_size(view.width(), view.height())
         self.picture.setMinimumSize(*size)
         t0 = time.perf_counter()
@@ -92,7 +95,8 @@ class FieldRenderDialog(QDialog):
             def report(img: np.ndarray, i: int) -> None:
                 progress.emit_data((img, i, time.perf_counter() - t0))  # raises Cancelled once closed
 
-            return render_offline(field, camera, tf, size, method=method, threshold=threshold, progress=report)
+            return render_offline(field, camera, tf, size, method=method, threshold=threshold, box=box,
+                                  progress=report)
 
         task = Task("render_field", work, label=f"ray-marching {self.item.name} at {size[0]}×{size[1]}")
         # a pass of a render that "Render again" replaced may still be queued: only the latest one shows

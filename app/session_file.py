@@ -79,6 +79,7 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
         "difference_view": window.diff_view.isVisible(),
         "slice": None if slices is None else {"axis": slices.axis, "index": slices.slider.value()},
         "slice_plane": True if plane is None else plane.isChecked(),
+        "cut": None if slices is None else slices.cut_side,
         "region": None if s.region is None else format_region(s.region),
     }
 
@@ -150,6 +151,8 @@ def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
         index = where.get("index")
         if isinstance(index, int):  # anything else (a hand-edited file) keeps the middle slice
             slices.slider.setValue(index)  # the slider clamps it to the loaded volumes
+    if slices is not None and doc.get("cut") in ("below", "above", None):  # anything else: left as it is
+        slices.set_cut_side(doc.get("cut"))
     try:
         from renderer.camera import OrbitCamera
     except ModuleNotFoundError:

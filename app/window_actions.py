@@ -70,6 +70,33 @@ def update_slice_planes(window: MainWindow, tab_shown: bool | None = None) -> No
             v.view.set_slice_plane(*(plane if shown else (None,)))
 
 
+def update_cuts(window: MainWindow) -> None:
+    """Cut every 3D view at the Slices tab's plane on the side it keeps (or show them whole), whether
+    or not that tab is shown: a cut is a choice the user made, and each view's notice says it is there."""
+    panel = window.panels.get("slices")
+    plane = panel.plane if panel is not None else None
+    side = panel.cut_side if panel is not None else None
+    for v in (*window.slot_views.values(), window.diff_view):
+        if v.view is not None:
+            v.view.set_cut(*((*plane, side) if plane is not None and side is not None else (None,)))
+    if side is not None:
+        window.last_cut_side = side
+    action = getattr(window, "cut_action", None)
+    if action is not None and action.isChecked() != (side is not None):
+        action.blockSignals(True)
+        action.setChecked(side is not None)
+        action.blockSignals(False)
+
+
+def toggle_cut(window: MainWindow, on: bool) -> None:
+    """The menu's switch: cut at the slice keeping the side chosen last (first: the slices up to it)."""
+    panel = window.panels["slices"]
+    if on and panel.cut_side is None:
+        panel.set_cut_side(getattr(window, "last_cut_side", "below"))
+    elif not on and panel.cut_side is not None:
+        panel.set_cut_side(None)
+
+
 def swap_slots(window: MainWindow) -> None:
     """Exchange A and B (volumes with their transfer functions); the pair is compared again."""
     if all(window.session.item(s) is None for s in ("A", "B")):
@@ -160,10 +187,18 @@ def install_window_actions(window: MainWindow) -> None:
         window.view_menu, "Slice &plane in the views", lambda _on: update_slice_planes(window), checkable=True,
         checked=True, tip="outline the plane of the Slices tab in the 3D views while that tab is shown")
     window.view_menu.insertAction(window.link_action, window.plane_action)
+    window.cut_action = window._action(
+        window.view_menu, "&Cut the views at the slice", lambda on: toggle_cut(window, on), QKeySequence("Ctrl+K"),
+        checkable=True, tip="hide the part of every 3D view beyond the Slices tab's plane (which side: the "
+                            "tab's 3D cut choice), so the open face shows that slice inside the volume")
+    window.view_menu.insertAction(window.link_action, window.cut_action)
     window.panels["slices"].plane_changed.connect(lambda _p: update_slice_planes(window))
+    window.panels["slices"].plane_changed.connect(lambda _p: update_cuts(window))
+    window.panels["slices"].cut_changed.connect(lambda _side: update_cuts(window))
     window.docks["slices"].visibilityChanged.connect(lambda shown: update_slice_planes(window, shown))
     for v in (*window.slot_views.values(), window.diff_view):
         v.view_created.connect(lambda _view: update_slice_planes(window))
+        v.view_created.connect(lambda _view: update_cuts(window))
 
     from app.field_render import field_slot, show_field_render
 

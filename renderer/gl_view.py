@@ -16,7 +16,8 @@ see the same projection (see renderer/camera.py for the conventions).
   visual comes back on release (or 200 ms after the last wheel step).
 * Mouse: left drag orbits, right drag (or wheel) zooms, middle drag or shift+left drag pans.
 * ``set_slice_plane`` / ``set_region_box`` outline the slice panel's plane and the region of interest
-  (renderer.overlays).
+  (renderer.overlays); ``set_cut`` hides the part of the volume beyond such a plane (a GL clipping
+  plane; the torch ray-marcher takes the same cut as ``MarchSettings.box``).
 * Threads: call every method on the GUI thread. Long work (reading, baking a field with
   ``renderer.fields.bake_field``) belongs in a worker; hand the resulting Volume to ``set_volume``.
 * Linking: ``a.link_camera(b)`` keeps both cameras equal (both directions) and shares the
@@ -42,7 +43,7 @@ from core.errors import VolsightError
 from core.volume import Volume
 from renderer.camera import OrbitCamera, box_half_extents
 from renderer.gl_caps import DEFAULT_TEXTURE_BUDGET_BYTES, GL_MAX_3D_TEXTURE_SIZE, GLCaps, TextureFit, fit_to_texture
-from renderer.overlays import box_edges, slice_outline
+from renderer.overlays import box_edges, cut_box, cut_plane, slice_outline
 from renderer.transfer import TransferFunction, corrected_opacity
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ class VolumeView(QWidget):
         self._links: list[VolumeView] = []
         self._overlays: dict[str, tuple] = {}  # "plane": (axis, fraction), "region": (lo, hi) fractions
         self._overlay_lines: dict[str, object] = {}  # their vispy Line visuals
+        self._cut: tuple[int, float, str] | None = None  # (array axis, fraction, "below" | "above")
         self._drag: tuple | None = None
         self._caps = _CAPS_CACHE.get("caps", GLCaps())
         self._wheel_timer = QTimer(self)
@@ -264,6 +266,7 @@ class VolumeView(QWidget):
         else:
             self._visual.set_data(data, clim=self._tf.value_range)
         self._place(self._visual, display.shape, display.spacing)
+        self._apply_cut()  # the cut's plane follows the new box
         self._scene_camera.scene_radius = float(np.linalg.norm(box_half_extents(display.shape, display.spacing)))
         self._scene_camera.view_changed()
         if self._coarse is not None:
@@ -354,6 +357,51 @@ class VolumeView(QWidget):
         """Outline the box from fractions ``lo`` to ``hi`` of the volume along (z, y, x) (None hides it)."""
         box = None if lo is None or hi is None else (tuple(float(v) for v in lo), tuple(float(v) for v in hi))
         self._set_overlay("region", box)
+
+    def set_cut(self, axis: int | None, fraction: float = 0.5, keep: str = "below") -> None:
+        """Hide the part of the volume beyond the plane perpendicular to array ``axis`` at ``fraction`` of
+        the box, keeping the lower (``"below"``) or higher (``"above"``) indices; None shows it whole.
+
+        At a slice's voxel centres the face left open shows that slice's values, drawn with the
+        transfer function. Moving the cut only changes the clipping plane's uniforms (no shader relink).
+        """
+        cut = None if axis is None else (int(axis), float(fraction), str(keep))
+        if cut is not None:
+            cut_box(*cut)  # refuses a bad axis or side before anything changes
+        self._cut = cut
+        self._apply_cut()
+        self._update_notice()
+        self._canvas.update()
+
+    @property
+    def cut(self) -> tuple[int, float, str] | None:
+        """(array axis, fraction, side kept) of the cut, or None."""
+        return self._cut
+
+    def _apply_cut(self) -> None:
+        planes = None
+        if self._cut is not None and self._display is not None:
+            planes = cut_plane(box_half_extents(self._display.shape, self._display.spacing), *self._cut)
+        for v in (self._visual, self._coarse):
+            if v is not None:
+                self._set_clipping(v, planes)
+
+    @staticmethod
+    def _set_clipping(visual, planes: np.ndarray | None) -> None:
+        """Give ``visual`` these clipping planes (scene coordinates). vispy's setter builds a new shader
+        function, which relinks the program (about 0.2 s on software GL); when only the planes' place
+        changes, their uniforms are rewritten instead, as a dragged slice slider needs."""
+        planes = np.empty((0, 2, 3)) if planes is None else np.asarray(planes, dtype=np.float64)
+        current = getattr(visual, "_clipping_planes", None)
+        func = getattr(visual, "_clip_func", None)
+        if func is not None and current is not None and len(current) == len(planes) and len(planes):
+            for i, (pos, normal) in enumerate(planes):
+                func[f"clipping_plane_pos{i}"] = tuple(float(c) for c in pos)
+                func[f"clipping_plane_norm{i}"] = tuple(float(c) for c in normal)
+            visual._clipping_planes = planes
+            visual.update()
+        elif len(planes) or len(current if current is not None else ()):
+            visual.clipping_planes = planes
 
     @property
     def slice_plane(self) -> tuple[int, float] | None:
@@ -502,6 +550,8 @@ class VolumeView(QWidget):
         self._coarse.attenuation = self._attenuation * factor
         self._coarse.threshold = self.threshold
         self._place(self._coarse, coarse.shape, coarse.spacing)
+        if self._cut is not None or len(getattr(self._coarse, "_clipping_planes", ())):
+            self._apply_cut()
         self._coarse_stale = False
         self._apply_colormaps()
 
@@ -550,15 +600,33 @@ class VolumeView(QWidget):
             # the volume was fitted against an optimistic limit: redo it after this frame
             QTimer.singleShot(0, lambda: self.set_volume(self._source, self._extra_notice))
 
+    def _cut_notice(self) -> str:
+        if self._cut is None or self._source is None:
+            return ""
+        axis, fraction, keep = self._cut
+        n = self._source.shape[axis]
+        index = min(n - 1, max(0, int(round(fraction * n - 0.5))))
+        return f"cut: showing {'zyx'[axis]} {'≤' if keep == 'below' else '≥'} {index}"
+
     def _update_notice(self) -> None:
-        lines = [s for s in ((self._fit.notice() if self._fit else ""), self._extra_notice) if s]
+        lines = [s for s in ((self._fit.notice() if self._fit else ""), self._extra_notice, self._cut_notice()) if s]
         self._notice_text = "\n".join(lines)
         self._notice.setText(self._notice_text)
         self._notice.setVisible(bool(lines))
         if lines:
-            self._notice.adjustSize()
+            self._fit_notice()
             self._notice.move(6, 6)
             self._notice.raise_()
+
+    def _fit_notice(self) -> None:
+        """Size the notice to its longest line, wrapping only what the view is too narrow for (a word-wrapped
+        label left to itself picks a narrow box and breaks even a short line)."""
+        room = max(60, self.width() - 12)
+        margins = self._notice.contentsMargins()
+        natural = max(self._notice.fontMetrics().horizontalAdvance(line) for line in self._notice_text.split("\n"))
+        width = min(room, natural + margins.left() + margins.right() + 8)  # + the style sheet's padding
+        self._notice.setMaximumWidth(room)
+        self._notice.resize(width, self._notice.heightForWidth(width))
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         # vispy's GL widget reports its current size (800×600 at first) as its hint, which makes
@@ -570,8 +638,7 @@ class VolumeView(QWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         if self._notice_text:
-            self._notice.setMaximumWidth(max(60, self.width() - 12))
-            self._notice.adjustSize()
+            self._fit_notice()
 
     def _on_mouse(self, event) -> None:
         kind = event.type

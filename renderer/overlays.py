@@ -40,12 +40,52 @@ def box_edges(half: np.ndarray, lo: tuple[float, float, float], hi: tuple[float,
     Fractions as in :func:`slice_outline`: 0 and 1 are the volume's outer voxel edges, so voxels
     ``start .. stop - 1`` of ``n`` span ``start / n`` to ``stop / n``.
     """
-    half = np.asarray(half, dtype=np.float64)
-    lo_w, hi_w = np.zeros(3), np.zeros(3)
-    for axis in range(3):
-        w = WORLD_AXIS[axis]
-        a, b = (float(np.clip(v, 0.0, 1.0)) for v in (lo[axis], hi[axis]))
-        lo_w[w], hi_w[w] = -half[w] + 2.0 * half[w] * a, -half[w] + 2.0 * half[w] * b
+    lo_w, hi_w = world_box(half, lo, hi)
     corners = np.array([[(lo_w, hi_w)[i >> k & 1][k] for k in range(3)] for i in range(8)])
     edges = [(i, i | 1 << k) for i in range(8) for k in range(3) if not i >> k & 1]
     return np.array([corners[e] for pair in edges for e in pair])
+
+
+CUT_SIDES = ("below", "above")  # keep the voxels at or below / at or above the cut's index along its axis
+
+
+def cut_box(axis: int, fraction: float, keep: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The part of the volume a cut keeps, as (lo, hi) fractions along (z, y, x) (as :func:`box_edges`).
+
+    The cut is the plane perpendicular to array ``axis`` at ``fraction`` of the box (at a slice's
+    voxel centres, the face left shows that slice); ``keep`` is ``"below"`` (lower indices) or ``"above"``.
+    """
+    if axis not in WORLD_AXIS:
+        raise ValueError(f"cut axis must be 0 (z), 1 (y) or 2 (x), got {axis!r}")
+    if keep not in CUT_SIDES:
+        raise ValueError(f"a cut keeps one of {CUT_SIDES}, not {keep!r}")
+    f = float(np.clip(fraction, 0.0, 1.0))
+    lo, hi = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    if keep == "below":
+        hi[axis] = f
+    else:
+        lo[axis] = f
+    return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
+
+
+def world_box(half: np.ndarray, lo: tuple[float, float, float], hi: tuple[float, float, float]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """World corners (x, y, z) of the box from fractions ``lo`` to ``hi`` along (z, y, x)."""
+    half = np.asarray(half, dtype=np.float64)
+    lo_w, hi_w = -half.copy(), half.copy()
+    for axis in range(3):
+        w = WORLD_AXIS[axis]
+        lo_w[w] = -half[w] + 2.0 * half[w] * float(np.clip(lo[axis], 0.0, 1.0))
+        hi_w[w] = -half[w] + 2.0 * half[w] * float(np.clip(hi[axis], 0.0, 1.0))
+    return lo_w, hi_w
+
+
+def cut_plane(half: np.ndarray, axis: int, fraction: float, keep: str) -> np.ndarray:
+    """The cut as one clipping plane [1, 2, 3]: a world point on it and the normal pointing to the part kept
+    (vispy's ``Volume.clipping_planes``, scene coordinates x, y, z)."""
+    lo, hi = world_box(half, *cut_box(axis, fraction, keep))
+    w = WORLD_AXIS[axis]
+    point, normal = np.zeros(3), np.zeros(3)
+    point[w] = hi[w] if keep == "below" else lo[w]
+    normal[w] = -1.0 if keep == "below" else 1.0
+    return np.array([[point, normal]])

@@ -33,6 +33,7 @@ from core.errors import VolsightError
 from renderer.camera import OrbitCamera, box_half_extents
 from renderer.fields import field_channels, field_shape, field_spacing, field_value_range
 from renderer.occupancy import OccupancyGrid
+from renderer.overlays import world_box
 from renderer.transfer import TransferFunction
 from renderer.wavefronts import LUT_SIZE, WavefrontMarches, _Rays, _slab_box
 
@@ -69,6 +70,9 @@ class MarchSettings:
     threshold: float | None = None  # iso threshold (data units); None: middle of the TF range
     attenuation: float = 0.05  # attenuated MIP, per voxel of normalised value (as in the GL view)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # draw only this part of the box: (lo, hi) fractions along (z, y, x), as a cut keeps
+    # (renderer.overlays.cut_box); None: the whole box
+    box: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -217,8 +221,11 @@ class FieldRenderer(WavefrontMarches):
         dev = self.device
         o = torch.as_tensor(origins, dtype=torch.float32, device=dev)
         d = torch.as_tensor(dirs, dtype=torch.float32, device=dev)
-        half = torch.as_tensor(self.half, dtype=torch.float32, device=dev)
-        tnear, tfar = _slab(o, d, half)
+        if settings.box is None:
+            tnear, tfar = _slab(o, d, torch.as_tensor(self.half, dtype=torch.float32, device=dev))
+        else:  # rays enter and leave the part kept: the cut's face shows the values on it
+            lo, hi = (torch.as_tensor(c, dtype=torch.float32, device=dev) for c in world_box(self.half, *settings.box))
+            tnear, tfar = _slab_box(o, d, lo, hi)
         bg = torch.as_tensor(settings.background, dtype=torch.float32, device=dev)
         n_rays = o.shape[0]
         out = bg.expand(n_rays, 3).clone()

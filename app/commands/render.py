@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--turntable", type=int, metavar="N", help="render N frames around the volume")
     parser.add_argument("--fps", type=float, default=12.0, help="turntable GIF frame rate")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: VOLSIGHT_DEVICE or auto)")
+    parser.add_argument("--cut", metavar="AXIS:INDEX[:above]",
+                        help="cut the volume open at a slice, as the window's Ctrl+K: e.g. z:20 keeps z <= 20, "
+                             "x:10:above keeps x >= 10; the open face shows that slice")
     parser.add_argument("--no-skip", action="store_true", help="disable early termination and empty-space skipping")
 
 
@@ -68,6 +71,28 @@ def _camera(args):
         raise VolsightError(str(exc)) from exc
 
 
+def parse_cut(spec: str, shape: tuple[int, int, int] | None) -> tuple[tuple[float, float, float],
+                                                                        tuple[float, float, float]]:
+    """The box a ``--cut AXIS:INDEX[:above|below]`` keeps (renderer.overlays.cut_box) on a grid of ``shape``."""
+    from core.errors import VolsightError
+    from renderer.overlays import cut_box
+
+    parts = spec.strip().lower().split(":")
+    if len(parts) not in (2, 3) or parts[0] not in ("z", "y", "x") or (len(parts) == 3 and
+                                                                          parts[2] not in ("above", "below")):
+        raise VolsightError(f"--cut {spec!r}: expected AXIS:INDEX or AXIS:INDEX:above|below, AXIS one of z, y, x "
+                            "(e.g. z:20)")
+    axis = "zyx".index(parts[0])
+    try:
+        index = int(parts[1])
+    except ValueError:
+        raise VolsightError(f"--cut {spec!r}: the index must be a whole number, got {parts[1]!r}") from None
+    n = int(shape[axis]) if shape else 64  # an analytic field: its nominal 64-voxel box
+    if not 0 <= index < n:
+        raise VolsightError(f"--cut {spec!r}: {parts[0]} runs from 0 to {n - 1}")
+    return cut_box(axis, (index + 0.5) / n, parts[2] if len(parts) == 3 else "below")
+
+
 def run(args: argparse.Namespace) -> int:
     from core.device import select_device
     from core.errors import VolsightError
@@ -82,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     options = dict(method=args.method, spp=args.spp, threshold=args.threshold, background=tuple(args.background))
     if args.no_skip:
         options.update(early_termination=None, skip_empty=False)
+    if args.cut:
+        options["box"] = parse_cut(args.cut, renderer.shape)
     size = tuple(args.size)
     out = Path(args.output)
     t0 = time.perf_counter()

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 AXES = ("z (axial)", "y", "x")
 
 
+# the 3D views' cut at the shown slice: (label, side kept)
+CUT_CHOICES = (("3D: whole", None), ("3D: cut, keep ≤ slice", "below"), ("3D: cut, keep ≥ slice", "above"))
+
+
 def slice_of(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     """The 2D plane ``index`` of a ``[D, H, W]`` array perpendicular to ``axis``, as displayed (x right)."""
     index = int(np.clip(index, 0, array.shape[axis] - 1))
@@ -106,6 +110,7 @@ class SlicePanel(QWidget):
     plane_changed = Signal(object)  # (axis, fraction of the box) of the shown plane, or None without data
     region_requested = Signal(int, object)  # axis, ((a0 start, stop), (a1 start, stop)): the box zoomed into
     whole_requested = Signal()  # compare the whole volumes again
+    cut_changed = Signal(object)  # the side of the shown plane the 3D views keep: "below", "above" or None
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -160,6 +165,14 @@ class SlicePanel(QWidget):
         self.slider.setMinimumWidth(120)
         top.addWidget(self.slider, 2)
         top.addWidget(self.index_label)
+        self.cut_box = QComboBox()
+        for text, side in CUT_CHOICES:
+            self.cut_box.addItem(text, side)
+        self.cut_box.setToolTip("cut the 3D views open at the shown slice (View › Cut the views at the slice, "
+                                "Ctrl+K): they keep the slices up to this one, or from this one on, and the open "
+                                "face shows this slice drawn with the transfer function")
+        self.cut_box.currentIndexChanged.connect(lambda _i: self.cut_changed.emit(self.cut_side))
+        top.addWidget(self.cut_box)
         self.region_button = QPushButton("Region from view")
         self.region_button.setToolTip("compare only what the slice images show now (zoom in with the wheel, pan by "
                                       "dragging): those rows and columns, all planes along this axis. "
@@ -328,6 +341,18 @@ class SlicePanel(QWidget):
             item.setVisible(rect is not None)
             if rect is not None:
                 item.setRect(*rect)
+
+    @property
+    def cut_side(self) -> str | None:
+        """The side of the shown plane the 3D views keep ("below": slices up to it, "above"), or None."""
+        return self.cut_box.currentData()
+
+    def set_cut_side(self, side: str | None) -> None:
+        """Cut the 3D views at the shown plane keeping ``side`` ("below" or "above"), or not (None)."""
+        sides = [choice for _text, choice in CUT_CHOICES]
+        if side not in sides:
+            raise ValueError(f"a cut keeps one of {sides[1:]} (or None), not {side!r}")
+        self.cut_box.setCurrentIndex(sides.index(side))
 
     @property
     def plane(self) -> tuple[int, float] | None:

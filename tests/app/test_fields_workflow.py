@@ -268,6 +268,21 @@ def test_ray_marching_the_field_itself_from_the_view_menu(window, qtbot, tmp_pat
                             threshold=view.threshold)[..., :3]
     assert np.abs(dialog.image.astype(int) - turned.astype(int)).max() <= 2
     assert np.abs(dialog.image.astype(int) - before.astype(int)).max() > 10
+    # cut the views open at the slice: the network's picture is cut the same way
+    from renderer.overlays import cut_box
+
+    window.panels["slices"].axis_box.setCurrentIndex(2)
+    window.panels["slices"].slider.setValue(9)
+    window.panels["slices"].set_cut_side("below")
+    assert view.cut is not None
+    whole = dialog.image.copy()
+    dialog.again_button.click()
+    qtbot.waitUntil(lambda: dialog.passes == 3, timeout=120000)
+    cut = render_offline(field, view.camera, view.transfer_function, size, method=view.method,
+                         threshold=view.threshold, box=cut_box(*view.cut))[..., :3]
+    assert np.abs(dialog.image.astype(int) - cut.astype(int)).max() <= 2
+    assert np.abs(dialog.image.astype(int) - whole.astype(int)).max() > 10
+    window.panels["slices"].set_cut_side(None)
     dialog.close()
     assert read_volume(apath).shape == (16, 16, 16)  # the input files are untouched
 

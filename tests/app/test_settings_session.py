@@ -57,8 +57,10 @@ def test_session_round_trip_with_demo_pair(window, qtbot, tmp_path):
     s.set_method("mip")
     s.set_link_cameras(False)
     window.diff_action.setChecked(True)
+    window.panels["slices"].set_cut_side("above")
     path = window.save_session(str(tmp_path / "s.json"))
     doc = json.loads(path.read_text())
+    assert doc["cut"] == "above"
     assert doc["slots"]["A"]["kind"] == "demo" and doc["slots"]["B"]["perturbed"] is True
     assert doc["method"] == "mip" and doc["link_cameras"] is False and doc["difference_view"] is True
     a_data = s.item("A").volume.data.copy()
@@ -76,6 +78,7 @@ def test_session_round_trip_with_demo_pair(window, qtbot, tmp_path):
     assert s2.item("B").name == s.item("B").name
     assert s2.metrics == s.metrics and s2.method == "mip" and s2.link_cameras is False
     assert w2.diff_view.isVisible()
+    assert w2.panels["slices"].cut_side == "above" and w2.cut_action.isChecked()
     for slot in ("A", "B"):  # the restored transfer functions' legends are shown
         legend, tf = w2.slot_views[slot].legend, s2.transfer(slot)
         assert legend.isVisible() and legend.hi.text() == f"{tf.value_range[1]:.3g}", slot

@@ -125,6 +125,41 @@ def test_the_slice_plane_is_outlined_in_the_views_while_the_slices_tab_shows(dem
     qtbot.waitUntil(lambda: va.slice_plane is not None)
 
 
+def test_the_views_are_cut_open_at_the_slice_from_the_tab_or_the_menu(demo_window, qtbot):
+    w = demo_window
+    panel, va, vb = w.panels["slices"], w.slot_views["A"].view, w.slot_views["B"].view
+    w.plane_action.setChecked(False)  # only the volume's pixels count here
+    panel.axis_box.setCurrentIndex(0)  # z planes
+    panel.slider.setValue(8)
+    whole = va.grab_image()
+    assert va.cut is None and not w.cut_action.isChecked()
+    panel.set_cut_side("below")
+    assert va.cut == (0, pytest.approx(8.5 / 16), "below") and vb.cut == va.cut and w.cut_action.isChecked()
+    assert "cut: showing z ≤ 8" in va.notice
+    below = va.grab_image()
+    changed = np.abs(below[..., :3].astype(int) - whole[..., :3].astype(int)).max(axis=-1) > 10
+    assert changed.mean() > 0.02  # the upper half of the plume is gone
+    panel.slider.setValue(12)  # the cut follows the slice
+    assert va.cut == (0, pytest.approx(12.5 / 16), "below")
+    panel.set_cut_side("above")
+    assert vb.cut[2] == "above" and "z ≥ 12" in vb.notice
+    # Ctrl+K switches it off and back on with the side chosen last
+    w.cut_action.trigger()
+    assert va.cut is None and panel.cut_side is None and "cut" not in va.notice
+    np.testing.assert_array_equal(va.grab_image(), whole)
+    w.cut_action.trigger()
+    assert panel.cut_side == "above" and va.cut == (0, pytest.approx(12.5 / 16), "above")
+    from app.window_actions import shortcut_rows
+
+    assert ("Ctrl+K", "View › Cut the views at the slice") in shortcut_rows(w)
+    # the cut holds while another tab is in front (each view's notice says so)
+    w.docks["transfer"].raise_()
+    qtbot.waitUntil(lambda: va.slice_plane is None)
+    assert va.cut is not None
+    panel.set_cut_side(None)
+    w.plane_action.setChecked(True)
+
+
 def test_slices_draw_the_second_axis_upwards_like_the_3d_views(demo_window):
     panel = demo_window.panels["slices"]
     item = panel.views["A"].getImageItem()

@@ -61,6 +61,28 @@ def test_cli_render_writes_png(plume, tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(img, expected)
 
 
+def test_cli_render_cuts_the_volume_open_at_a_slice(plume, tmp_path, capsys):
+    from renderer.overlays import cut_box
+
+    np.save(tmp_path / "in.npy", plume.data[0])
+    out = tmp_path / "cut.png"
+    assert main(["render", str(tmp_path / "in.npy"), "-o", str(out), "--size", "32", "32", "--spp", "48",
+                 "--cut", "x:9:above", "--device", "cpu"]) == 0
+    tf = TransferFunction.preset("viridis", plume.value_range())
+    expected = render_offline(plume, OrbitCamera(azimuth=30, polar=60, distance=5.0), tf, (32, 32), spp=48,
+                              device="cpu", box=cut_box(2, 9.5 / 24, "above"))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+    whole = render_offline(plume, OrbitCamera(azimuth=30, polar=60, distance=5.0), tf, (32, 32), spp=48,
+                           device="cpu")
+    assert np.abs(whole.astype(int) - expected.astype(int)).max() > 10
+    assert cut_box(0, 0.25, "below") == ((0.0, 0.0, 0.0), (0.25, 1.0, 1.0))
+    capsys.readouterr()
+    for spec, words in (("x:24", "x runs from 0 to 23"), ("w:3", "AXIS one of z, y, x"),
+                        ("z:3:left", "AXIS:INDEX:above|below"), ("z:one", "a whole number")):
+        assert main(["render", str(tmp_path / "in.npy"), "-o", str(out), "--cut", spec]) == 2
+        assert words in capsys.readouterr().err, spec
+
+
 def test_cli_turntable_and_errors(plume, tmp_path, monkeypatch, capsys):
     import renderer.offline as offline
 
