@@ -176,7 +176,7 @@ def test_compare_onto_a_puts_b_on_a_grid_as_the_window_does(pair, tmp_path, caps
     np.save(pa, a.data[0])
     np.save(ps, small.data[0])
     assert main(["compare", str(pa), str(ps), "-m", "mse"]) == 2
-    assert "--onto-a for A's grid" in capsys.readouterr().err  # the way out is named
+    assert "add --onto-a to compare B resampled onto A's grid" in capsys.readouterr().err  # the way out is named
     assert main(["compare", str(pa), str(ps), "-m", "mse,ssim", "--onto-a", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["options"]["b_resampled_from"] == [10, 12, 14] and doc["b"]["shape"] == [20, 24, 28]
