@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from core.compare import Comparison
 
 ProgressFn = Callable[[float | None, str], None]
-DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "volsim", "lsim", "watson-dct", "learnsim-ssd")
+DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "maxerr", "volsim", "lsim", "watson-dct", "learnsim-ssd")
 _BUILT: dict[str, Any] = {}  # metric name -> built Metric (learned weights load once per session)
 _WEIGHTS: dict[str, str] = {}  # metric name -> weights file chosen by the user
 

@@ -404,6 +404,14 @@ def install_panels(window: MainWindow) -> WindowController:
         window.tabifyDockWidget(slices, d)
     slices.raise_()
 
+    def locate(voxel: tuple[int, int, int]) -> None:  # a located value (Max error) double-clicked
+        slices.raise_()
+        window.panels["slices"].show_voxel(voxel)
+        window.statusBar().showMessage("the Slices tab shows voxel z, y, x = " + ", ".join(map(str, voxel)), 8000)
+
+    dist.locate_requested.connect(locate)
+    window.session.item_changed.connect(lambda _slot: window.panels["slices"].show_voxel(None))
+
     _view_actions(window, ctl)
     from app.window_actions import install_window_actions
 

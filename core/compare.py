@@ -192,6 +192,8 @@ def compare(
                 raise
             errors[name] = str(exc)
             continue
+        if region is not None and "at" in d.info and fitted is None and "resample" not in opts:
+            d.info["at"] = [int(i) + lo for i, (lo, _hi) in zip(d.info["at"], box, strict=True)]  # A's voxel
         distances[name] = noted_grid(d, fitted)
     return Comparison(va, vb, distances, options=shared, errors=errors)
 

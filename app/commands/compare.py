@@ -150,6 +150,8 @@ def format_table(comparison: Comparison) -> str:
         on = f", on {d.info['resampled_to']}" if d.info.get("resampled_to") else ""  # a network's nearest grid
         if d.info.get("slice_axes_left_out"):  # a 2D metric on a slab: the planes it could take only
             on += f"; {d.info['slice_axes_left_out']}"
+        if d.info.get("at") is not None:  # where the largest difference is
+            on += ", at z, y, x = " + ", ".join(map(str, d.info["at"]))
         lines.append(f"{name:>8}  {d.value:.6g}  ({d.kind}{on})")
         if d.contributions:
             parts = ", ".join(f"{k} {v:.3g}" for k, v in d.contributions.items())

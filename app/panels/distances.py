@@ -39,6 +39,7 @@ class DistancePanel(QWidget):
 
     recompute_requested = Signal()
     export_requested = Signal(str)  # "csv" or "json"
+    locate_requested = Signal(object)  # (z, y, x) of A's grid: a row's located value (Max error) double-clicked
 
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
@@ -83,6 +84,7 @@ class DistancePanel(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.cellDoubleClicked.connect(self._on_double_click)
         # Ctrl+C: the table view would copy only the current cell's display text; copy whole rows in
         # full precision instead
         self.table.installEventFilter(self)
@@ -221,6 +223,8 @@ class DistancePanel(QWidget):
                 note = (note + f", data range {float(d.info['data_range']):.4g}").lstrip(", ")
             if d.info.get("slice_axes_left_out"):  # a 2D metric on a slab: the planes it could take only
                 note = (note + f", slices along {d.info['slice_axes']} only").lstrip(", ")
+            if d.info.get("at") is not None:  # where the value is taken (Max error): double-click goes there
+                note = (note + ", at z, y, x = " + ", ".join(map(str, d.info["at"]))).lstrip(", ")
         v = QTableWidgetItem(value)
         v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if d is not None and not isinstance(d, BaseException):
@@ -235,6 +239,8 @@ class DistancePanel(QWidget):
             tip = ("no trained weights are set: the network is an exact identity, so its value is the plain "
                    "voxel-wise SSD or LCC of the pair (min-max normalised together); give it weights with "
                    "Compare › Learned-metric weights…")
+        if not isinstance(d, BaseException) and d is not None and d.info.get("at") is not None:
+            tip = f"{note}; double-click to show that voxel in the Slices tab"
         n.setToolTip(tip)
         return label, v, kind, n
 
@@ -277,6 +283,13 @@ class DistancePanel(QWidget):
         menu.addAction("Export CSV…").triggered.connect(lambda: self.export_requested.emit("csv"))
         menu.addAction("Export JSON…").triggered.connect(lambda: self.export_requested.emit("json"))
         menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def _on_double_click(self, row: int, _column: int) -> None:
+        """A row whose value sits at one voxel (Max error): ask for that voxel to be shown."""
+        name = self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) if self.table.item(row, 0) else ""
+        d = self.session.distance(name) if name else None
+        if d is not None and d.info.get("at") is not None:
+            self.locate_requested.emit(tuple(int(i) for i in d.info["at"]))
 
     def _on_selection(self) -> None:
         rows = sorted({i.row() for i in self.table.selectedItems()})

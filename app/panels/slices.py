@@ -158,6 +158,17 @@ class SlicePanel(QWidget):
             view.getView().addItem(rect)
             self.region_rects[k] = rect
 
+        # a voxel asked for (the largest difference, say): a ring around it while its slice is shown
+        self.marked: tuple[int, int, int] | None = None
+        self.markers = {}
+        for k, view in self.views.items():
+            ring = pg.ScatterPlotItem(size=15, symbol="o", pen=pg.mkPen((255, 255, 255), width=2),
+                                      brush=pg.mkBrush(0, 0, 0, 0), pxMode=True)
+            ring.setZValue(11)
+            ring.setVisible(False)
+            view.getView().addItem(ring)
+            self.markers[k] = ring
+
         top = QHBoxLayout()
         top.addWidget(QLabel("axis"))
         top.addWidget(self.axis_box)
@@ -226,6 +237,9 @@ class SlicePanel(QWidget):
         """New data (``[D, H, W]`` scalar arrays; None where missing); keeps the axis and relative index."""
         old_n = self._axis_length()
         old_i = self.slider.value()
+        old_a = self.arrays.get("A")
+        if old_a is None or a is None or old_a.shape != a.shape:
+            self.marked = None  # another grid: the voxel marked is not that one any more
         self.arrays = {"A": a, "B": b, "diff": diff}
         self.diff_label = diff_label
         self.titles["diff"].setText(diff_label)
@@ -394,6 +408,31 @@ class SlicePanel(QWidget):
         if not getattr(self, "_ranged", False) and ab:
             self.views["A"].getView().autoRange()
             self._ranged = True
+        self._draw_marker()
+
+    def show_voxel(self, voxel: tuple[int, int, int] | None) -> None:
+        """Show the slice through ``voxel`` (z, y, x) along the current axis, ring it in the three images
+        and read out its values; None removes the ring."""
+        n = self._axis_length()
+        if voxel is None or not n:
+            self.marked = None
+            self._draw_marker()
+            return
+        self.marked = (int(voxel[0]), int(voxel[1]), int(voxel[2]))
+        if self.slider.value() != self.marked[self.axis]:
+            self.slider.setValue(self.marked[self.axis])  # redraws, ring included
+        else:
+            self._draw_marker()
+        a0, a1 = (k for k in range(3) if k != self.axis)
+        self.probe(self.marked[a1], self.marked[a0])
+
+    def _draw_marker(self) -> None:
+        on = self.marked is not None and self._axis_length() > 0 and self.slider.value() == self.marked[self.axis]
+        for k, ring in self.markers.items():
+            ring.setVisible(bool(on) and self.arrays[k] is not None)
+            if on:
+                a0, a1 = (j for j in range(3) if j != self.axis)
+                ring.setData([self.marked[a1] + 0.5], [self.marked[a0] + 0.5])  # the voxel's centre, as drawn
 
     def _on_mouse(self, view: pg.ImageView, scene_pos: QPointF) -> None:
         item = view.getImageItem()

@@ -242,6 +242,31 @@ class MAE(_Classical):
 
 
 @register
+class MaxError(_Classical):
+    """Largest absolute difference over all voxels and channels (L-infinity norm: a metric); ``info["at"]``
+    is the voxel (z, y, x) where it occurs (the first in memory order when several share it)."""
+
+    name = "maxerr"
+    label = "Max error"
+    is_metric = True
+    has_voxel_map = True
+
+    def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
+        ta, tb, prep = _pair_arrays(self, a, b, options, self.options)
+        _, _, h, w = ta.shape
+        vmap = np.empty(ta.shape[1:], np.float32)
+        best, at = -1.0, (0, 0, 0)
+        for d0, d1, sa, sb in _slab_pairs(ta, tb):
+            e = sa.sub_(sb).abs_().amax(dim=0)  # [d, H, W]: the largest over the channels
+            vmap[d0:d1] = e.float().numpy()
+            k = int(e.argmax())
+            value = float(e.reshape(-1)[k])
+            if value > best:
+                best, at = value, (d0 + k // (h * w), (k // w) % h, k % w)
+        return Distance(self.name, best, voxel_map=vmap, info=self._info(prep, at=list(at)))
+
+
+@register
 class SSD(_Classical):
     """Sum of squared differences over all voxels and channels (not a metric)."""
 

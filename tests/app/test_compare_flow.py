@@ -294,3 +294,36 @@ def test_main_window_screenshot(compared, qtbot, artifacts_dir):
                                        "main_window_view_diff.png"]
     for p in views:
         assert _non_background_fraction(np.asarray(Image.open(p).convert("RGBA"))) > 0.01, p.name
+
+
+def test_the_max_error_row_says_where_and_a_double_click_shows_that_voxel(window, qtbot):
+    from app.comparing import default_metrics
+
+    wait_for(window, qtbot, lambda: bool(window.catalog))
+    assert "maxerr" in default_metrics()  # shown by default, beside MSE, PSNR, SSIM and NCC
+    window.session.set_metrics(["mse", "maxerr"])
+    window.load_demo("plume", 16)
+    wait_for(window, qtbot, lambda: window.session.distance("maxerr") is not None, timeout=60000)
+    a, b = (window.session.item(s).volume.data[0].astype(np.float64) for s in ("A", "B"))
+    diff = np.abs(a - b)
+    at = tuple(int(i) for i in np.unravel_index(int(diff.argmax()), diff.shape))
+    d = window.session.distance("maxerr")
+    assert d.value == pytest.approx(float(diff.max()), rel=1e-9) and tuple(d.info["at"]) == at
+    dist, slices = window.panels["distances"], window.panels["slices"]
+    row = next(r for r in range(dist.table.rowCount()) if dist.table.item(r, 0).text() == "Max error")
+    assert dist.table.item(row, 3).text() == "at z, y, x = {}, {}, {}".format(*at)
+    window.docks["transfer"].raise_()
+    slices.axis_box.setCurrentIndex(1)  # y planes
+    dist.table.cellDoubleClicked.emit(row, 1)
+    qtbot.waitUntil(lambda: window.docks["slices"].isVisible())
+    assert slices.slider.value() == at[1] and slices.marked == at
+    ring = slices.markers["A"]
+    assert ring.isVisible() and ring.getData()[0][0] == at[2] + 0.5 and ring.getData()[1][0] == at[0] + 0.5
+    assert slices.probe_label.text().startswith(f"z {at[0]}  y {at[1]}  x {at[2]}:")
+    slices.slider.setValue((at[1] + 3) % 16)  # another slice: no ring
+    assert not ring.isVisible()
+    slices.slider.setValue(at[1])
+    assert ring.isVisible()
+    window.load_demo("turbulence", 16)  # another pair: the mark goes
+    wait_for(window, qtbot, lambda: window.session.item("A").name != "plume")
+    assert slices.marked is None and not ring.isVisible()

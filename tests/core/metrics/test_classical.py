@@ -167,3 +167,31 @@ def test_ssim_of_one_constant_volume_with_itself_is_one(recwarn):
     c1 = (0.01 * 1.0) ** 2
     expected = (2 * 2.5 * 3.5 + c1) / (2.5**2 + 3.5**2 + c1)
     assert get_metric("ssim").distance(flat, other).value == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_max_error_is_the_largest_absolute_difference_and_says_where(rng, monkeypatch, channels):
+    import core.metrics.classical as classical
+
+    a, b, va, vb = _pair(rng, channels=channels)
+    diff = np.abs(a.astype(np.float64) - b).max(axis=0)  # over the channels
+    at = np.unravel_index(int(diff.argmax()), diff.shape)
+    monkeypatch.setattr(classical, "SLAB_BYTES", 8 * channels * 24 * 28 * 3)  # 3 planes a slab: several slabs
+    d = get_metric("maxerr").distance(va, vb)
+    assert d.value == pytest.approx(float(diff.max()), rel=1e-12) and d.info["at"] == [int(i) for i in at]
+    np.testing.assert_allclose(d.voxel_map, diff, rtol=1e-6)
+    assert get_metric("maxerr").distance(va, va).value == 0.0
+    assert get_metric("maxerr").is_metric  # L-infinity: a metric, triangle inequality included
+
+
+def test_max_error_of_a_region_names_the_voxel_of_a_grid(rng):
+    from app.commands.compare import format_table
+    from core.compare import compare
+
+    a, b, va, vb = _pair(rng)
+    box = ((4, 12), (0, 24), (10, 20))
+    result = compare(va, vb, ["maxerr"], region=box)
+    diff = np.abs(a[0].astype(np.float64) - b[0])[4:12, :, 10:20]
+    at = np.unravel_index(int(diff.argmax()), diff.shape)
+    assert result.distances["maxerr"].info["at"] == [int(at[0]) + 4, int(at[1]), int(at[2]) + 10]  # A's voxel
+    assert "at z, y, x = {}, {}, {}".format(*result.distances["maxerr"].info["at"]) in format_table(result)
