@@ -156,6 +156,23 @@ def expand_folders(paths: Sequence[str | os.PathLike]) -> list[str]:
     return out
 
 
+def distinct_labels(items: Sequence[LoadedItem]) -> list[str]:
+    """Labels for a matrix's rows and columns: each member's name, or, where names repeat (two fields of
+    one volume are both "plume-apmgsrn"), its file name; a label still repeated gets " (2)", " (3)", ..."""
+    from collections import Counter
+
+    names = [it.name for it in items]
+    counts = Counter(names)
+    labels = [Path(it.path).name if counts[n] > 1 and it.path else n for it, n in zip(items, names, strict=True)]
+    seen: Counter[str] = Counter()
+    out = []
+    repeated = Counter(labels)
+    for label in labels:
+        seen[label] += 1
+        out.append(label if repeated[label] == 1 or seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
 def file_stem(text: str) -> str:
     """``text`` (a volume's or field's name, "plume:density-apmgsrn") as a file-name stem: runs of
     characters file systems or shells dislike become "_"."""

@@ -51,7 +51,7 @@ def matrix_csv(names: list[str], matrix: np.ndarray) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from app.commands.compare import emit
-    from app.loading import expand_folders, load_item, onto_first_grid
+    from app.loading import distinct_labels, expand_folders, load_item, onto_first_grid
     from core.errors import MetricError
     from core.metrics.matrix import distance_matrix
 
@@ -100,5 +100,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: the volumes' grid {volumes[0].shape} does not fit the network; comparing on "
                   f"{'×'.join(map(str, fitted))}, the nearest grid it takes", file=sys.stderr, flush=True)
     m = distance_matrix(volumes, metric, progress=progress, **options)
-    emit(matrix_csv([v.name for v in volumes], m), args.output)
+    emit(matrix_csv(distinct_labels(items), m), args.output)  # names, or file names where names repeat
     return 0

@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from app.loading import LoadedItem, load_item, onto_first_grid
+from app.loading import LoadedItem, distinct_labels, load_item, onto_first_grid
 from app.workers import Progress, Task
 from core.region import format_region
 
@@ -225,8 +225,7 @@ class SeriesPanel(QWidget):
         from app.commands.matrix import matrix_csv
         from core.io.atomic import write_bytes_atomic
 
-        names = [it.name for it in self.items]
-        write_bytes_atomic(path, matrix_csv(names, self.matrix).encode("utf-8"))
+        write_bytes_atomic(path, matrix_csv(distinct_labels(self.items), self.matrix).encode("utf-8"))
         self.w.statusBar().showMessage(f"{self.metric} matrix written to {path}", 8000)
         return path
 
@@ -303,7 +302,7 @@ class SeriesPanel(QWidget):
         """What cell (row ``i``, column ``j``) of the heatmap holds, in words."""
         if self.matrix is None:
             return ""
-        names = [it.name for it in self.items]
+        names = distinct_labels(self.items)
         a = names[i] if i < len(names) else str(i)
         b = names[j] if j < len(names) else str(j)
         return f"{i}: {a}  vs  {j}: {b}\n{self.metric} = {float(self.matrix[i, j]):.6g} (click to compare)"

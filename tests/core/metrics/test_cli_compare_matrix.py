@@ -232,3 +232,22 @@ def test_matrix_takes_a_folder_of_time_steps_in_natural_order(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["matrix", str(tmp_path / "empty"), "--metric", "mse"]) == 2
     assert "holds no volume or neural-field files" in capsys.readouterr().err
+
+
+def test_matrix_labels_tell_members_of_one_name_apart(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from app.loading import distinct_labels
+
+    items = [SimpleNamespace(name=n, path=p) for n, p in (("plume", "/d/plume.nc"), ("plume-apmgsrn", "/d/a.vsf"),
+                                                          ("plume-apmgsrn", "/d/b.vsf"), ("x", "/e/f.vsf"),
+                                                          ("x", "/g/f.vsf"), ("y", None))]
+    assert distinct_labels(items) == ["plume", "a.vsf", "b.vsf", "f.vsf", "f.vsf (2)", "y"]
+    rng = np.random.default_rng(0)
+    for folder in ("one", "two"):  # two files of one name (and so one volume name) in two folders
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / "v.npy", rng.random((8, 8, 8)).astype(np.float32))
+    np.save(tmp_path / "w.npy", rng.random((8, 8, 8)).astype(np.float32))
+    assert main(["matrix", str(tmp_path / "w.npy"), str(tmp_path / "one" / "v.npy"), str(tmp_path / "two" / "v.npy"),
+                 "--metric", "mse", "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == ",w,v.npy,v.npy (2)"
