@@ -288,7 +288,7 @@ class SeriesPanel(QWidget):
         kind = self.kinds.get(self.metric, "distance")
         self.curve.setTitle(f"{kind} to the first")  # PSNR, SSIM, NCC: higher is closer
         self.heat.setTitle(f"{kind} matrix")  # hovering a cell says that a click compares the pair
-        label = ", ".join(f"{i}: {it.name}" for i, it in enumerate(self.items[:8]))
+        label = ", ".join(f"{i}: {name}" for i, name in enumerate(distinct_labels(self.items)[:8]))
         more = "" if n <= 8 else f", … ({n} in all)"
         where = "" if self.region is None else f" in region {format_region(self.region)}"
         if self.region_mapped:
