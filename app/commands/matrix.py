@@ -100,5 +100,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: the volumes' grid {volumes[0].shape} does not fit the network; comparing on "
                   f"{'×'.join(map(str, fitted))}, the nearest grid it takes", file=sys.stderr, flush=True)
     m = distance_matrix(volumes, metric, progress=progress, **options)
-    emit(matrix_csv(distinct_labels(items), m), args.output)  # names, or file names where names repeat
+    # names, or file names where names repeat, with what a region crop added to the name ("[0:20,...]")
+    labels = [label + (v.name[len(it.name):] if v.name.startswith(it.name) else "")
+              for label, it, v in zip(distinct_labels(items), items, volumes, strict=True)]
+    emit(matrix_csv(labels, m), args.output)
     return 0
