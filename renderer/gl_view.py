@@ -368,6 +368,8 @@ class VolumeView(QWidget):
         cut = None if axis is None else (int(axis), float(fraction), str(keep))
         if cut is not None:
             cut_box(*cut)  # refuses a bad axis or side before anything changes
+        if cut == self._cut:
+            return  # (the slice panel says so for every move of its slider, cut or not): no redraw
         self._cut = cut
         self._apply_cut()
         self._update_notice()
@@ -550,8 +552,7 @@ class VolumeView(QWidget):
         self._coarse.attenuation = self._attenuation * factor
         self._coarse.threshold = self.threshold
         self._place(self._coarse, coarse.shape, coarse.spacing)
-        if self._cut is not None or len(getattr(self._coarse, "_clipping_planes", ())):
-            self._apply_cut()
+        self._apply_cut()
         self._coarse_stale = False
         self._apply_colormaps()
 
