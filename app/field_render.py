@@ -82,9 +82,10 @@ class FieldRenderDialog(QDialog):
         field = self.item.neural_field
         camera, tf = view.camera, view.transfer_function
         method, threshold = view.method, view.threshold
-        from renderer.overlays import cut_box
+        from renderer.overlays import cut_box, intersect_boxes
 
-        box = None if view.cut is None else cut_box(*view.cut)  # the view's cut, drawn from the network too
+        # what the view shows of the box (a region, a cut), drawn from the network too
+        box = intersect_boxes(view.clip_box, None if view.cut is None else cut_box(*view.cut))
         size = render_size(view.width(), view.height())
         self.picture.setMinimumSize(*size)
         t0 = time.perf_counter()

@@ -88,9 +88,13 @@ def update_region_boxes(window: MainWindow) -> None:
     the slice images."""
     a, region = window.session.item("A"), window.session.region
     box = region_fractions(region, a.shape) if region is not None and a is not None else (None, None)
+    only = getattr(window, "region_only_action", None)
     for v in (*window.slot_views.values(), window.diff_view):
         if v.view is not None:
             v.view.set_region_box(*box)
+            v.view.set_clip_box(*(box if only is not None and only.isChecked() else (None, None)))
+    if only is not None:
+        only.setEnabled(region is not None)
     slices = window.panels.get("slices")
     if slices is not None:
         slices.set_region(region if a is not None else None)
@@ -148,6 +152,12 @@ def install_region_actions(window: MainWindow) -> None:
             ("&Whole volumes", lambda: window.session.set_region(None), "Ctrl+Shift+I", "compare the whole volumes")):
         act = window._action(cm, text, slot, QKeySequence(key), tip=tip)
         cm.insertAction(before, act)
+    window.region_only_action = window._action(
+        window.view_menu, "Show only the &region", lambda _on: update_region_boxes(window),
+        QKeySequence("Ctrl+Shift+K"), checkable=True,
+        tip="the 3D views draw only the region of interest (with the slice cut, if one is on)")
+    window.view_menu.insertAction(window.link_action, window.region_only_action)
+    window.region_only_action.setEnabled(False)  # until there is a region
     window.session.region_changed.connect(lambda _r: update_region_boxes(window))
     window.panels["slices"].region_requested.connect(lambda axis, box: region_from_view(window, axis, box))
     window.panels["slices"].whole_requested.connect(lambda: window.session.set_region(None))

@@ -80,6 +80,7 @@ def session_dict(window: MainWindow) -> dict[str, Any]:
         "slice": None if slices is None else {"axis": slices.axis, "index": slices.slider.value()},
         "slice_plane": True if plane is None else plane.isChecked(),
         "cut": None if slices is None else slices.cut_side,
+        "region_only": bool(getattr(window, "region_only_action", None) and window.region_only_action.isChecked()),
         "region": None if s.region is None else format_region(s.region),
     }
 
@@ -153,6 +154,8 @@ def apply_view_settings(window: MainWindow, doc: dict[str, Any]) -> None:
             slices.slider.setValue(index)  # the slider clamps it to the loaded volumes
     if slices is not None and doc.get("cut") in ("below", "above", None):  # anything else: left as it is
         slices.set_cut_side(doc.get("cut"))
+    if getattr(window, "region_only_action", None) is not None:
+        window.region_only_action.setChecked(bool(doc.get("region_only", False)))
     try:
         from renderer.camera import OrbitCamera
     except ModuleNotFoundError:

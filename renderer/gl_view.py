@@ -43,7 +43,7 @@ from core.errors import VolsightError
 from core.volume import Volume
 from renderer.camera import OrbitCamera, box_half_extents
 from renderer.gl_caps import DEFAULT_TEXTURE_BUDGET_BYTES, GL_MAX_3D_TEXTURE_SIZE, GLCaps, TextureFit, fit_to_texture
-from renderer.overlays import box_edges, cut_box, cut_plane, slice_outline
+from renderer.overlays import box_edges, box_planes, cut_box, cut_plane, slice_outline
 from renderer.transfer import TransferFunction, corrected_opacity
 
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ class VolumeView(QWidget):
         self._overlays: dict[str, tuple] = {}  # "plane": (axis, fraction), "region": (lo, hi) fractions
         self._overlay_lines: dict[str, object] = {}  # their vispy Line visuals
         self._cut: tuple[int, float, str] | None = None  # (array axis, fraction, "below" | "above")
+        self._clip_box: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (lo, hi) fractions: all shown
         self._drag: tuple | None = None
         self._caps = _CAPS_CACHE.get("caps", GLCaps())
         self._wheel_timer = QTimer(self)
@@ -380,10 +381,30 @@ class VolumeView(QWidget):
         """(array axis, fraction, side kept) of the cut, or None."""
         return self._cut
 
+    def set_clip_box(self, lo: tuple[float, float, float] | None, hi: tuple[float, float, float] | None = None
+                     ) -> None:
+        """Show only the box from fractions ``lo`` to ``hi`` of the volume along (z, y, x) (a region of
+        interest; six clipping planes, together with any cut); None shows everything."""
+        box = None if lo is None or hi is None else (tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+        if box == self._clip_box:
+            return
+        self._clip_box = box
+        self._apply_cut()
+        self._update_notice()
+        self._canvas.update()
+
+    @property
+    def clip_box(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(lo, hi) fractions (z, y, x) of the part shown, or None (all of it)."""
+        return self._clip_box
+
     def _apply_cut(self) -> None:
         planes = None
-        if self._cut is not None and self._display is not None:
-            planes = cut_plane(box_half_extents(self._display.shape, self._display.spacing), *self._cut)
+        if self._display is not None and (self._cut is not None or self._clip_box is not None):
+            half = box_half_extents(self._display.shape, self._display.spacing)
+            parts = ([box_planes(half, *self._clip_box)] if self._clip_box is not None else []) + (
+                [cut_plane(half, *self._cut)] if self._cut is not None else [])
+            planes = np.concatenate(parts)
         for v in (self._visual, self._coarse):
             if v is not None:
                 self._set_clipping(v, planes)
@@ -602,12 +623,15 @@ class VolumeView(QWidget):
             QTimer.singleShot(0, lambda: self.set_volume(self._source, self._extra_notice))
 
     def _cut_notice(self) -> str:
-        if self._cut is None or self._source is None:
+        if self._source is None:
             return ""
-        axis, fraction, keep = self._cut
-        n = self._source.shape[axis]
-        index = min(n - 1, max(0, int(round(fraction * n - 0.5))))
-        return f"cut: showing {'zyx'[axis]} {'≤' if keep == 'below' else '≥'} {index}"
+        lines = ["showing the region of interest only"] if self._clip_box is not None else []
+        if self._cut is not None:
+            axis, fraction, keep = self._cut
+            n = self._source.shape[axis]
+            index = min(n - 1, max(0, int(round(fraction * n - 0.5))))
+            lines.append(f"cut: showing {'zyx'[axis]} {'≤' if keep == 'below' else '≥'} {index}")
+        return "\n".join(lines)
 
     def _update_notice(self) -> None:
         lines = [s for s in ((self._fit.notice() if self._fit else ""), self._extra_notice, self._cut_notice()) if s]

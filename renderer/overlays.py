@@ -89,3 +89,27 @@ def cut_plane(half: np.ndarray, axis: int, fraction: float, keep: str) -> np.nda
     point[w] = hi[w] if keep == "below" else lo[w]
     normal[w] = -1.0 if keep == "below" else 1.0
     return np.array([[point, normal]])
+
+
+def box_planes(half: np.ndarray, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> np.ndarray:
+    """The six clipping planes [6, 2, 3] (world point, inward normal) that keep only the box from fractions
+    ``lo`` to ``hi`` along (z, y, x) (vispy's ``Volume.clipping_planes``)."""
+    lo_w, hi_w = world_box(half, lo, hi)
+    planes = []
+    for w in range(3):
+        normal = np.zeros(3)
+        normal[w] = 1.0
+        planes.append([lo_w * (normal > 0), normal])  # the low face; the other coordinates do not matter
+        planes.append([hi_w * (normal > 0), -normal])
+    return np.array(planes, dtype=np.float64)
+
+
+def intersect_boxes(*boxes: tuple[tuple[float, ...], tuple[float, ...]] | None
+                    ) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+    """The part every given box (lo, hi fractions along z, y, x) covers; None when none is given."""
+    given = [b for b in boxes if b is not None]
+    if not given:
+        return None
+    lo = tuple(max(float(b[0][k]) for b in given) for k in range(3))
+    hi = tuple(min(float(b[1][k]) for b in given) for k in range(3))
+    return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cut", metavar="AXIS:INDEX[:above]",
                         help="cut the volume open at a slice, as the window's Ctrl+K: e.g. z:20 keeps z <= 20, "
                              "x:10:above keeps x >= 10; the open face shows that slice")
+    parser.add_argument("--region", metavar="Z0:Z1,Y0:Y1,X0:X1",
+                        help="draw only this box of voxels (stop excluded), as the window's Show only the region")
     parser.add_argument("--no-skip", action="store_true", help="disable early termination and empty-space skipping")
 
 
@@ -87,7 +89,7 @@ def parse_cut(spec: str, shape: tuple[int, int, int] | None) -> tuple[tuple[floa
         index = int(parts[1])
     except ValueError:
         raise VolsightError(f"--cut {spec!r}: the index must be a whole number, got {parts[1]!r}") from None
-    n = int(shape[axis]) if shape else 64  # an analytic field: its nominal 64-voxel box
+    n = int(shape[axis]) if shape else 64
     if not 0 <= index < n:
         raise VolsightError(f"--cut {spec!r}: {parts[0]} runs from 0 to {n - 1}")
     return cut_box(axis, (index + 0.5) / n, parts[2] if len(parts) == 3 else "below")
@@ -107,8 +109,18 @@ def run(args: argparse.Namespace) -> int:
     options = dict(method=args.method, spp=args.spp, threshold=args.threshold, background=tuple(args.background))
     if args.no_skip:
         options.update(early_termination=None, skip_empty=False)
-    if args.cut:
-        options["box"] = parse_cut(args.cut, renderer.shape)
+    if args.cut or args.region:
+        from renderer.overlays import intersect_boxes
+
+        shape = renderer.shape or (64, 64, 64)  # an analytic field: its nominal 64-voxel box
+        region = None
+        if args.region:
+            from core.region import parse_region
+
+            box = parse_region(args.region, shape)
+            region = (tuple(lo / n for (lo, _), n in zip(box, shape, strict=True)),
+                      tuple(hi / n for (_, hi), n in zip(box, shape, strict=True)))
+        options["box"] = intersect_boxes(region, parse_cut(args.cut, shape) if args.cut else None)
     size = tuple(args.size)
     out = Path(args.output)
     t0 = time.perf_counter()

@@ -224,3 +224,31 @@ def test_shift_drag_on_a_slice_draws_the_region(demo_window, qtbot):
     slices.whole_button.click()
     assert w.session.region is None and not slices.whole_button.isEnabled()
     assert not slices.region_rects["A"].isVisible()
+
+
+def test_the_views_can_show_only_the_region(demo_window, qtbot, tmp_path):
+    w = demo_window
+    s = w.session
+    va, vb = w.slot_views["A"].view, w.slot_views["B"].view
+    w.plane_action.setChecked(False)
+    assert not w.region_only_action.isEnabled()  # no region yet
+    whole = va.grab_image()
+    s.set_region(((0, 32), (0, 32), (0, 10)))  # the low x third
+    wait_for(w, qtbot, lambda: s.comparison is not None, timeout=60000)
+    assert w.region_only_action.isEnabled() and va.clip_box is None
+    outlined = va.grab_image()  # the whole plume, the region's box outlined
+    w.region_only_action.setChecked(True)
+    box = ((0.0, 0.0, 0.0), (1.0, 1.0, 10 / 32))
+    assert va.clip_box == box and vb.clip_box == box and "region of interest only" in va.notice
+    only = va.grab_image()
+    assert _lit(only).sum() < 0.8 * _lit(whole).sum()  # two thirds of the plume are gone
+    # the session keeps it; the field ray-march takes the same box (the cut code path, tested there)
+    path = w.save_session(str(tmp_path / "s.json"))
+    assert json.loads(path.read_text())["region_only"] is True
+    s.set_region(None)  # whole volumes: nothing to clip to
+    assert va.clip_box is None and not w.region_only_action.isEnabled()
+    s.set_region(((0, 32), (0, 32), (0, 10)))
+    assert va.clip_box == box  # the choice holds for the next region
+    w.region_only_action.setChecked(False)
+    assert va.clip_box is None
+    np.testing.assert_array_equal(va.grab_image(), outlined)

@@ -398,3 +398,33 @@ def test_a_cut_draws_the_same_in_gl_and_the_torch_ray_marcher(view, plume, artif
     changed = np.abs(whole[..., :3].astype(float) - torch_img[..., :3]).max(axis=-1) > 10
     assert changed.mean() > 0.3 * (whole[..., :3].max(axis=-1) > 10).mean()  # the cut shows
     assert gl_img[..., :3].max() > 80
+
+
+def test_a_clip_box_shows_only_the_region_and_combines_with_a_cut(view):
+    """Seen from above (x right, y up), a box over x 8..24 and y 16..32 of 32 leaves only that rectangle
+    drawn; a cut within it narrows it further; None shows the whole volume again."""
+    view.resize(64, 64)
+    data = np.full((32, 32, 32), 0.6, np.float32)
+    view.set_volume(Volume.from_array(data, name="slab"))
+    view.set_transfer_function(TransferFunction.preset("grayscale", (0.0, 1.0)))
+    view.set_method("mip")
+    view.camera = top_down_camera()
+    whole = view.grab_image()[..., 0].astype(int)
+    assert (whole[4:60, 4:60] > 100).all()
+    view.set_clip_box((0.0, 16 / 32, 8 / 32), (1.0, 1.0, 24 / 32))
+    assert "showing the region of interest only" in view.notice
+    img = view.grab_image()[..., 0].astype(int)
+    lit = img > 100
+    rows, cols = np.nonzero(lit.any(axis=1))[0], np.nonzero(lit.any(axis=0))[0]
+    assert abs(cols.min() - 16) <= 1 and abs(cols.max() - 47) <= 1, cols  # x 8..24 of 32 -> 16..48 px
+    assert rows.min() <= 1 and abs(rows.max() - 31) <= 1, rows  # y 16..32, drawn upwards -> rows 0..32
+    view.set_cut(2, (15 + 0.5) / 32, "below")  # and only x <= 15 of it
+    lit = view.grab_image()[..., 0] > 100
+    cols = np.nonzero(lit.any(axis=0))[0]
+    assert abs(cols.min() - 16) <= 1 and abs(cols.max() - 30) <= 1, cols  # x 15.5 of 32 -> 31 px: last lit 30
+    assert "cut: showing x ≤ 15" in view.notice and "region" in view.notice
+    view.set_cut(None)
+    view.set_clip_box(None)
+    assert view.clip_box is None and "region" not in view.notice
+    np.testing.assert_array_equal(view.grab_image()[..., 0], whole)
+    view.resize(SIZE, SIZE)

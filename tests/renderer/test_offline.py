@@ -76,7 +76,20 @@ def test_cli_render_cuts_the_volume_open_at_a_slice(plume, tmp_path, capsys):
                            device="cpu")
     assert np.abs(whole.astype(int) - expected.astype(int)).max() > 10
     assert cut_box(0, 0.25, "below") == ((0.0, 0.0, 0.0), (0.25, 1.0, 1.0))
+    # --region draws only a box of voxels, and with --cut what both keep
+    from renderer.overlays import intersect_boxes
+
+    assert intersect_boxes(None, None) is None
+    assert intersect_boxes(((0, 0.5, 0), (1, 1, 0.5)), ((0.25, 0, 0), (1, 1, 1)), None) == \
+        ((0.25, 0.5, 0.0), (1.0, 1.0, 0.5))
+    assert main(["render", str(tmp_path / "in.npy"), "-o", str(out), "--size", "32", "32", "--spp", "48",
+                 "--region", "0:24,6:18,0:12", "--cut", "x:9:above", "--device", "cpu"]) == 0
+    both = render_offline(plume, OrbitCamera(azimuth=30, polar=60, distance=5.0), tf, (32, 32), spp=48, device="cpu",
+                          box=((0.0, 6 / 24, 9.5 / 24), (1.0, 18 / 24, 12 / 24)))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), both)
     capsys.readouterr()
+    assert main(["render", str(tmp_path / "in.npy"), "-o", str(out), "--region", "0:30,:,:"]) == 2
+    assert "outside" in capsys.readouterr().err
     for spec, words in (("x:24", "x runs from 0 to 23"), ("w:3", "AXIS one of z, y, x"),
                         ("z:3:left", "AXIS:INDEX:above|below"), ("z:one", "a whole number")):
         assert main(["render", str(tmp_path / "in.npy"), "-o", str(out), "--cut", spec]) == 2
