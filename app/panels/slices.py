@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.panels.slot_view import ElidedLabel
 from app.panels.ticks import two_ticks
 
 if TYPE_CHECKING:
@@ -131,7 +132,8 @@ class SlicePanel(QWidget):
         self.probe_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.probe_label.setStyleSheet("color: #888;")
         self.views = {"A": _image_view(), "B": _image_view(), "diff": _image_view()}
-        self.titles = {k: QLabel(t) for k, t in (("A", "A"), ("B", "B"), ("diff", self.diff_label))}
+        # long titles ("MSE (region) map: 0.4353") end in "…" with the whole text in the tooltip
+        self.titles = {k: ElidedLabel(t) for k, t in (("A", "A"), ("B", "B"), ("diff", self.diff_label))}
         for t in self.titles.values():
             t.setAlignment(Qt.AlignmentFlag.AlignCenter)
             # a title with a value in it must not widen its column (the images would shift under the mouse)
@@ -210,7 +212,7 @@ class SlicePanel(QWidget):
         self.profile_line.sigPositionChanged.connect(self._on_profile_line)
         self.profile.addItem(self.profile_line)
         self.profile.scene().sigMouseClicked.connect(self._on_profile_click)
-        self.profile_title = QLabel("per slice")
+        self.profile_title = ElidedLabel("per slice")
         self.profile_title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.profile_title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.profile_values = np.zeros(0)
