@@ -32,16 +32,6 @@ def parameter_count(model: str, size: str = "medium", channels: int = 1) -> int:
     return int(sum(p.numel() for p in field.parameters()))
 
 
-def compression_words(parameters: int, values: int, source: str = "its source") -> str:
-    """How a field of ``parameters`` weighs against the ``values`` it stands for (both float32):
-    ``"3.7 : 1 compression"``, or ``"the field is 3.58× larger than its source"`` when it does not compress."""
-    if parameters <= 0 or values <= 0:
-        return "compression unknown"
-    if values >= parameters:
-        return f"{values / parameters:.3g} : 1 compression"
-    return f"the field is {parameters / values:.3g}× larger than {source}"
-
-
 def largest_compressing_size(model: str, values: int, channels: int = 1) -> str | None:
     """The largest preset of ``model`` with no more parameters than ``values`` (None when none is)."""
     fitting = [s for s in MODEL_SIZES[model] if parameter_count(model, s, channels) <= values]

@@ -15,11 +15,12 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from core.errors import FieldFileError
+
+if TYPE_CHECKING:  # torch loads only with the tensors: telling a field file apart (info, drops) needs none
+    import torch
 
 FORMAT_NAME = "volsight-field"
 FORMAT_VERSION = 1
@@ -181,10 +182,18 @@ def load_field(path: str | os.PathLike, device: torch.device | str | None = None
     return field.place(device or "cpu")
 
 
+def compression_words(parameters: int, values: int, source: str = "its source") -> str:
+    """How a field of ``parameters`` weighs against the ``values`` it stands for (both float32):
+    ``"3.7 : 1 compression"``, or ``"the field is 3.58× larger than its source"`` when it does not compress."""
+    if parameters <= 0 or values <= 0:
+        return "compression unknown"
+    if values >= parameters:
+        return f"{values / parameters:.3g} : 1 compression"
+    return f"the field is {parameters / values:.3g}× larger than {source}"
+
+
 def _compression(parameters: Any, shape: Any, channels: Any) -> str | None:
     """The field's size against its source's values, from a header (which is not trusted to be well formed)."""
-    from models.registry import compression_words
-
     if not (isinstance(parameters, int) and isinstance(shape, list) and shape
             and all(isinstance(n, int) and n > 0 for n in shape)):
         return None

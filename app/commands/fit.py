@@ -67,7 +67,8 @@ def fit_to_file(volume: Any, output: str, model: str = "apmgsrn", size: str = "m
                 resume: str | None = None, stream: TextIO | None = None) -> dict[str, Any]:
     """Fit ``volume``, save the field to ``output`` and print progress and the final PSNR to ``stream``."""
     from models.fit import fit
-    from models.registry import compression_words, largest_compressing_size, parameter_count
+    from models.registry import largest_compressing_size, parameter_count
+    from models.store import compression_words
 
     out = stream or sys.stdout
     bar = ProgressBar(iterations, stream=stream or sys.stderr)

@@ -107,7 +107,8 @@ def value_count(volume: Any) -> int:
 
 def size_estimate(model: str, size: str, volume: Any = None) -> str:
     """What a fit of ``model`` at ``size`` stores, and its compression ratio for ``volume`` (float32 both)."""
-    from models.registry import compression_words, parameter_count
+    from models.registry import parameter_count
+    from models.store import compression_words
 
     channels = int(getattr(volume, "channels", 1) or 1)
     params = parameter_count(model, size, channels)
@@ -222,7 +223,7 @@ class FieldPanel(QWidget):
             return
         if nf is getattr(self, "last_field", None):
             return  # the fit's own summary stays
-        from models.registry import compression_words
+        from models.store import compression_words
 
         shape = "×".join(map(str, nf.source_shape))
         params = nf.parameter_count()
@@ -332,7 +333,7 @@ class FieldPanel(QWidget):
         self.last_field = item.neural_field
         self.save_button.setEnabled(True)
         psnr = summary.get("psnr", summary.get("batch_psnr", math.nan))
-        from models.registry import compression_words
+        from models.store import compression_words
 
         ratio = ""
         source = self.w.session.item("A")

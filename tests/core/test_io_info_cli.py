@@ -93,3 +93,21 @@ def test_version_is_the_installed_packages(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"volsight {metadata.version('volsight')}"
+
+
+def test_info_reads_volumes_and_field_headers_without_loading_torch(tmp_path):
+    """Describing files is a header read: importing torch (about 2 s) is for the tensors, not for telling
+    a field file apart or for its size and compression."""
+    import subprocess
+
+    from models.registry import MODEL_CLASSES, model_config
+
+    np.save(tmp_path / "v.npy", np.zeros((4, 5, 6), np.float32))
+    field = MODEL_CLASSES["apmgsrn"](model_config("apmgsrn", "small"), channels=1, value_range=(0.0, 1.0))
+    field.save(tmp_path / "f.vsf")
+    code = ("import sys\nfrom app.cli import main\n"
+            f"assert main(['info', {str(tmp_path / 'v.npy')!r}, {str(tmp_path / 'f.vsf')!r}]) == 0\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "4×5×6" in run.stdout and "neural field" in run.stdout and "compression:" in run.stdout

@@ -157,7 +157,8 @@ def test_fit_cli_names_the_compression_and_a_preset_that_gives_one(tmp_path, cap
 
 
 def test_compression_words():
-    from models.registry import compression_words, largest_compressing_size
+    from models.registry import largest_compressing_size
+    from models.store import compression_words
 
     assert compression_words(100, 370) == "3.7 : 1 compression"
     assert compression_words(358, 100, "A") == "the field is 3.58× larger than A"
