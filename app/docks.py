@@ -281,7 +281,8 @@ class WindowController(QObject):
         arr, label = diff if diff is not None else self.difference()
         items = {s: self.session.item(s) for s in SLOTS}
         data = {s: (None if it is None else it.volume.scalar().data[0]) for s, it in items.items()}
-        panel.set_arrays(data["A"], data["B"], arr, label or "difference")
+        summary = self.w.catalog.get(self.session.diff_metric, {}).get("map_summary", "mean")
+        panel.set_arrays(data["A"], data["B"], arr, label or "difference", summary)
 
     # ------------------------------------------------------------------ views
     def _on_camera(self, slot: str, camera: Any) -> None:

@@ -222,15 +222,20 @@ def noted_grid(d: Distance, grid: Sequence[int] | None) -> Distance:
     return replace(d, info={**d.info, "resampled_to": "×".join(str(n) for n in grid)})
 
 
-def per_slice(values: Any, axis: int, rms: bool = False) -> Any:
+def per_slice(values: Any, axis: int, rms: bool = False, summary: str = "mean") -> Any:
     """``values [D, H, W]`` summarised over every slice perpendicular to ``axis`` (0 = z, 1 = y, 2 = x):
-    the mean (a metric's per-voxel map), or the root mean square (``rms``: a signed difference A − B).
-    Returns float64 ``[n]``, one value per slice, the error-per-level curve of the pair."""
+    the mean (a metric's per-voxel map; ``summary="max"``: the largest value, as Max error's map sums
+    up), or the root mean square (``rms``: a signed difference A − B). Returns float64 ``[n]``, one
+    value per slice, the error-per-level curve of the pair."""
     import numpy as np
 
     d = np.asarray(values)
     if d.ndim != 3 or axis not in (0, 1, 2):
         raise MetricError(f"per_slice: need a [D, H, W] array and an axis 0, 1 or 2, got shape {d.shape}, axis {axis}")
+    if summary not in ("mean", "max"):
+        raise MetricError(f"per_slice: a slice sums up as its 'mean' or its 'max', not {summary!r}")
+    if summary == "max" and not rms:
+        return np.moveaxis(d, axis, 0).reshape(d.shape[axis], -1).max(axis=1).astype(np.float64)
     # a few slices at a time in float64: no whole-volume float64 copies (at 256³, two of 134 MB whose
     # first touch cost the window 0.7 s when a pair loaded)
     slices = np.moveaxis(d, axis, 0)
@@ -248,8 +253,10 @@ def per_slice(values: Any, axis: int, rms: bool = False) -> Any:
 
 def per_slice_table(comparison: Comparison, axis: int) -> str:
     """CSV of the pair's per-slice curves along ``axis``: the RMS of A − B and the mean of every metric's
-    per-voxel map (MSE, MAE, SSIM, LCC), one row per slice."""
+    per-voxel map (MSE, MAE, SSIM, LCC; Max error's: the largest), one row per slice."""
     import numpy as np
+
+    from core.metrics.registry import metric_class
 
     a, b = comparison.a, comparison.b
     if a.shape != b.shape:
@@ -257,7 +264,7 @@ def per_slice_table(comparison: Comparison, axis: int) -> str:
     columns = {"rms_a_minus_b": per_slice(a.scalar().data[0] - b.scalar().data[0], axis, rms=True)}
     for name, d in comparison.distances.items():
         if d.voxel_map is not None and np.shape(d.voxel_map) == a.shape:
-            columns[name] = per_slice(d.voxel_map, axis)
+            columns[name] = per_slice(d.voxel_map, axis, summary=metric_class(name).map_summary)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["zyx"[axis], *columns])

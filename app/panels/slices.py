@@ -117,6 +117,7 @@ class SlicePanel(QWidget):
         super().__init__(parent)
         self.arrays: dict[str, np.ndarray | None] = {"A": None, "B": None, "diff": None}
         self.diff_label = "A − B"
+        self.diff_summary = "mean"  # how the profile sums up a metric's map over a slice
         self.axis_box = QComboBox()
         self.axis_box.addItems(AXES)
         self.axis_box.currentIndexChanged.connect(self._on_axis)
@@ -235,8 +236,9 @@ class SlicePanel(QWidget):
         return self.axis_box.currentIndex()
 
     def set_arrays(self, a: np.ndarray | None, b: np.ndarray | None, diff: np.ndarray | None,
-                   diff_label: str = "A − B") -> None:
-        """New data (``[D, H, W]`` scalar arrays; None where missing); keeps the axis and relative index."""
+                   diff_label: str = "A − B", summary: str = "mean") -> None:
+        """New data (``[D, H, W]`` scalar arrays; None where missing); keeps the axis and relative index.
+        ``summary``: how the profile sums up a metric's map over a slice ("mean", or "max" for Max error)."""
         old_n = self._axis_length()
         old_i = self.slider.value()
         old_a = self.arrays.get("A")
@@ -244,6 +246,7 @@ class SlicePanel(QWidget):
             self.marked = None  # another grid: the voxel marked is not that one any more
         self.arrays = {"A": a, "B": b, "diff": diff}
         self.diff_label = diff_label
+        self.diff_summary = summary
         self.titles["diff"].setText(diff_label)
         n = self._axis_length()
         self.slider.blockSignals(True)
@@ -277,8 +280,8 @@ class SlicePanel(QWidget):
         from core.compare import per_slice
 
         signed = self.diff_label == "A − B"  # the signed difference: its RMS; a metric's map: its mean
-        self.profile_values = per_slice(diff, self.axis, rms=signed)
-        what = "RMS" if signed else "mean"
+        self.profile_values = per_slice(diff, self.axis, rms=signed, summary=self.diff_summary)
+        what = "RMS" if signed else self.diff_summary
         idx = np.arange(self.profile_values.size)
         self.profile_curve.setData(self.profile_values, idx)
         self.profile.setYRange(-0.5, max(0.5, idx.size - 0.5), padding=0)
@@ -287,7 +290,7 @@ class SlicePanel(QWidget):
             ticks = two_ticks(float(finite.min()), float(finite.max()))
             self.profile.getAxis("bottom").setTicks([[(t, f"{t:.3g}") for t in ticks]])
         name = AXES[self.axis].split()[0]
-        self.profile_title.setText(f"RMS(A − B) per {name}" if signed else f"mean {self.diff_label} per {name}")
+        self.profile_title.setText(f"RMS(A − B) per {name}" if signed else f"{what} {self.diff_label} per {name}")
         self.profile_title.setToolTip(f"{what} of {self.diff_label} over each slice along {name}; drag the line or "
                                       "click to show that slice")
 

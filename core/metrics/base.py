@@ -104,6 +104,8 @@ class Metric:
     symmetric: ClassVar[bool] = True
     is_metric: ClassVar[bool] = False  # non-negativity, symmetry, d(x,x)=0 and triangle inequality promised
     has_voxel_map: ClassVar[bool] = False
+    # how the per-voxel map sums up over a slice (per-slice curves): its "mean", or its "max" (Max error)
+    map_summary: ClassVar[str] = "mean"
     preprocessing: ClassVar[str] = "none"
     # with normalize on, each pair is min-max mapped jointly onto input_range (per channel with
     # input_per_channel); normalize's default is normalizes_by_default. A set (matrix, series) maps
@@ -148,6 +150,7 @@ class Metric:
             "symmetric": cls.symmetric,
             "metric_properties": cls.is_metric,
             "voxel_map": cls.has_voxel_map,
+            "map_summary": cls.map_summary,
             "preprocessing": cls.preprocessing,
             "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         }

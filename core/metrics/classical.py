@@ -250,6 +250,7 @@ class MaxError(_Classical):
     label = "Max error"
     is_metric = True
     has_voxel_map = True
+    map_summary = "max"  # a slice's largest error, as the value is the volume's
 
     def distance(self, a: Volume, b: Volume, *, features: bool = False, **options: Any) -> Distance:
         ta, tb, prep = _pair_arrays(self, a, b, options, self.options)

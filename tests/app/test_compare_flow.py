@@ -324,6 +324,12 @@ def test_the_max_error_row_says_where_and_a_double_click_shows_that_voxel(window
     assert not ring.isVisible()
     slices.slider.setValue(at[1])
     assert ring.isVisible()
+    # its map in the Slices tab: the profile gives each slice's largest error, as the value is the volume's
+    window.session.set_diff_metric("maxerr")
+    qtbot.waitUntil(lambda: slices.diff_label == "Max error map")
+    assert slices.profile_title.text() == "max Max error map per y"
+    np.testing.assert_allclose(slices.profile_values, diff.max(axis=(0, 2)), rtol=1e-6)
+    assert slices.profile_values.max() == pytest.approx(d.value, rel=1e-6)
     window.load_demo("turbulence", 16)  # another pair: the mark goes
     wait_for(window, qtbot, lambda: window.session.item("A").name != "plume")
     assert slices.marked is None and not ring.isVisible()

@@ -54,3 +54,20 @@ def test_table_has_the_rms_of_a_minus_b_and_each_map_per_slice(rng, tmp_path, ca
     assert len(out) == 1 + 4  # a region's slices only
     assert main(["compare", str(pa), str(pb), "--per-slice", "z", "--resample", "16"]) == 2
     assert "use --onto-a, not --resample" in capsys.readouterr().err
+
+
+def test_max_error_sums_up_each_slice_by_its_largest_value(rng):
+    d = rng.random((4, 5, 6))
+    for axis, others in ((0, (1, 2)), (1, (0, 2)), (2, (0, 1))):
+        np.testing.assert_array_equal(per_slice(d, axis, summary="max"), d.max(axis=others))
+    with pytest.raises(MetricError, match="'mean' or its 'max'"):
+        per_slice(d, 0, summary="median")
+    a = rng.random((6, 7, 8)).astype(np.float32)
+    b = a.copy()
+    b[3, 2, 5] += 0.75  # one voxel of slice z = 3
+    comp = compare(Volume.from_array(a, name="a"), Volume.from_array(b, name="b"), ["mae", "maxerr"])
+    rows = list(csv.reader(io.StringIO(per_slice_table(comp, 0))))
+    assert rows[0] == ["z", "rms_a_minus_b", "mae", "maxerr"]
+    values = np.array([[float(x) for x in r[1:]] for r in rows[1:]])
+    np.testing.assert_allclose(values[:, 2], [0, 0, 0, 0.75, 0, 0], atol=1e-6)  # the largest, not the mean
+    np.testing.assert_allclose(values[3, 1], 0.75 / 56, rtol=1e-5)  # MAE's map: the mean
