@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--csv", action="store_true", help="print CSV")
     out.add_argument("--per-slice", choices=("z", "y", "x"), metavar="AXIS",
                      help="print CSV of per-slice curves along AXIS (z, y or x) instead: the RMS of A − B and the "
-                     "mean of every per-voxel metric map (mse, mae, ssim, lcc) over each slice, as the window's "
-                     "slice profile")
+                     "mean of every per-voxel metric map (mse, mae, ssim, lcc; maxerr: the max) over each slice, "
+                     "as the window's slice profile")
     parser.add_argument("-o", "--output", help="write the JSON/CSV/table to this file instead of stdout")
 
 
