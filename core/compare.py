@@ -15,12 +15,12 @@ from core.errors import MetricError
 from core.metrics.base import Distance, Metric
 from core.volume import Volume
 
-DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc")  # what :func:`compare` computes when no metrics are named
+DEFAULT_METRICS = ("mse", "psnr", "ssim", "ncc", "maxerr")  # what :func:`compare` computes when none are named
 
 
 def default_metrics() -> list[str]:
-    """What ``volsight compare`` computes when no metric is named: the classical four, and VolSiM when
-    its default weights (volsight's own, or ``$VOLSIGHT_VOLSIM_WEIGHTS``) are installed."""
+    """What ``volsight compare`` computes when no metric is named: MSE, PSNR, SSIM, NCC and Max error, and
+    VolSiM when its default weights (volsight's own, or ``$VOLSIGHT_VOLSIM_WEIGHTS``) are installed."""
     from core.metrics.volsim import default_weights_path
 
     return [*DEFAULT_METRICS, *(["volsim"] if default_weights_path().is_file() else [])]

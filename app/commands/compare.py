@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="first volume file (or neural-field file, .vsf)")
     parser.add_argument("b", help="second volume file (or neural-field file, .vsf: baked on A's grid)")
     parser.add_argument("--metric", "-m",
-                        help="comma-separated metric names (see `volsight metrics`); default: mse,psnr,ssim,ncc "
+                        help="comma-separated metric names (see `volsight metrics`); default: mse,psnr,ssim,ncc,maxerr "
                         "and volsim (volsight's own weights, or --weights PATH)")
     parser.add_argument("--weights", action="append", metavar="[NAME=]PATH",
                         help="weights of the learned metric (official .pth or volsight .safetensors); "
