@@ -411,6 +411,15 @@ def install_panels(window: MainWindow) -> WindowController:
         window.statusBar().showMessage("the Slices tab shows voxel z, y, x = " + ", ".join(map(str, voxel)), 8000)
 
     dist.locate_requested.connect(locate)
+
+    def mark_in_views(voxel: tuple[int, int, int] | None) -> None:  # the ringed voxel, crossed in 3D
+        a = window.session.item("A")
+        point = None if voxel is None or a is None else tuple((i + 0.5) / n for i, n in zip(voxel, a.shape))
+        for v in (*window.slot_views.values(), window.diff_view):
+            if v.view is not None:
+                v.view.set_marker(point)
+
+    window.panels["slices"].marked_changed.connect(mark_in_views)
     window.session.item_changed.connect(lambda _slot: window.panels["slices"].show_voxel(None))
 
     _view_actions(window, ctl)

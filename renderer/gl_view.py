@@ -43,7 +43,7 @@ from core.errors import VolsightError
 from core.volume import Volume
 from renderer.camera import OrbitCamera, box_half_extents
 from renderer.gl_caps import DEFAULT_TEXTURE_BUDGET_BYTES, GL_MAX_3D_TEXTURE_SIZE, GLCaps, TextureFit, fit_to_texture
-from renderer.overlays import box_edges, box_planes, cut_box, cut_plane, slice_outline
+from renderer.overlays import box_edges, box_planes, crosshair, cut_box, cut_plane, slice_outline
 from renderer.transfer import TransferFunction, corrected_opacity
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ COARSE_MIN_SIDE = 24  # below this the volume is cheap enough: keep it, only len
 WHEEL_SETTLE_MS = 200
 DEFAULT_ATTENUATION = 0.05  # per voxel of normalised value (napari's default)
 # outlines over the volume: the slice panel's plane, and the region of interest
-OVERLAY_COLORS = {"plane": (1.0, 1.0, 1.0, 0.7), "region": (1.0, 0.72, 0.25, 0.9)}
+OVERLAY_COLORS = {"plane": (1.0, 1.0, 1.0, 0.7), "region": (1.0, 0.72, 0.25, 0.9), "marker": (1.0, 0.2, 0.6, 1.0)}
 
 _CAPS_CACHE: dict[str, GLCaps] = {}
 
@@ -426,6 +426,16 @@ class VolumeView(QWidget):
         elif len(planes) or len(current if current is not None else ()):
             visual.clipping_planes = planes
 
+    def set_marker(self, point: tuple[float, float, float] | None) -> None:
+        """Mark a point at fractions (z, y, x) of the box (voxel ``i`` of ``n``: ``(i + 0.5) / n``) with a
+        crosshair drawn over the volume (a located value, such as the largest difference); None removes it."""
+        self._set_overlay("marker", None if point is None else tuple(float(v) for v in point))
+
+    @property
+    def marker(self) -> tuple[float, ...] | None:
+        """(z, y, x) fractions of the marked point, or None."""
+        return self._overlays.get("marker")
+
     @property
     def slice_plane(self) -> tuple[int, float] | None:
         """(array axis, fraction) of the outlined slice plane, or None."""
@@ -451,10 +461,12 @@ class VolumeView(QWidget):
         if self._display is not None:
             half = box_half_extents(self._display.shape, self._display.spacing)
             for name, spec in self._overlays.items():
-                pts = (slice_outline(half, *spec) if name == "plane" else box_edges(half, *spec)).astype(np.float32)
+                pts = (slice_outline(half, *spec) if name == "plane" else crosshair(half, spec) if name == "marker"
+                       else box_edges(half, *spec)).astype(np.float32)
                 line = self._overlay_lines.get(name)
                 if line is None:
-                    line = scene.visuals.Line(pts, color=OVERLAY_COLORS[name], width=1.0, method="gl",
+                    line = scene.visuals.Line(pts, color=OVERLAY_COLORS[name], width=2.0 if name == "marker" else 1.0,
+                                              method="gl",
                                               connect="strip" if name == "plane" else "segments",
                                               parent=self._view.scene)
                     line.order = 10  # after the volume

@@ -113,3 +113,17 @@ def intersect_boxes(*boxes: tuple[tuple[float, ...], tuple[float, ...]] | None
     lo = tuple(max(float(b[0][k]) for b in given) for k in range(3))
     hi = tuple(min(float(b[1][k]) for b in given) for k in range(3))
     return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
+
+
+def crosshair(half: np.ndarray, point: tuple[float, float, float], arm: float = 0.08) -> np.ndarray:
+    """Three segments [6, 3] (pairs of end points) crossing at ``point``, fractions along (z, y, x) (a voxel's
+    centre is ``(i + 0.5) / n``), each ``2 * arm`` of the box's longest side long: a mark for one voxel."""
+    half = np.asarray(half, dtype=np.float64)
+    centre, _ = world_box(half, point, point)
+    reach = arm * 2.0 * float(half.max())
+    ends = []
+    for w in range(3):
+        step = np.zeros(3)
+        step[w] = reach
+        ends += [centre - step, centre + step]
+    return np.array(ends)

@@ -111,6 +111,7 @@ class SlicePanel(QWidget):
     plane_changed = Signal(object)  # (axis, fraction of the box) of the shown plane, or None without data
     region_requested = Signal(int, object)  # axis, ((a0 start, stop), (a1 start, stop)): the box zoomed into
     whole_requested = Signal()  # compare the whole volumes again
+    marked_changed = Signal(object)  # the voxel (z, y, x) ringed in the images, or None
     cut_changed = Signal(object)  # the side of the shown plane the 3D views keep: "below", "above" or None
 
     def __init__(self, parent: QWidget | None = None):
@@ -242,8 +243,9 @@ class SlicePanel(QWidget):
         old_n = self._axis_length()
         old_i = self.slider.value()
         old_a = self.arrays.get("A")
-        if old_a is None or a is None or old_a.shape != a.shape:
+        if (old_a is None or a is None or old_a.shape != a.shape) and self.marked is not None:
             self.marked = None  # another grid: the voxel marked is not that one any more
+            self.marked_changed.emit(None)
         self.arrays = {"A": a, "B": b, "diff": diff}
         self.diff_label = diff_label
         self.diff_summary = summary
@@ -420,10 +422,13 @@ class SlicePanel(QWidget):
         and read out its values; None removes the ring."""
         n = self._axis_length()
         if voxel is None or not n:
-            self.marked = None
+            if self.marked is not None:
+                self.marked = None
+                self.marked_changed.emit(None)
             self._draw_marker()
             return
         self.marked = (int(voxel[0]), int(voxel[1]), int(voxel[2]))
+        self.marked_changed.emit(self.marked)
         if self.slider.value() != self.marked[self.axis]:
             self.slider.setValue(self.marked[self.axis])  # redraws, ring included
         else:

@@ -320,6 +320,9 @@ def test_the_max_error_row_says_where_and_a_double_click_shows_that_voxel(window
     ring = slices.markers["A"]
     assert ring.isVisible() and ring.getData()[0][0] == at[2] + 0.5 and ring.getData()[1][0] == at[0] + 0.5
     assert slices.probe_label.text().startswith(f"z {at[0]}  y {at[1]}  x {at[2]}:")
+    marked = tuple((i + 0.5) / 16 for i in at)  # and crossed in the 3D views
+    assert window.slot_views["A"].view.marker == pytest.approx(marked)
+    assert window.slot_views["B"].view.marker == pytest.approx(marked)
     slices.slider.setValue((at[1] + 3) % 16)  # another slice: no ring
     assert not ring.isVisible()
     slices.slider.setValue(at[1])
@@ -333,3 +336,4 @@ def test_the_max_error_row_says_where_and_a_double_click_shows_that_voxel(window
     window.load_demo("turbulence", 16)  # another pair: the mark goes
     wait_for(window, qtbot, lambda: window.session.item("A").name != "plume")
     assert slices.marked is None and not ring.isVisible()
+    assert window.slot_views["A"].view.marker is None

@@ -428,3 +428,23 @@ def test_a_clip_box_shows_only_the_region_and_combines_with_a_cut(view):
     assert view.clip_box is None and "region" not in view.notice
     np.testing.assert_array_equal(view.grab_image()[..., 0], whole)
     view.resize(SIZE, SIZE)
+
+
+def test_a_marker_crosses_at_its_voxel(view):
+    """Seen from above (x right, y up), a marker at voxel (z, y, x) = (5, 24, 8) of 32³ crosses at column
+    (8.5 / 32) of the width and row (1 - 24.5 / 32) of the height; None removes it."""
+    view.resize(64, 64)
+    view.set_volume(Volume.from_array(np.zeros((32, 32, 32), np.float32), name="empty"))
+    view.set_transfer_function(TransferFunction.preset("grayscale", (0.0, 1.0)))
+    view.set_method("mip")
+    view.camera = top_down_camera()
+    view.set_marker((5.5 / 32, 24.5 / 32, 8.5 / 32))
+    assert view.marker == (5.5 / 32, 24.5 / 32, 8.5 / 32)
+    img = view.grab_image()[..., :3].astype(int)
+    lit = (img[..., 0] > 150) & (img[..., 1] < 120)  # the marker's pink, not the background
+    rows, cols = np.nonzero(lit)
+    assert lit.sum() > 10
+    assert abs(np.median(cols) - 17) <= 1.5 and abs(np.median(rows) - 15) <= 1.5, (np.median(cols), np.median(rows))
+    view.set_marker(None)
+    assert view.marker is None and view.grab_image()[..., :3].max() == 0
+    view.resize(SIZE, SIZE)
