@@ -8,7 +8,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QGridLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
 from core.errors import MetricError
-from core.region import AXES, check_region, format_region, is_whole
+from core.region import AXES, check_region, format_region, is_whole, region_fractions
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow
@@ -75,12 +75,6 @@ class RegionDialog(QDialog):
             self.message.setText(str(exc))
             ok = False
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
-
-
-def region_fractions(region: Any, shape: tuple[int, int, int]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(lo, hi) fractions (z, y, x) of a region's outer voxel edges on a grid of ``shape``."""
-    return (tuple(r[0] / n for r, n in zip(region, shape, strict=True)),
-            tuple(r[1] / n for r, n in zip(region, shape, strict=True)))
 
 
 def update_region_boxes(window: MainWindow) -> None:

@@ -53,6 +53,12 @@ def parse_region(text: str, shape: Sequence[int]) -> Region:
     return check_region(ranges, shape)
 
 
+def region_fractions(region: Region, shape: Sequence[int]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(lo, hi) fractions (z, y, x) of a region's outer voxel edges on a grid of ``shape``."""
+    return (tuple(r[0] / n for r, n in zip(region, shape, strict=True)),
+            tuple(r[1] / n for r, n in zip(region, shape, strict=True)))
+
+
 def format_region(region: Region) -> str:
     """The text form ``"z0:z1,y0:y1,x0:x1"``."""
     return ",".join(f"{a}:{b}" for a, b in region)

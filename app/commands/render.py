@@ -115,11 +115,9 @@ def run(args: argparse.Namespace) -> int:
         shape = renderer.shape or (64, 64, 64)  # an analytic field: its nominal 64-voxel box
         region = None
         if args.region:
-            from core.region import parse_region
+            from core.region import parse_region, region_fractions
 
-            box = parse_region(args.region, shape)
-            region = (tuple(lo / n for (lo, _), n in zip(box, shape, strict=True)),
-                      tuple(hi / n for (_, hi), n in zip(box, shape, strict=True)))
+            region = region_fractions(parse_region(args.region, shape), shape)
         options["box"] = intersect_boxes(region, parse_cut(args.cut, shape) if args.cut else None)
     size = tuple(args.size)
     out = Path(args.output)
