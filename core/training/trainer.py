@@ -84,10 +84,20 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-class Trainer:
-    """Train VolSiM weights on cached sequences; see the module docstring."""
+class SequenceTrainer:
+    """The loop shared by volsight's metric trainers: epochs of single-sequence steps over cached sequences.
 
-    def __init__(self, config: TrainConfig, train_files: Sequence[str | os.PathLike],
+    A subclass builds its model and optimiser and supplies :meth:`step`, :meth:`validate`,
+    :meth:`export` and its part of the checkpoint (:meth:`model_state` / :meth:`load_model_state`);
+    the epoch order, logging, time limit, best-epoch export, history and bit-exact checkpoint /
+    resume are here. ``config`` needs ``size``, ``epochs``, ``seed``, ``max_minutes``,
+    ``checkpoint_minutes``, ``log_every``, ``keep_epochs`` and ``extra``.
+    """
+
+    # config fields that may change between a checkpoint and its resumption
+    RESUMABLE_CHANGES = ("epochs", "max_minutes", "keep_epochs", "extra")
+
+    def __init__(self, config: Any, train_files: Sequence[str | os.PathLike],
                  validation_files: Sequence[str | os.PathLike], output: str | os.PathLike,
                  device: torch.device | None = None, log: Callable[[str], None] | None = None):
         self.config = config
@@ -101,6 +111,149 @@ class Trainer:
         if sizes != {config.size}:
             raise ValueError(f"training sequences have size(s) {sorted(sizes)}, the config says {config.size}")
         torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.pairs = all_pairs(self.train.sequences[0].frames.shape[0])
+        self.epoch = 0
+        self.position = 0  # index into the current epoch's order
+        self.order: torch.Tensor | None = None
+        self.steps = 0
+        self.history: list[dict[str, Any]] = []
+        self.best = (-1, -float("inf"))
+        self.elapsed = 0.0
+
+    # ------------------------------------------------------------------ what a model supplies
+    def prepare(self) -> bool:
+        """Anything to do once before the first step; True when it did something (a checkpoint follows)."""
+        return False
+
+    def step(self, index: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def validate(self) -> float:
+        raise NotImplementedError
+
+    def export(self, path: str | os.PathLike) -> None:
+        raise NotImplementedError
+
+    def model_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+        """Train until ``epochs`` are done or ``max_minutes`` have passed (then stop at a clean checkpoint)."""
+        cfg = self.config
+        start = time.perf_counter() - self.elapsed
+        if self.prepare():
+            self.save_checkpoint()
+        last_ckpt = time.perf_counter()
+        stopped = False
+        running: dict[str, float] = {}
+        while self.epoch < cfg.epochs and not stopped:
+            if self.order is None:
+                self.order = torch.randperm(len(self.train), generator=self.generator)
+                self.position = 0
+            while self.position < len(self.order):
+                parts = self.step(int(self.order[self.position]))
+                self.position += 1
+                for k, v in parts.items():
+                    running[k] = running.get(k, 0.0) + v
+                running["n"] = running.get("n", 0.0) + 1
+                if self.steps % cfg.log_every == 0:
+                    n = running.pop("n")
+                    means = {k: v / n for k, v in running.items()}
+                    running = {}
+                    self.elapsed = time.perf_counter() - start
+                    self.log(f"epoch {self.epoch + 1}/{cfg.epochs} step {self.position}/{len(self.order)} "
+                             f"(total {self.steps}) loss {means['loss']:.4f} mse {means['mse']:.4f} "
+                             f"pearson {means['pearson']:.3f} | {self.elapsed / 60:.1f} min")
+                    if progress is not None:
+                        progress({"epoch": self.epoch, "step": self.steps, **means})
+                over_time = cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60
+                if over_time:
+                    stopped = True
+                    break
+                if time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60:
+                    self.elapsed = time.perf_counter() - start
+                    self.save_checkpoint()
+                    last_ckpt = time.perf_counter()
+            if self.position >= len(self.order):
+                self.epoch += 1
+                self.order = None
+                val = self.validate()
+                self.elapsed = time.perf_counter() - start
+                entry = {"epoch": self.epoch, "steps": self.steps, "validation_spearman": val,
+                         "minutes": self.elapsed / 60}
+                self.history.append(entry)
+                self.log(f"epoch {self.epoch} done: validation Spearman {val:.4f} ({self.elapsed / 60:.1f} min)")
+                if val > self.best[1]:
+                    self.best = (self.epoch, val)
+                    self.export(self.output / BEST)
+                if cfg.keep_epochs:
+                    self.export(self.output / f"epoch{self.epoch:03d}.safetensors")
+                self.save_checkpoint()
+                last_ckpt = time.perf_counter()
+        self.elapsed = time.perf_counter() - start
+        self.save_checkpoint()
+        self.export(self.output / LAST)
+        if self.best[0] < 0:  # stopped before the first epoch ended: the last state is all there is
+            self.export(self.output / BEST)
+        with atomic_path(self.output / HISTORY) as tmp:
+            tmp.write_text(json.dumps(self.history, indent=1))
+        return TrainResult(self.epoch, self.steps, self.best[0], self.best[1], self.elapsed, stopped, self.history)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _config_text(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self.config).items() if k not in self.RESUMABLE_CHANGES})
+
+    def save_checkpoint(self) -> None:
+        state = {
+            **self.model_state(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "position": self.position,
+            "order": self.order if self.order is not None else torch.empty(0, dtype=torch.long),
+            "steps": self.steps,
+            "best_epoch": self.best[0],
+            "best_value": self.best[1],
+            "elapsed": self.elapsed,
+            "history": json.dumps(self.history),
+            "config": self._config_text(),
+        }
+        with atomic_path(self.output / CHECKPOINT, suffix=".pt") as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self) -> bool:
+        """Resume from ``checkpoint.pt`` in the output folder if there is one; True if resumed."""
+        path = self.output / CHECKPOINT
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["config"] != self._config_text():
+            raise ValueError(f"{path}: checkpoint was made with another configuration; use a new output folder")
+        self.load_model_state(state)
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self.order = state["order"] if state["order"].numel() else None
+        self.steps = int(state["steps"])
+        self.best = (int(state["best_epoch"]), float(state["best_value"]))
+        self.elapsed = float(state["elapsed"])
+        self.history = json.loads(state["history"])
+        return True
+
+
+class Trainer(SequenceTrainer):
+    """Train VolSiM weights on cached sequences; see the module docstring."""
+
+    def __init__(self, config: TrainConfig, train_files: Sequence[str | os.PathLike],
+                 validation_files: Sequence[str | os.PathLike], output: str | os.PathLike,
+                 device: torch.device | None = None, log: Callable[[str], None] | None = None):
+        super().__init__(config, train_files, validation_files, output, device, log)
         self.arch = VolSiMArchitecture.with_scales(config.scales, config.width)
         if config.size % self.arch.min_multiple() or config.size < 2 * self.arch.min_multiple():
             raise ValueError(f"size {config.size} does not fit a {config.scales}-scale network")
@@ -115,16 +268,7 @@ class Trainer:
             raise ValueError(f"average must be in [0, 1), got {config.average}")
         # the moving average of ``params`` (same order), or None when averaging is off
         self.averaged: list[torch.Tensor] | None = [p.detach().clone() for p in params] if config.average else None
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.pairs = all_pairs(self.train.sequences[0].frames.shape[0])
-        self.epoch = 0
-        self.position = 0  # index into the current epoch's order
-        self.order: torch.Tensor | None = None
-        self.steps = 0
         self.calibrated = False
-        self.history: list[dict[str, Any]] = []
-        self.best = (-1, -float("inf"))
-        self.elapsed = 0.0
 
     def _start_from(self, path: str) -> None:
         """Copy the convolutions and channel weights of existing weights (fine-tuning, e.g. at another size)."""
@@ -223,70 +367,6 @@ class Trainer:
             rows.append(sequence_distances(metric, frames, ref).cpu().numpy())
         return pooled_spearman(np.stack(rows), linear_distances(n)[0, 1:])
 
-    # ------------------------------------------------------------------ the loop
-    def run(self, progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-        """Train until ``epochs`` are done or ``max_minutes`` have passed (then stop at a clean checkpoint)."""
-        cfg = self.config
-        start = time.perf_counter() - self.elapsed
-        if not self.calibrated:
-            self.calibrate()
-            self.save_checkpoint()
-        last_ckpt = time.perf_counter()
-        stopped = False
-        running: dict[str, float] = {}
-        while self.epoch < cfg.epochs and not stopped:
-            if self.order is None:
-                self.order = torch.randperm(len(self.train), generator=self.generator)
-                self.position = 0
-            while self.position < len(self.order):
-                parts = self.step(int(self.order[self.position]))
-                self.position += 1
-                for k, v in parts.items():
-                    running[k] = running.get(k, 0.0) + v
-                running["n"] = running.get("n", 0.0) + 1
-                if self.steps % cfg.log_every == 0:
-                    n = running.pop("n")
-                    means = {k: v / n for k, v in running.items()}
-                    running = {}
-                    self.elapsed = time.perf_counter() - start
-                    self.log(f"epoch {self.epoch + 1}/{cfg.epochs} step {self.position}/{len(self.order)} "
-                             f"(total {self.steps}) loss {means['loss']:.4f} mse {means['mse']:.4f} "
-                             f"pearson {means['pearson']:.3f} | {self.elapsed / 60:.1f} min")
-                    if progress is not None:
-                        progress({"epoch": self.epoch, "step": self.steps, **means})
-                over_time = cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60
-                if over_time:
-                    stopped = True
-                    break
-                if time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60:
-                    self.elapsed = time.perf_counter() - start
-                    self.save_checkpoint()
-                    last_ckpt = time.perf_counter()
-            if self.position >= len(self.order):
-                self.epoch += 1
-                self.order = None
-                val = self.validate()
-                self.elapsed = time.perf_counter() - start
-                entry = {"epoch": self.epoch, "steps": self.steps, "validation_spearman": val,
-                         "minutes": self.elapsed / 60}
-                self.history.append(entry)
-                self.log(f"epoch {self.epoch} done: validation Spearman {val:.4f} ({self.elapsed / 60:.1f} min)")
-                if val > self.best[1]:
-                    self.best = (self.epoch, val)
-                    self.export(self.output / BEST)
-                if cfg.keep_epochs:
-                    self.export(self.output / f"epoch{self.epoch:03d}.safetensors")
-                self.save_checkpoint()
-                last_ckpt = time.perf_counter()
-        self.elapsed = time.perf_counter() - start
-        self.save_checkpoint()
-        self.export(self.output / LAST)
-        if self.best[0] < 0:  # stopped before the first epoch ended: the last state is all there is
-            self.export(self.output / BEST)
-        with atomic_path(self.output / HISTORY) as tmp:
-            tmp.write_text(json.dumps(self.history, indent=1))
-        return TrainResult(self.epoch, self.steps, self.best[0], self.best[1], self.elapsed, stopped, self.history)
-
     # ------------------------------------------------------------------ persistence
     def provenance(self) -> dict[str, Any]:
         families = sorted({s.family for s in self.train.sequences})
@@ -335,40 +415,23 @@ class Trainer:
         """Write the current metric (see :meth:`metric_weights`) in volsight's safetensors format."""
         self.metric_weights().save(path, provenance=self.provenance())
 
-    def save_checkpoint(self) -> None:
-        state = {
+    def prepare(self) -> bool:
+        if self.calibrated:
+            return False
+        self.calibrate()
+        return True
+
+    def model_state(self) -> dict[str, Any]:
+        return {
             "encoder": self.weights.encoder.state_dict(),
             "comparison": self.weights.comparison.state_dict(),
             "counts": list(self.weights.comparison.counts),
             "optimizer": self.optimizer.state_dict(),
             "averaged": self.averaged if self.averaged is not None else [],
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "epoch": self.epoch,
-            "position": self.position,
-            "order": self.order if self.order is not None else torch.empty(0, dtype=torch.long),
-            "steps": self.steps,
             "calibrated": self.calibrated,
-            "best_epoch": self.best[0],
-            "best_value": self.best[1],
-            "elapsed": self.elapsed,
-            "history": json.dumps(self.history),
-            "config": json.dumps({k: v for k, v in asdict(self.config).items()
-                                  if k not in ("epochs", "max_minutes", "keep_epochs", "extra")}),
         }
-        with atomic_path(self.output / CHECKPOINT, suffix=".pt") as tmp:
-            torch.save(state, tmp)
 
-    def load_checkpoint(self) -> bool:
-        """Resume from ``checkpoint.pt`` in the output folder if there is one; True if resumed."""
-        path = self.output / CHECKPOINT
-        if not path.exists():
-            return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        mine = json.dumps({k: v for k, v in asdict(self.config).items()
-                           if k not in ("epochs", "max_minutes", "keep_epochs", "extra")})
-        if state["config"] != mine:
-            raise ValueError(f"{path}: checkpoint was made with another configuration; use a new output folder")
+    def load_model_state(self, state: dict[str, Any]) -> None:
         self.weights.encoder.load_state_dict(state["encoder"])
         self.weights.comparison.load_state_dict(state["comparison"])
         self.weights.comparison.counts = [float(c) for c in state["counts"]]
@@ -376,14 +439,4 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.averaged is not None:
             self.averaged = [t.to(self.device) for t in state["averaged"]]
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
-        self.order = state["order"] if state["order"].numel() else None
-        self.steps = int(state["steps"])
         self.calibrated = bool(state["calibrated"])
-        self.best = (int(state["best_epoch"]), float(state["best_value"]))
-        self.elapsed = float(state["elapsed"])
-        self.history = json.loads(state["history"])
-        return True
