@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.training.evaluate import EvaluationTable
 
 HELP = (
     "Evaluate distance metrics on generated 3D test sequences (held-out families and held-out seeds of the "
@@ -22,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="CSV file for the results table")
     parser.add_argument("--weights", default=None,
                         help="volsight VolSiM weights (default: the installed resources/weights/volsim_volsight)")
+    parser.add_argument("--learnsim-weights", default=None,
+                        help="volsight learned-SSD weights to evaluate as 'learnsim-ssd (volsight)' (default: the "
+                        "installed resources/weights/learnsim_ssd_volsight, when there; 'none' leaves them out)")
+    parser.add_argument("--learnsim-card", default=None,
+                        help="write the card of the learned-SSD weights (JSON: data, training, this evaluation) here")
     parser.add_argument("--official", default=None, help="official VolSiM checkpoint (e.g. MS_3scales.pth)")
     parser.add_argument("--lsim-weights", default=None, help="official LSiM.pth: adds LSiM on slices")
     parser.add_argument("--lsim-stride", type=int, default=16,
@@ -100,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
         raise WeightsError(weights, "no such weights file; train weights with volsight metric-train")
     else:
         say(f"no volsight VolSiM weights at {weights}; evaluating the other metrics only")
+    learnsim = learnsim_weights(args.learnsim_weights)
+    if learnsim is not None:
+        specs.append(registry_metric("learnsim-ssd (volsight)", "learnsim-ssd", weights=learnsim, scope=args.scope))
     if args.official:
         specs.append(registry_metric("volsim (official MS_3scales)", "volsim", weights=args.official,
                                      scope=args.scope))
@@ -137,20 +150,44 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(table.as_dict(), indent=1))
         say(f"wrote {args.json}")
+    test = {"test_grid": f"{args.size}^3", "test_sequences_per_family": args.per_family,
+            "test_seeds": f"{TEST_SEED0}..{TEST_SEED0 + args.per_family - 1}",
+            "command": "volsight metric-eval " + " ".join(sys.argv[2:])}
     if args.card:
-        from core.io.atomic import atomic_path
-        from core.training.card import make_card
-
         if not weights.exists():
             raise WeightsError(weights, "a card describes volsight weights; none were evaluated")
-        test = {"test_grid": f"{args.size}^3", "test_sequences_per_family": args.per_family,
-                "test_seeds": f"{TEST_SEED0}..{TEST_SEED0 + args.per_family - 1}",
-                "command": "volsight metric-eval " + " ".join(sys.argv[2:])}
-        card = make_card(weights, table, run_dir=args.run, test=test)
-        with atomic_path(args.card) as tmp:
-            tmp.write_text(json.dumps(card, indent=1))
-        say(f"wrote {args.card}")
+        write_card(args.card, weights, table, args.run, test, "volsim", say)
+    if args.learnsim_card:
+        if learnsim is None:
+            raise VolsightError("--learnsim-card describes learned-SSD weights; none were evaluated")
+        write_card(args.learnsim_card, learnsim, table, args.run, test, "learnsim", say)
     return 0
+
+
+def write_card(path: str, weights: Path, table: EvaluationTable, run: str | None, test: dict,
+               model: str, say: Callable[[str], None]) -> None:
+    """Write the JSON card of ``weights`` (``model``: volsim or learnsim) with this evaluation, atomically."""
+    from core.io.atomic import atomic_path
+    from core.training.card import make_card
+
+    card = make_card(weights, table, run_dir=run, test=test, model=model)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(card, indent=1))
+    say(f"wrote {path}")
+
+
+def learnsim_weights(option: str | None) -> Path | None:
+    """The learned-SSD weights --learnsim-weights names (None: the installed ones, if any; 'none': no weights)."""
+    from core.errors import WeightsError
+    from core.metrics.learnsim import default_weights_path
+
+    if option is not None and option.lower() == "none":
+        return None
+    path = Path(option) if option else default_weights_path("ssd")
+    if option and not path.is_file():
+        raise WeightsError(path, "no such learned-SSD weights file; train them with volsight metric-train "
+                           "--model learnsim-ssd")
+    return path if path.is_file() else None
 
 
 def _provenance(path: Path) -> dict:

@@ -1,19 +1,32 @@
-"""``volsight metric-train``: generate the simulation sequences (once, cached) and train VolSiM weights."""
+"""``volsight metric-train``: generate the simulation sequences (once, cached) and train VolSiM or LearnSim weights."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from core.training.trainer import TrainResult
 
 HELP = (
     "Train volsight's own VolSiM weights on procedurally simulated 3D sequences. The sequences are generated "
     "once into --cache (resumable), then the VolSiM network is calibrated and trained with VolSiM's loss "
     "(correlation + MSE over all 55 frame pairs), augmentation and Adam. Checkpoints go to --output every few "
     "minutes and at each epoch end; --resume continues from them. The best epoch (validation seeds of the "
-    "training families) is written as OUTPUT/best.safetensors; --export copies it where you want."
+    "training families) is written as OUTPUT/best.safetensors; --export copies it where you want. "
+    "--model learnsim-ssd (or learnsim-lcc) trains LearnSim's small encoder the same way instead, with the "
+    "correlation term alone; the VolSiM-only options (scales, width, dropout, nuisance, averaging, calibration, "
+    "normalisation, init) do not apply to it."
 )
+MODELS = ("volsim", "learnsim-ssd", "learnsim-lcc")
+DEFAULT_LR = {"volsim": 5e-4, "learnsim-ssd": 1e-3, "learnsim-lcc": 1e-3}
+DEFAULT_EPOCHS = {"volsim": 20, "learnsim-ssd": 8, "learnsim-lcc": 8}
 
 
 def default_cache() -> Path:
@@ -23,6 +36,8 @@ def default_cache() -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="folder for checkpoints, logs and exported weights")
+    parser.add_argument("--model", choices=MODELS, default="volsim",
+                        help="which network to train (default %(default)s)")
     parser.add_argument("--cache", default=None, help=f"sequence cache folder (default {default_cache()})")
     parser.add_argument("--per-family", type=int, default=60, help="training sequences per family (default 60)")
     parser.add_argument("--validation-per-family", type=int, default=2, help="validation sequences per family")
@@ -34,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", type=int, default=3, help="VolSiM scales (3 = MS_3scales layout)")
     parser.add_argument("--width", type=float, default=1.0,
                         help="channel-width factor: scale s gets 4*2^s*WIDTH channels (1 = the official widths)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default 20 for volsim, 8 for learnsim)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam learning rate (default 5e-4 for volsim, 1e-3 for learnsim)")
     parser.add_argument("--dropout", type=float, default=0.1, help="dropout on the per-channel terms")
     parser.add_argument("--linear-targets", action="store_true",
                         help="train on linear parameter offsets instead of VolSiM's non-linear correction")
@@ -81,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import VolsightError
     from core.metrics.volsim_net import VolSiMArchitecture
     from core.training.dataset import build_cache, make_split, write_manifest
-    from core.training.trainer import BEST, CHECKPOINT, TrainConfig, Trainer
+    from core.training.trainer import CHECKPOINT, TrainConfig, Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,7 +123,11 @@ def run(args: argparse.Namespace) -> int:
     train_files = build_cache(folder, split.train, args.size, progress=say)
     val_files = build_cache(folder, split.validation, args.size, progress=say)
     write_manifest(folder, split, args.size)
-    config = TrainConfig(scales=args.scales, width=args.width, size=args.size, epochs=args.epochs, lr=args.lr,
+    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[args.model]
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.model]
+    if args.model != "volsim":
+        return train_learnsim(args, train_files, val_files, out, device, epochs, lr, say)
+    config = TrainConfig(scales=args.scales, width=args.width, size=args.size, epochs=epochs, lr=lr,
                          seed=args.seed, nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, nuisance=args.nuisance, average=args.average,
                          nuisance_grids=grids, noise_twins=args.noise_twins,
@@ -123,6 +143,38 @@ def run(args: argparse.Namespace) -> int:
         say(f"resumed at epoch {trainer.epoch}, step {trainer.steps}")
     say(f"training on {device} with {torch.get_num_threads()} threads: {args.scales} scales at {args.size}^3")
     result = trainer.run()
+    finish(args, result, out, say)
+    return 0
+
+
+def train_learnsim(args: argparse.Namespace, train_files: list[Path], val_files: list[Path], out: Path,
+                   device: torch.device, epochs: int, lr: float, say: Callable[[str], None]) -> int:
+    """The --model learnsim-ssd / learnsim-lcc branch: LearnSim's encoder trained to rank the sequences."""
+    import torch
+
+    from core.errors import VolsightError
+    from core.training.learnsim_trainer import LearnSimTrainConfig, LearnSimTrainer
+
+    similarity = args.model.split("-", 1)[1]
+    config = LearnSimTrainConfig(similarity=similarity, size=args.size, epochs=epochs, lr=lr, seed=args.seed,
+                                 augment=not args.no_augment, max_minutes=args.max_minutes,
+                                 checkpoint_minutes=args.checkpoint_minutes, keep_epochs=args.keep_epochs,
+                                 extra={"git_commit": git_commit()})
+    try:
+        trainer = LearnSimTrainer(config, train_files, val_files, out, device=device, log=say)
+    except ValueError as exc:
+        raise VolsightError(str(exc)) from exc
+    if args.resume and trainer.load_checkpoint():
+        say(f"resumed at epoch {trainer.epoch}, step {trainer.steps}")
+    say(f"training {args.model} on {device} with {torch.get_num_threads()} threads at {args.size}^3")
+    finish(args, trainer.run(), out, say)
+    return 0
+
+
+def finish(args: argparse.Namespace, result: TrainResult, out: Path, say: Callable[[str], None]) -> None:
+    """Report a finished run and copy its best weights to --export."""
+    from core.training.trainer import BEST
+
     say(f"done: {result.epochs_done} epochs, {result.steps} steps, {result.wall_seconds / 60:.1f} min; best epoch "
         f"{result.best_epoch} (validation Spearman {result.best_validation:.4f}) -> {out / BEST}")
     if args.export:
@@ -131,7 +183,6 @@ def run(args: argparse.Namespace) -> int:
         Path(args.export).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / BEST, args.export)
         say(f"exported {args.export}")
-    return 0
 
 
 def nuisance_grids(text: str) -> tuple[int, ...]:

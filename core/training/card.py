@@ -9,20 +9,31 @@ from typing import Any
 from core.training.evaluate import EvaluationTable, file_digest
 
 
+# model -> (what the weights are, their format name, the card's license line)
+MODELS = {
+    "volsim": ("VolSiM", "volsight.volsim", "no official VolSiM weights were used"),
+    "learnsim": ("LearnSim", "volsight-learnsim", "no LearnSim weights of the original authors were used"),
+}
+
+
 def make_card(weights: str | os.PathLike, table: EvaluationTable, *, run_dir: str | os.PathLike | None = None,
-              test: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON card shipped beside a weights file: what it is, how it was trained, how it scores."""
+              test: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+              model: str = "volsim") -> dict[str, Any]:
+    """The JSON card shipped beside a weights file (``model``: volsim or learnsim): what it is, how it was
+    trained, how it scores."""
     import json
 
     import torch
 
     from core.metrics.weights_io import load_safetensors
 
+    kind, format_name, license_note = MODELS[model]
     path = Path(weights)
-    _, header = load_safetensors(path, "VolSiM", "volsight.volsim")
-    prov = dict(header.get("provenance", {}))
+    _, header = load_safetensors(path, kind, format_name)
+    prov = header.get("provenance", {})
+    prov = dict(prov) if isinstance(prov, dict) else {"note": str(prov)}
     card: dict[str, Any] = {
-        "name": "volsim_volsight",
+        "name": path.stem,
         "file": path.name,
         "sha256": file_digest(path),
         "bytes": path.stat().st_size,
@@ -39,7 +50,7 @@ def make_card(weights: str | os.PathLike, table: EvaluationTable, *, run_dir: st
         "training": {k: prov.get(k) for k in ("epochs", "steps", "seed", "config", "git_commit", "device",
                                                "threads", "wall_minutes") if k in prov},
         "evaluation": {**table.as_dict(), **(test or {})},
-        "license": "trained by volsight on its own generated data; no official VolSiM weights were used",
+        "license": f"trained by volsight on its own generated data; {license_note}",
     }
     if run_dir is not None:
         run = Path(run_dir)

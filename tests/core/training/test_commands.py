@@ -26,7 +26,7 @@ def test_train_then_evaluate(tmp_path, capsys):
     csv_path = tmp_path / "r.csv"
     assert main(["metric-eval", "-o", str(csv_path), "--weights", str(tmp_path / "w.safetensors"),
                  "--cache", str(cache), "--size", "16", "--per-family", "1", "--families", "shapes,noise",
-                 "--metrics", "mse", "--threads", "1", "--bootstrap", "20",
+                 "--metrics", "mse", "--threads", "1", "--bootstrap", "20", "--learnsim-weights", "none",
                  "--card", str(tmp_path / "card.json"), "--run", str(out)]) == 0
     text = capsys.readouterr().out
     assert "volsim (volsight)" in text and "mse" in text
@@ -42,6 +42,37 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert card["evaluation"]["held_out_families"] == ["shapes"]
     assert card["evaluation"]["bootstrap"]["reference"] == "volsim (volsight)"
     assert set(card["evaluation"]["bootstrap"]["differences"]["mse"]) == {"shapes", "noise", "held-out mean"}
+
+
+def test_train_learnsim_then_evaluate_it_with_its_card(tmp_path, capsys):
+    from core.metrics.learnsim import LearnSimNetwork
+
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    assert main(["metric-train", "--model", "learnsim-ssd", "-o", str(out), "--cache", str(cache),
+                 "--per-family", "1", "--validation-per-family", "1", "--train-families", "noise,burgers",
+                 "--held-out", "shapes", "--size", "16", "--epochs", "2", "--threads", "1",
+                 "--export", str(tmp_path / "ls.safetensors")]) == 0
+    text = capsys.readouterr().out
+    assert "training learnsim-ssd" in text and "epoch 2 done" in text and "calibration" not in text
+    net = LearnSimNetwork.load(tmp_path / "ls.safetensors", "ssd")
+    assert net.provenance["source"] == "volsight metric-train --model learnsim-ssd"
+    assert net.provenance["config"]["lr"] == 1e-3 and net.provenance["epochs"] in (1, 2)
+    assert main(["metric-eval", "-o", str(tmp_path / "r.csv"),
+                 "--learnsim-weights", str(tmp_path / "ls.safetensors"), "--held-out", "shapes",
+                 "--cache", str(cache), "--size", "16", "--per-family", "1", "--families", "shapes,noise",
+                 "--metrics", "mse", "--threads", "1", "--learnsim-card", str(tmp_path / "ls.json"),
+                 "--run", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "learnsim-ssd (volsight)" in text
+    card = json.loads((tmp_path / "ls.json").read_text())
+    assert card["name"] == "ls" and card["format"].startswith("volsight-learnsim v1")
+    assert sorted(card["data"]["train_families"]) == ["burgers", "noise"] and card["working_size"] == 16
+    assert set(card["evaluation"]["spearman"]) == {"volsim (volsight)", "learnsim-ssd (volsight)", "mse"}
+    assert len(card["training"]["history"]) == 2
+    # a learned-SSD weights file that is not there is refused by name
+    assert main(["metric-eval", "-o", str(tmp_path / "r2.csv"), "--learnsim-weights", str(tmp_path / "no.st"),
+                 "--cache", str(cache), "--size", "16", "--per-family", "1", "--families", "noise"]) == 2
+    assert "no.st" in capsys.readouterr().err
 
 
 def test_eval_refuses_missing_weights(tmp_path, capsys):
