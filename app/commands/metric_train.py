@@ -21,8 +21,8 @@ HELP = (
     "minutes and at each epoch end; --resume continues from them. The best epoch (validation seeds of the "
     "training families) is written as OUTPUT/best.safetensors; --export copies it where you want. "
     "--model learnsim-ssd (or learnsim-lcc) trains LearnSim's small encoder the same way instead, with the "
-    "correlation term alone; the VolSiM-only options (scales, width, dropout, nuisance, averaging, calibration, "
-    "normalisation, init) do not apply to it."
+    "correlation term alone and the same moving average; the VolSiM-only options (scales, width, dropout, nuisance, "
+    "calibration, normalisation, init) do not apply to it."
 )
 MODELS = ("volsim", "learnsim-ssd", "learnsim-lcc")
 DEFAULT_LR = {"volsim": 5e-4, "learnsim-ssd": 1e-3, "learnsim-lcc": 1e-3}
@@ -157,7 +157,7 @@ def train_learnsim(args: argparse.Namespace, train_files: list[Path], val_files:
 
     similarity = args.model.split("-", 1)[1]
     config = LearnSimTrainConfig(similarity=similarity, size=args.size, epochs=epochs, lr=lr, seed=args.seed,
-                                 augment=not args.no_augment, max_minutes=args.max_minutes,
+                                 augment=not args.no_augment, average=args.average, max_minutes=args.max_minutes,
                                  checkpoint_minutes=args.checkpoint_minutes, keep_epochs=args.keep_epochs,
                                  extra={"git_commit": git_commit()})
     try:

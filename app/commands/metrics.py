@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
         if d.get("doc"):
             print(f"{'':<13} {d['doc']}")
         print(f"{'':<13} preprocessing: {d['preprocessing']}")
-        if d["learned"] and "weights" in d:
+        if d.get("weights_note"):
+            print(f"{'':<13} weights: {d['weights_note']}")
+        elif d["learned"] and "weights" in d:
             state = "installed" if d.get("weights_installed") else "not installed; use --weights PATH"
             print(f"{'':<13} weights: {d['weights']} ({state})")
     return 0

@@ -22,10 +22,15 @@ gradients from the first fine-tuning step on (a pure zero initialisation would b
 point). The original instead multiplies all weights by 1e-7 around random centre taps, which is
 an identity only up to ~1e-7.
 
-Fine-tuning: :meth:`LearnSimMetric.fine_tune` fits the network to target values for given
-pairs (Adam, squared error); :meth:`LearnSimNetwork.save` writes volsight's format
-(safetensors + JSON header), loaded back with ``weights=PATH``. The original's trained weights
-(SSD_learnt / LCC_learnt) were not available.
+Weights: the original's trained weights (SSD_learnt / LCC_learnt, learned within brain-MRI
+registration) were not available. volsight trains its own on its simulated sequences
+(``volsight metric-train --model learnsim-ssd``, :mod:`core.training.learnsim_trainer`) and
+ships them: ``learnsim-ssd`` loads ``resources/weights/learnsim_ssd_volsight.safetensors`` by
+default (``$VOLSIGHT_LEARNSIM_SSD_WEIGHTS`` overrides, ``weights="identity"`` gives the untrained
+identity). ``learnsim-lcc`` ships none (trained, it ranked worse than plain LCC) and starts from
+the identity. :meth:`LearnSimMetric.fine_tune` fits the network to target values for given pairs
+(Adam, squared error); :meth:`LearnSimNetwork.save` writes volsight's format (safetensors + JSON
+header), loaded back with ``weights=PATH``.
 
 Properties: SSD is symmetric with d(x, x) = 0 (no triangle inequality: it is a squared
 distance); LCC is a symmetric similarity, not a distance. Vector volumes are compared through
@@ -35,7 +40,8 @@ their magnitude.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -59,6 +65,14 @@ LCC_EPS = 1e-5
 NEGATIVE_SLOPE = 0.2
 SLAB_BYTES = 64 << 20  # one encoder layer's activations per slab (inference in slabs, see encode_in_slabs)
 Similarity = Literal["ssd", "lcc"]
+IDENTITY = "identity"  # weights= value for the untrained identity network
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "resources" / "weights"
+
+
+def default_weights_path(similarity: Similarity) -> Path:
+    """Where volsight's own learned SSD / LCC weights are (``$VOLSIGHT_LEARNSIM_<KIND>_WEIGHTS`` overrides)."""
+    env = os.environ.get(f"VOLSIGHT_LEARNSIM_{similarity.upper()}_WEIGHTS")
+    return Path(env) if env else WEIGHTS_DIR / f"learnsim_{similarity}_volsight.safetensors"
 
 
 def ssd_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -97,6 +111,7 @@ class LearnSimNetwork(nn.Module):
         if similarity not in ("ssd", "lcc"):
             raise MetricError(f"learnsim: similarity must be 'ssd' or 'lcc', got {similarity!r}")
         self.similarity = similarity
+        self.provenance: str | dict[str, Any] | None = None  # the header's, for loaded weights
         gen_state = torch.random.get_rng_state()
         if seed is not None:
             torch.manual_seed(int(seed))
@@ -187,7 +202,7 @@ class LearnSimNetwork(nn.Module):
         z = self.aggregate(feats)
         return plain_map(z[:n], z[n:], self.similarity), feats[:n], feats[n:]
 
-    def save(self, path: str | os.PathLike, provenance: str = "volsight fine-tuning") -> None:
+    def save(self, path: str | os.PathLike, provenance: str | Mapping[str, Any] = "volsight fine-tuning") -> None:
         """Write the weights in volsight's format (safetensors + JSON header), atomically."""
         header = {
             "format": FORMAT_NAME,
@@ -195,7 +210,7 @@ class LearnSimNetwork(nn.Module):
             "similarity": self.similarity,
             "features": list(FEATURES),
             "architecture": "LearnSim encoder 1-4-8-8 k3 replicate LeakyReLU(0.2) + 1x1x1 aggregation",
-            "provenance": provenance,
+            "provenance": provenance if isinstance(provenance, str) else dict(provenance),
         }
         save_safetensors(path, self.state_dict(), header)
 
@@ -216,6 +231,7 @@ class LearnSimNetwork(nn.Module):
         if missing or any(tuple(tensors[k].shape) != tuple(v.shape) for k, v in expected.items() if k in tensors):
             raise WeightsError(path, f"LearnSim weights do not fit the architecture (missing: {missing[:4]})")
         net.load_state_dict({k: tensors[k] for k in expected})
+        net.provenance = header.get("provenance")
         return net
 
 
@@ -261,9 +277,14 @@ class LearnSimMetric(Metric):
     ) -> None:
         from core.device import select_device
 
+        if network is None and weights is None and default_weights_path(self.similarity).is_file():
+            weights = default_weights_path(self.similarity)
         if network is None:
-            network = (LearnSimNetwork.load(weights, self.similarity) if weights is not None
-                       else LearnSimNetwork(self.similarity, seed=seed))
+            identity = weights is None or str(weights) == IDENTITY
+            network = (LearnSimNetwork(self.similarity, seed=seed) if identity
+                       else LearnSimNetwork.load(weights, self.similarity))
+            if identity:
+                weights = None
         if network.similarity != self.similarity:
             raise MetricError(f"{self.name}: network compares by {network.similarity}, not {self.similarity}")
         self.device = select_device(device)
@@ -283,6 +304,16 @@ class LearnSimMetric(Metric):
     def reduce(self, voxel_map: torch.Tensor) -> torch.Tensor:
         """The scalar value from the per-voxel map (mean over voxels)."""
         return voxel_map.mean(dim=tuple(range(1, voxel_map.ndim)))
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        d = super().describe()
+        path = default_weights_path(cls.similarity)
+        d["weights"] = os.fspath(path)
+        d["weights_installed"] = True  # it runs without any: the untrained network is an exact identity
+        if not path.is_file():
+            d["weights_note"] = "none installed: the untrained identity (equal to plain SSD / LCC); use --weights PATH"
+        return d
 
     def plain(self, a: Volume | np.ndarray, b: Volume | np.ndarray, normalize: bool = True) -> float:
         """The plain (not learned) SSD / LCC value on the same preprocessed inputs."""

@@ -8,7 +8,6 @@ from typing import Any
 
 from core.training.evaluate import EvaluationTable, file_digest
 
-
 # model -> (what the weights are, their format name, the card's license line)
 MODELS = {
     "volsim": ("VolSiM", "volsight.volsim", "no official VolSiM weights were used"),

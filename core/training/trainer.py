@@ -141,6 +141,27 @@ class SequenceTrainer:
     def load_model_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _parameters(self) -> list[torch.Tensor]:
+        """The trainable parameters, in the order of :attr:`averaged`."""
+        raise NotImplementedError
+
+    def _start_average(self) -> None:
+        """Keep an exponential moving average of :meth:`_parameters` when ``config.average > 0``."""
+        average = float(getattr(self.config, "average", 0.0))
+        if not 0.0 <= average < 1.0:
+            raise ValueError(f"average must be in [0, 1), got {average}")
+        self.averaged: list[torch.Tensor] | None = (
+            [p.detach().clone() for p in self._parameters()] if average else None)
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """One step of the moving average; its decay ramps up over the first steps (so early weights fade)."""
+        if self.averaged is None:
+            return
+        decay = min(self.config.average, (1.0 + self.steps) / (10.0 + self.steps))
+        for avg, p in zip(self.averaged, self._parameters(), strict=True):
+            avg.lerp_(p.detach(), 1.0 - decay)
+
     # ------------------------------------------------------------------ the loop
     def run(self, progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
         """Train until ``epochs`` are done or ``max_minutes`` have passed (then stop at a clean checkpoint)."""
@@ -262,12 +283,8 @@ class Trainer(SequenceTrainer):
             self._start_from(config.init)
         self.weights.encoder.to(self.device)
         self.weights.comparison.to(self.device)
-        params = self._parameters()
-        self.optimizer = torch.optim.Adam(params, lr=config.lr)
-        if not 0.0 <= config.average < 1.0:
-            raise ValueError(f"average must be in [0, 1), got {config.average}")
-        # the moving average of ``params`` (same order), or None when averaging is off
-        self.averaged: list[torch.Tensor] | None = [p.detach().clone() for p in params] if config.average else None
+        self.optimizer = torch.optim.Adam(self._parameters(), lr=config.lr)
+        self._start_average()
         self.calibrated = False
 
     def _start_from(self, path: str) -> None:
@@ -340,15 +357,6 @@ class Trainer(SequenceTrainer):
 
     def _parameters(self) -> list[torch.Tensor]:
         return list(self.weights.encoder.parameters()) + list(self.weights.comparison.parameters())
-
-    @torch.no_grad()
-    def _update_average(self) -> None:
-        """One step of the moving average; its decay ramps up over the first steps (so early weights fade)."""
-        if self.averaged is None:
-            return
-        decay = min(self.config.average, (1.0 + self.steps) / (10.0 + self.steps))
-        for avg, p in zip(self.averaged, self._parameters(), strict=True):
-            avg.lerp_(p.detach(), 1.0 - decay)
 
     @torch.no_grad()
     def validate(self) -> float:

@@ -16,7 +16,7 @@ import pytest
 from tests.app.conftest import drop_files, smooth_volume, wait_for, write_netcdf
 
 ROOT = Path(__file__).resolve().parents[2]
-METRICS = ["mse", "psnr", "ssim", "ncc", "volsim", "learnsim-ssd"]
+METRICS = ["mse", "psnr", "ssim", "ncc", "volsim", "learnsim-ssd", "learnsim-lcc"]
 
 
 def _non_background_fraction(img: np.ndarray) -> float:
@@ -97,8 +97,10 @@ def test_drop_two_files_renders_and_fills_the_table_with_cli_numbers(compared, q
         assert (f"{n} {word}" in notes[m]) if n > 1 else ("layers" not in notes[m] and "terms" not in notes[m]), \
             (m, notes[m])
     assert "12 layers" in notes["volsim"] and "VolSiM per layer" in panel.bars.getPlotItem().titleLabel.text
-    # LearnSim without weights is an identity (plain SSD of the pair-normalised inputs): the note says so
-    assert notes["learnsim-ssd"] == "identity weights (untrained)"
+    # learned SSD runs volsight's shipped weights; learned LCC has none, so it is an identity (plain LCC of the
+    # pair-normalised inputs) and the note says so
+    assert notes["learnsim-ssd"] == "learned"
+    assert notes["learnsim-lcc"] == "identity weights (untrained)"
     # PSNR and SSIM say the data range R their value depends on (the pair's joint range here)
     for m in ("psnr", "ssim"):
         assert notes[m] == f"data range {s.distance(m).info['data_range']:.4g}", notes[m]

@@ -11,9 +11,10 @@ on float64 input as volsight computes; the last column is volsight's agreement w
 ``learnsim-ssd`` (slab by slab, each input on its own worker) has its own baseline: the same
 network's whole-volume pass on both inputs at once (``LearnSimNetwork.forward``), with the
 agreement of the two values; both use a network whose weights were moved off the identity
-initialisation (as trained weights would be). ``learnsim-identity`` is the default, untrained
-metric, which skips the network (it maps the inputs to themselves). Other jobs share the
-machine: the load average is printed, and only ratios within one run mean much.
+initialisation (the shipped trained weights run the same network). ``learnsim-identity`` is the
+untrained metric (``weights="identity"``), which skips the network (it maps the inputs to
+themselves). Other jobs share the machine: the load average is printed, and only ratios within
+one run mean much.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def measure(what: str, n: int, repeats: int) -> dict:
         from core.metrics.registry import get_metric
         from core.volume import Volume
 
-        metric = trained_like() if what == "learnsim-ssd" else get_metric(what.replace("-identity", "-ssd"))
+        metric = (trained_like() if what == "learnsim-ssd"
+                  else get_metric("learnsim-ssd", weights="identity") if what == "learnsim-identity"
+                  else get_metric(what))
         va, vb = Volume.from_array(a), Volume.from_array(b)
 
         def call() -> float:

@@ -74,7 +74,7 @@ def test_slab_encoding_equals_the_whole_volume_pass(rng, slab):
 
 def test_learned_ssd_equals_plain_ssd_at_init(rng):
     va, vb = _pair(rng)
-    m = LearnSimSSD()
+    m = LearnSimSSD(weights="identity")
     d = m.distance(va, vb)
     a, b = _unit(va, vb)
     plain = float(np.mean((a - b) ** 2))
@@ -87,7 +87,7 @@ def test_learned_ssd_equals_plain_ssd_at_init(rng):
 @pytest.mark.parametrize("metric", [LearnSimSSD, LearnSimLCC])
 def test_identity_weights_skip_the_network_with_the_same_values(rng, monkeypatch, metric):
     va, vb = _pair(rng, strength=1.0)
-    m = metric()
+    m = metric(weights="identity")
     assert m.network.is_identity()
     through = m.distance(va, vb, features=True)  # features: the network runs
     calls = []
@@ -124,7 +124,7 @@ def test_learned_lcc_equals_plain_lcc_at_init(rng):
 
 def test_fine_tune_changes_weights_and_lowers_loss(rng):
     pairs = [_pair(rng, (10, 10, 10), s) for s in (0.1, 0.5, 1.0)]
-    m = LearnSimSSD(seed=1)
+    m = LearnSimSSD(weights="identity", seed=1)
     before = [p.detach().clone() for p in m.network.parameters()]
     plain = [m.plain(a, b) for a, b in pairs]
     targets = [0.02, 0.04, 0.06]
@@ -157,7 +157,7 @@ def test_save_and_load_project_format(tmp_path, rng):
 
 def test_features_contributions_and_voxel_map(rng):
     va, vb = _pair(rng, (8, 10, 12))
-    d = LearnSimSSD().distance(va, vb, features=True)
+    d = LearnSimSSD(weights="identity").distance(va, vb, features=True)
     assert d.contributions == {"encoder": d.value}
     f = d.features["encoder"]
     assert f.a.shape == (8, 8, 10, 12) and f.b.shape == f.a.shape and f.diff.shape == f.a.shape
@@ -208,3 +208,28 @@ def test_feature_maps_too_large_for_memory_are_refused_clearly(rng, monkeypatch)
     with pytest.raises(FeatureMemoryError, match="feature maps of a .* pair need about"):
         m.distance(va, vb, features=True)
     assert m.distance(va, vb).value == plain  # the distance alone still runs
+
+
+def test_learned_ssd_defaults_to_the_shipped_weights_and_identity_stays_available(rng, monkeypatch, tmp_path):
+    from core.metrics.learnsim import default_weights_path
+
+    shipped = default_weights_path("ssd")
+    assert shipped.is_file(), "volsight ships its learned-SSD weights in resources/weights"
+    m = get_metric("learnsim-ssd")
+    assert m.weights_path == str(shipped) and not m.network.is_identity()
+    assert m.network.provenance["train_families"] == ["advdiff", "burgers", "noise", "smoke"]
+    assert m.describe()["weights_installed"] and "weights_note" not in m.describe()
+    va, vb = _pair(rng)
+    learned, plain = m.distance(va, vb), m.plain(va, vb)
+    assert learned.value > 0 and learned.value != pytest.approx(plain, rel=1e-3)
+    assert learned.info["weights"] == str(shipped)
+    assert m.distance(va, va).value == 0.0
+    identity = get_metric("learnsim-ssd", weights="identity")
+    assert identity.network.is_identity() and identity.distance(va, vb).value == pytest.approx(plain, rel=1e-6)
+    assert identity.distance(va, vb).info["weights"] == "identity initialisation"
+    # learned LCC ships none: it starts as the identity, and says so
+    lcc = get_metric("learnsim-lcc")
+    assert lcc.network.is_identity() and "identity" in lcc.describe()["weights_note"]
+    # the environment variable points the default elsewhere
+    monkeypatch.setenv("VOLSIGHT_LEARNSIM_SSD_WEIGHTS", str(tmp_path / "none.safetensors"))
+    assert get_metric("learnsim-ssd").network.is_identity()

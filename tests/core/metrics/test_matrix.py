@@ -111,7 +111,7 @@ def test_a_series_gives_pairwise_metrics_the_set_value_scale(series):
 def test_a_series_gives_learnsim_the_set_value_scale_magnitudes_first(series):
     """LearnSim normalises a pair to [0, 1] (vector volumes: their magnitudes); in a set every member is mapped
     with the set's bounds instead, so the identity network's series ranks exactly as MSE does."""
-    ssd = get_metric("learnsim-ssd")  # no weights: the identity network, value = plain SSD of its inputs
+    ssd = get_metric("learnsim-ssd", weights="identity")  # untrained: value = plain SSD
     lo = min(v.value_range()[0] for v in series)
     hi = max(v.value_range()[1] for v in series)
     d = distance_to_reference(series, ssd)

@@ -64,12 +64,12 @@ def test_training_starts_at_plain_ssd_and_lowers_the_loss(tiny_cache, tmp_path):
 
 def test_learnsim_training_is_deterministic_and_resumes_exactly(tiny_cache, tmp_path, one_thread):
     train, val = tiny_cache
-    cfg = _config(epochs=2, augment=True)
+    cfg = _config(epochs=2, augment=True, average=0.9)
     straight = LearnSimTrainer(cfg, train, val, tmp_path / "a")
     straight.run()
     again = LearnSimTrainer(cfg, train, val, tmp_path / "c")
     again.run()
-    first = LearnSimTrainer(_config(epochs=1, augment=True), train, val, tmp_path / "b")
+    first = LearnSimTrainer(_config(epochs=1, augment=True, average=0.9), train, val, tmp_path / "b")
     first.run()
     resumed = LearnSimTrainer(cfg, train, val, tmp_path / "b")
     assert resumed.load_checkpoint() and resumed.epoch == 1
@@ -78,7 +78,15 @@ def test_learnsim_training_is_deterministic_and_resumes_exactly(tiny_cache, tmp_
                        strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
         torch.testing.assert_close(p, r, rtol=0, atol=0)
-    other = LearnSimTrainer(_config(epochs=2, augment=True, lr=1e-4), train, val, tmp_path / "b")
+    for p, r in zip(straight.averaged, resumed.averaged, strict=True):  # the moving average resumes too
+        torch.testing.assert_close(p, r, rtol=0, atol=0)
+    # the exported metric is the average, not the last weights
+    exported = LearnSimNetwork.load(tmp_path / "a" / "last.safetensors")
+    for p, avg in zip(exported.parameters(), straight.averaged, strict=True):
+        torch.testing.assert_close(p, avg, rtol=0, atol=0)
+    assert any(not torch.equal(avg, last) for avg, last in zip(straight.averaged, straight.network.parameters(),
+                                                                strict=True))
+    other = LearnSimTrainer(_config(epochs=2, augment=True, average=0.9, lr=1e-4), train, val, tmp_path / "b")
     with pytest.raises(ValueError, match="another configuration"):
         other.load_checkpoint()
 
