@@ -135,15 +135,8 @@ def run(args: argparse.Namespace) -> int:
                          calibration_volumes=args.calibration_volumes, normalisation=args.normalisation,
                          checkpoint_minutes=args.checkpoint_minutes, init=args.init, keep_epochs=args.keep_epochs,
                          extra={"git_commit": git_commit()})
-    try:
-        trainer = Trainer(config, train_files, val_files, out, device=device, log=say)
-    except ValueError as exc:
-        raise VolsightError(str(exc)) from exc
-    if args.resume and trainer.load_checkpoint():
-        say(f"resumed at epoch {trainer.epoch}, step {trainer.steps}")
-    say(f"training on {device} with {torch.get_num_threads()} threads: {args.scales} scales at {args.size}^3")
-    result = trainer.run()
-    finish(args, result, out, say)
+    start(Trainer, config, args, train_files, val_files, out, device, say,
+          f"training on {device} with {torch.get_num_threads()} threads: {args.scales} scales at {args.size}^3")
     return 0
 
 
@@ -152,7 +145,6 @@ def train_learnsim(args: argparse.Namespace, train_files: list[Path], val_files:
     """The --model learnsim-ssd / learnsim-lcc branch: LearnSim's encoder trained to rank the sequences."""
     import torch
 
-    from core.errors import VolsightError
     from core.training.learnsim_trainer import LearnSimTrainConfig, LearnSimTrainer
 
     similarity = args.model.split("-", 1)[1]
@@ -160,15 +152,24 @@ def train_learnsim(args: argparse.Namespace, train_files: list[Path], val_files:
                                  augment=not args.no_augment, average=args.average, max_minutes=args.max_minutes,
                                  checkpoint_minutes=args.checkpoint_minutes, keep_epochs=args.keep_epochs,
                                  extra={"git_commit": git_commit()})
+    start(LearnSimTrainer, config, args, train_files, val_files, out, device, say,
+          f"training {args.model} on {device} with {torch.get_num_threads()} threads at {args.size}^3")
+    return 0
+
+
+def start(trainer_class: type, config: object, args: argparse.Namespace, train_files: list[Path],
+          val_files: list[Path], out: Path, device: torch.device, say: Callable[[str], None], banner: str) -> None:
+    """Build the trainer (a bad configuration is a one-line error), resume if asked, train and report."""
+    from core.errors import VolsightError
+
     try:
-        trainer = LearnSimTrainer(config, train_files, val_files, out, device=device, log=say)
+        trainer = trainer_class(config, train_files, val_files, out, device=device, log=say)
     except ValueError as exc:
         raise VolsightError(str(exc)) from exc
     if args.resume and trainer.load_checkpoint():
         say(f"resumed at epoch {trainer.epoch}, step {trainer.steps}")
-    say(f"training {args.model} on {device} with {torch.get_num_threads()} threads at {args.size}^3")
+    say(banner)
     finish(args, trainer.run(), out, say)
-    return 0
 
 
 def finish(args: argparse.Namespace, result: TrainResult, out: Path, say: Callable[[str], None]) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -139,21 +139,8 @@ class LearnSimTrainer(SequenceTrainer):
                 for k in range(len(self.validation))]
         return pooled_spearman(np.stack(rows), offsets(n - 1))
 
-    def provenance(self) -> dict[str, Any]:
-        return {
-            "source": "volsight metric-train --model learnsim-" + self.config.similarity,
-            "working_size": self.config.size,
-            "train_families": sorted({s.family for s in self.train.sequences}),
-            "train_sequences": len(self.train),
-            "epochs": self.epoch,
-            "steps": self.steps,
-            "seed": self.config.seed,
-            "wall_minutes": round(self.elapsed / 60, 2),
-            "device": str(self.device),
-            "threads": torch.get_num_threads(),
-            "config": {k: v for k, v in asdict(self.config).items() if k != "extra"},
-            **self.config.extra,
-        }
+    def source(self) -> str:
+        return "volsight metric-train --model learnsim-" + self.config.similarity
 
     def export(self, path: str | os.PathLike) -> None:
         self.metric_network().save(path, provenance=self.provenance())

@@ -225,6 +225,27 @@ class SequenceTrainer:
             tmp.write_text(json.dumps(self.history, indent=1))
         return TrainResult(self.epoch, self.steps, self.best[0], self.best[1], self.elapsed, stopped, self.history)
 
+    def provenance(self) -> dict[str, Any]:
+        """What the exported weights record of their run (header provenance, and the weights card's source)."""
+        families = sorted({s.family for s in self.train.sequences})
+        return {
+            "source": self.source(),
+            "working_size": self.config.size,
+            "train_families": families,
+            "train_sequences": len(self.train),
+            "epochs": self.epoch,
+            "steps": self.steps,
+            "seed": self.config.seed,
+            "wall_minutes": round(self.elapsed / 60, 2),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "config": {k: v for k, v in asdict(self.config).items() if k != "extra"},
+            **self.config.extra,
+        }
+
+    def source(self) -> str:
+        return "volsight metric-train"
+
     # ------------------------------------------------------------------ checkpoints
     def _config_text(self) -> str:
         return json.dumps({k: v for k, v in asdict(self.config).items() if k not in self.RESUMABLE_CHANGES})
@@ -376,23 +397,6 @@ class Trainer(SequenceTrainer):
         return pooled_spearman(np.stack(rows), linear_distances(n)[0, 1:])
 
     # ------------------------------------------------------------------ persistence
-    def provenance(self) -> dict[str, Any]:
-        families = sorted({s.family for s in self.train.sequences})
-        return {
-            "source": "volsight metric-train",
-            "working_size": self.config.size,
-            "train_families": families,
-            "train_sequences": len(self.train),
-            "epochs": self.epoch,
-            "steps": self.steps,
-            "seed": self.config.seed,
-            "wall_minutes": round(self.elapsed / 60, 2),
-            "device": str(self.device),
-            "threads": torch.get_num_threads(),
-            "config": {k: v for k, v in asdict(self.config).items() if k != "extra"},
-            **self.config.extra,
-        }
-
     def metric_weights(self) -> VolSiMWeights:
         """The metric as validated and exported: the trained (or averaged) weights, flattened if so configured.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from core.training.dataset import build_cache
 
@@ -14,3 +15,12 @@ def tiny_cache(tmp_path_factory):
     train = build_cache(folder, [("noise", 0), ("burgers", 0)], 16)
     val = build_cache(folder, [("noise", 10_000)], 16)
     return train, val
+
+
+@pytest.fixture
+def one_thread():
+    # CPU conv3d backward reduces over threads in a varying order: runs are bit-identical with one thread
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,13 +26,6 @@ def _loss_on_all(trainer: LearnSimTrainer) -> float:
     return float(np.mean(losses))
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_scalar_unit_takes_the_magnitude_and_maps_the_sequence_to_unit_range():
     v = torch.zeros(3, 3, 2, 2, 2)

@@ -141,14 +141,6 @@ def test_moving_average_is_validated_and_exported_while_the_raw_weights_train(ti
         Trainer(_config(average=1.0), train, val, tmp_path / "bad")
 
 
-@pytest.fixture
-def one_thread():
-    # CPU conv3d backward reduces over threads in a varying order: runs are bit-identical with one thread
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_training_is_deterministic_and_resumes_exactly(tiny_cache, tmp_path, one_thread):
     train, val = tiny_cache
