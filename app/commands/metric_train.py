@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nuisance-grids", default="4",
                         help="comma-separated coarsening factors of the nuisance noise, one drawn per sequence: "
                         "1 = voxel-level white noise, 4 = smooth blotches a few voxels wide (default %(default)s)")
+    parser.add_argument("--value-warp", type=float, default=0.0, metavar="SHARE",
+                        help="this share of the augmented scalar sequences get one random monotone value curve (a "
+                        "gamma or a sigmoid contrast) on all frames, so that the metric ranks by the varied "
+                        "parameter whatever the values' scale (default %(default)s = off)")
     parser.add_argument("--average", type=float, default=0.999,
                         help="validate and export an exponential moving average of the weights with this decay "
                         "per step (smooths the epoch-to-epoch swings; default %(default)s; 0 = the raw weights)")
@@ -111,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
                            train_families=[f for f in args.train_families.split(",") if f],
                            held_out_families=[f for f in args.held_out.split(",") if f])
         VolSiMArchitecture.with_scales(args.scales, args.width)  # refuse a bad layout before simulating
+        if not 0.0 <= args.value_warp <= 1.0:
+            raise ValueError(f"--value-warp is the share of sequences that get a value curve, 0 to 1, "
+                             f"not {args.value_warp}")
     except ValueError as exc:
         raise VolsightError(str(exc)) from exc
     grids = nuisance_grids(args.nuisance_grids)
@@ -130,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(scales=args.scales, width=args.width, size=args.size, epochs=epochs, lr=lr,
                          seed=args.seed, nonlinear_targets=not args.linear_targets, dropout=args.dropout,
                          augment=not args.no_augment, nuisance=args.nuisance, average=args.average,
-                         nuisance_grids=grids, noise_twins=args.noise_twins,
+                         nuisance_grids=grids, noise_twins=args.noise_twins, value_warp=args.value_warp,
                          max_minutes=args.max_minutes,
                          calibration_volumes=args.calibration_volumes, normalisation=args.normalisation,
                          checkpoint_minutes=args.checkpoint_minutes, init=args.init, keep_epochs=args.keep_epochs,

@@ -177,6 +177,33 @@ def nuisance_noise(frames: torch.Tensor, generator: torch.Generator, strength: f
     return (frames + amplitude * noise.to(frames.dtype)).clamp(-1.0, 1.0).contiguous()
 
 
+def value_warp(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Remap the values of a normalised scalar sequence [F, C, ...] in [-1, 1] by one random monotone transfer.
+
+    The varied parameter (and so the ground truth) does not depend on how a quantity is scaled:
+    a scientist's volume may come as a density or its logarithm, clipped or gamma-corrected. Every
+    frame gets the same curve, fixing -1 and 1: half the draws a gamma ``u**g`` (``u = (x + 1) / 2``,
+    ``g`` log-uniform in [1/3, 3]), the others a sigmoid contrast of slope 3-12 centred in
+    [0.25, 0.75], rescaled to keep the end points. Vector data is returned unchanged (a per-component
+    curve would bend its directions), after the same draws.
+    """
+    u = (frames + 1.0) * 0.5
+    pick = float(torch.rand((), generator=generator))
+    a, b = (float(v) for v in torch.rand(2, generator=generator))
+    scalar = frames.shape[1] == 1 or bool((frames == frames[:, :1]).all())
+    if not scalar:
+        return frames
+    if pick < 0.5:
+        gamma = 3.0 ** (2.0 * a - 1.0)
+        out = u.clamp(min=0.0).pow(gamma)
+    else:
+        slope, centre = 3.0 + 9.0 * a, 0.25 + 0.5 * b
+        lo = torch.sigmoid(torch.tensor(-slope * centre))
+        hi = torch.sigmoid(torch.tensor(slope * (1.0 - centre)))
+        out = (torch.sigmoid(slope * (u - centre)) - lo) / (hi - lo)
+    return (2.0 * out - 1.0).clamp(-1.0, 1.0).contiguous()
+
+
 class SequenceStore:
     """All cached training sequences held in memory (float16), with their targets' coefficients."""
 
@@ -189,16 +216,19 @@ class SequenceStore:
         return len(self.sequences)
 
     def frames(self, index: int, generator: torch.Generator | None = None, nuisance: float = 0.0,
-               nuisance_grids: Sequence[int] = (4,)) -> torch.Tensor:
+               nuisance_grids: Sequence[int] = (4,), warp: float = 0.0) -> torch.Tensor:
         """Frames of sequence ``index`` as float32 [F, 3, n, n, n] in [-1, 1], augmented when a generator is given.
 
-        With a generator and ``nuisance > 0``, half of the draws also get :func:`nuisance_noise` of
-        up to that strength, on one of ``nuisance_grids``.
+        With a generator and ``warp > 0``, that share of the draws get a :func:`value_warp`; with
+        ``nuisance > 0``, half of the draws then get :func:`nuisance_noise` of up to that strength,
+        on one of ``nuisance_grids``.
         """
         t = torch.from_numpy(self.sequences[index].frames.astype(np.float32))
         if generator is None:
             return normalize_sequence(t)
         t = normalize_sequence(augment(t, generator))
+        if warp > 0.0 and torch.rand((), generator=generator) < warp:
+            t = value_warp(t, generator)
         if nuisance > 0.0 and torch.rand((), generator=generator) < 0.5:
             t = nuisance_noise(t, generator, nuisance, nuisance_grids)
         return t

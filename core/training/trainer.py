@@ -61,6 +61,7 @@ class TrainConfig:
     nuisance_grids: tuple[int, ...] = (4,)  # the noise's grid is 1/g of the volume's, g drawn from these
     # with nuisance: half the draws add a "noise twin" (a frame again under other noise) whose target is 0
     noise_twins: bool = False
+    value_warp: float = 0.0  # > 0: this share of the augmented draws get a random monotone value transfer
     calibration_volumes: int | None = None  # None: every frame of every training sequence; else ~this many
     # feature scales: per location while training, one per layer (mean std) in the exported metric ("flattened");
     # per location throughout ("spatial", VolSiM); one per layer from the calibration on ("global")
@@ -296,6 +297,8 @@ class Trainer(SequenceTrainer):
                  validation_files: Sequence[str | os.PathLike], output: str | os.PathLike,
                  device: torch.device | None = None, log: Callable[[str], None] | None = None):
         super().__init__(config, train_files, validation_files, output, device, log)
+        if not 0.0 <= config.value_warp <= 1.0:
+            raise ValueError(f"value warp is the share of draws given a value curve, 0 to 1, not {config.value_warp}")
         self.arch = VolSiMArchitecture.with_scales(config.scales, config.width)
         if config.size % self.arch.min_multiple() or config.size < 2 * self.arch.min_multiple():
             raise ValueError(f"size {config.size} does not fit a {config.scales}-scale network")
@@ -362,7 +365,8 @@ class Trainer(SequenceTrainer):
             targets = torch.cat([targets, targets.new_zeros(1)])
             frames = frames.to(self.device)
         else:
-            frames = self.train.frames(index, generator, cfg.nuisance, tuple(cfg.nuisance_grids)).to(self.device)
+            frames = self.train.frames(index, generator, cfg.nuisance, tuple(cfg.nuisance_grids),
+                                       warp=cfg.value_warp).to(self.device)
         pred = sequence_distances(self.weights, frames, pairs, cfg.dropout, training=True)
         loss, parts = volsim_loss(pred, targets, cfg.mse_factor, cfg.corr_factor)
         finite_or_raise(loss, "training loss")

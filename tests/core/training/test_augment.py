@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.training.dataset import SequenceStore, augment, normalize_sequence, nuisance_noise
+from core.training.dataset import SequenceStore, augment, normalize_sequence, nuisance_noise, value_warp
 
 
 def _scalar_sequence(seed: int = 0, n: int = 16) -> torch.Tensor:
@@ -89,3 +89,40 @@ def test_store_applies_nuisance_to_about_half_of_the_augmented_draws(tiny_cache,
             noisy += 1
     assert noisy == 0 if nuisance == 0 else 10 <= noisy <= 30
     assert torch.equal(store.frames(0), store.frames(0, None, nuisance))  # validation frames stay clean
+
+
+def test_value_warp_is_one_monotone_curve_for_all_frames_with_fixed_ends():
+    x = _scalar_sequence(seed=4)
+    kinds = set()
+    for seed in range(12):
+        y = value_warp(x, torch.Generator().manual_seed(seed))
+        assert y.shape == x.shape and float(y.min()) >= -1.0 and float(y.max()) <= 1.0
+        assert torch.equal(y[:, 0], y[:, 1]) and torch.equal(y[:, 0], y[:, 2])
+        # one curve: sorting every voxel of every frame by x sorts y too (monotone, shared by the frames)
+        order = x[:, 0].flatten().argsort()
+        assert bool((y[:, 0].flatten()[order].diff() >= -1e-6).all())
+        ends = value_warp(torch.tensor([-1.0, 1.0]).view(2, 1, 1, 1, 1), torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(ends.flatten(), torch.tensor([-1.0, 1.0]), atol=1e-5, rtol=0)
+        # it bends: the middle of the range moves (a gamma or a sigmoid, never the identity)
+        mid = value_warp(torch.zeros(1, 1, 1, 1, 1), torch.Generator().manual_seed(seed))
+        kinds.add(float(mid) > 0.0)
+        assert abs(float(mid)) > 1e-3
+    assert kinds == {True, False}  # curves bend both ways over the draws
+    assert torch.equal(value_warp(x, torch.Generator().manual_seed(3)), value_warp(x, torch.Generator().manual_seed(3)))
+    v = normalize_sequence(torch.randn(11, 3, 8, 8, 8))
+    assert value_warp(v, torch.Generator().manual_seed(0)) is v  # vector data keeps its directions
+
+
+def test_store_warps_the_share_of_draws_it_is_given(tiny_cache):
+    train, _ = tiny_cache
+    store = SequenceStore(train[:1])  # a scalar (noise) sequence
+    for share, low, high in ((0.0, 0, 0), (0.5, 8, 32), (1.0, 40, 40)):
+        g, geometric = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+        warped = 0
+        for _ in range(40):
+            got = store.frames(0, g, warp=share)
+            plain = normalize_sequence(augment(torch.from_numpy(store.sequences[0].frames.astype("float32")),
+                                               geometric))
+            geometric.set_state(g.get_state())
+            warped += not torch.equal(got, plain)
+        assert low <= warped <= high

@@ -102,11 +102,21 @@ def test_train_wider_network_keeps_every_epoch(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["metric-train", "-o", str(out), "--cache", str(tmp_path / "cache"), "--per-family", "1",
                  "--validation-per-family", "1", "--train-families", "noise", "--held-out", "shapes",
-                 "--size", "16", "--epochs", "2", "--threads", "1", "--width", "2", "--keep-epochs"]) == 0
+                 "--size", "16", "--epochs", "2", "--threads", "1", "--width", "2", "--keep-epochs",
+                 "--value-warp", "0.5"]) == 0
     assert sorted(p.name for p in out.glob("epoch*.safetensors")) == ["epoch001.safetensors", "epoch002.safetensors"]
     weights = load_volsim_weights(out / "epoch002.safetensors")
     assert weights.arch.widths == (8, 16, 32)
     assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 2
+    assert weights.provenance["config"]["value_warp"] == 0.5  # the recipe travels with the weights
+
+
+def test_train_refuses_a_value_warp_share_outside_0_to_1(tmp_path, capsys):
+    code = main(["metric-train", "-o", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--per-family", "1",
+                 "--validation-per-family", "1", "--train-families", "noise", "--size", "16", "--value-warp", "2"])
+    assert code == 2
+    assert "--value-warp" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # refused before any sequence was simulated
 
 
 def test_train_refuses_a_width_without_channels(tmp_path, capsys):

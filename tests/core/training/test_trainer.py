@@ -139,16 +139,19 @@ def test_moving_average_is_validated_and_exported_while_the_raw_weights_train(ti
     assert plain.averaged is None and plain.metric_weights().encoder is plain.weights.encoder
     with pytest.raises(ValueError, match="average"):
         Trainer(_config(average=1.0), train, val, tmp_path / "bad")
+    with pytest.raises(ValueError, match="value warp"):
+        Trainer(_config(value_warp=1.5), train, val, tmp_path / "bad")
 
 
 
 def test_training_is_deterministic_and_resumes_exactly(tiny_cache, tmp_path, one_thread):
     train, val = tiny_cache
-    cfg = _config(epochs=2, augment=True, dropout=0.2, nuisance=0.5, average=0.9)
+    cfg = _config(epochs=2, augment=True, dropout=0.2, nuisance=0.5, average=0.9, value_warp=0.5)
     straight = Trainer(cfg, train, val, tmp_path / "a")
     straight.run()
     # the same seed again, but stopped after one epoch and resumed from the checkpoint
-    first = Trainer(_config(epochs=1, augment=True, dropout=0.2, nuisance=0.5, average=0.9), train, val, tmp_path / "b")
+    first = Trainer(_config(epochs=1, augment=True, dropout=0.2, nuisance=0.5, average=0.9, value_warp=0.5), train, val,
+                    tmp_path / "b")
     first.run()
     assert (tmp_path / "b" / CHECKPOINT).exists()
     resumed = Trainer(cfg, train, val, tmp_path / "b")
