@@ -111,17 +111,10 @@ def test_train_wider_network_keeps_every_epoch(tmp_path, capsys):
     assert weights.provenance["config"]["value_warp"] == 0.5  # the recipe travels with the weights
 
 
-def test_train_refuses_a_value_warp_share_outside_0_to_1(tmp_path, capsys):
+@pytest.mark.parametrize("option, value, said", [("--width", "0.1", "width 0.1"), ("--value-warp", "2", "0 to 1")])
+def test_train_refuses_a_bad_option_before_simulating(tmp_path, capsys, option, value, said):
     code = main(["metric-train", "-o", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--per-family", "1",
-                 "--validation-per-family", "1", "--train-families", "noise", "--size", "16", "--value-warp", "2"])
+                 "--validation-per-family", "1", "--train-families", "noise", "--size", "16", option, value])
     assert code == 2
-    assert "--value-warp" in capsys.readouterr().err
-    assert not (tmp_path / "cache").exists()  # refused before any sequence was simulated
-
-
-def test_train_refuses_a_width_without_channels(tmp_path, capsys):
-    code = main(["metric-train", "-o", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--per-family", "1",
-                 "--validation-per-family", "1", "--train-families", "noise", "--size", "16", "--width", "0.1"])
-    assert code == 2
-    assert "width 0.1" in capsys.readouterr().err
+    assert said in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # refused before any sequence was simulated
