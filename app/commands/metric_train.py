@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from core.device import select_device
     from core.errors import VolsightError
     from core.metrics.volsim_net import VolSiMArchitecture
-    from core.training.dataset import build_cache, make_split, write_manifest
+    from core.training.dataset import build_cache, check_warp_share, make_split, write_manifest
     from core.training.trainer import CHECKPOINT, TrainConfig, Trainer
 
     if args.threads:
@@ -115,9 +115,7 @@ def run(args: argparse.Namespace) -> int:
                            train_families=[f for f in args.train_families.split(",") if f],
                            held_out_families=[f for f in args.held_out.split(",") if f])
         VolSiMArchitecture.with_scales(args.scales, args.width)  # refuse a bad layout before simulating
-        if not 0.0 <= args.value_warp <= 1.0:
-            raise ValueError(f"--value-warp is the share of sequences that get a value curve, 0 to 1, "
-                             f"not {args.value_warp}")
+        check_warp_share(args.value_warp)
     except ValueError as exc:
         raise VolsightError(str(exc)) from exc
     grids = nuisance_grids(args.nuisance_grids)

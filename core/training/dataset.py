@@ -187,12 +187,11 @@ def value_warp(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     [0.25, 0.75], rescaled to keep the end points. Vector data is returned unchanged (a per-component
     curve would bend its directions), after the same draws.
     """
-    u = (frames + 1.0) * 0.5
     pick = float(torch.rand((), generator=generator))
     a, b = (float(v) for v in torch.rand(2, generator=generator))
-    scalar = frames.shape[1] == 1 or bool((frames == frames[:, :1]).all())
-    if not scalar:
+    if frames.shape[1] > 1 and not bool((frames == frames[:, :1]).all()):
         return frames
+    u = (frames + 1.0) * 0.5
     if pick < 0.5:
         gamma = 3.0 ** (2.0 * a - 1.0)
         out = u.clamp(min=0.0).pow(gamma)
@@ -202,6 +201,20 @@ def value_warp(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor
         hi = torch.sigmoid(torch.tensor(slope * (1.0 - centre)))
         out = (torch.sigmoid(slope * (u - centre)) - lo) / (hi - lo)
     return (2.0 * out - 1.0).clamp(-1.0, 1.0).contiguous()
+
+
+def check_warp_share(share: float) -> float:
+    """``share`` if it is a valid share of value-warped draws (0 to 1); ValueError otherwise."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"value warp is the share of sequences given a value curve, 0 to 1, not {share}")
+    return share
+
+
+def _maybe_warp(t: torch.Tensor, generator: torch.Generator, warp: float) -> torch.Tensor:
+    # no draw at all when off, so the other augmentations keep their random stream
+    if warp > 0.0 and torch.rand((), generator=generator) < warp:
+        return value_warp(t, generator)
+    return t
 
 
 class SequenceStore:
@@ -226,18 +239,18 @@ class SequenceStore:
         t = torch.from_numpy(self.sequences[index].frames.astype(np.float32))
         if generator is None:
             return normalize_sequence(t)
-        t = normalize_sequence(augment(t, generator))
-        if warp > 0.0 and torch.rand((), generator=generator) < warp:
-            t = value_warp(t, generator)
+        t = _maybe_warp(normalize_sequence(augment(t, generator)), generator, warp)
         if nuisance > 0.0 and torch.rand((), generator=generator) < 0.5:
             t = nuisance_noise(t, generator, nuisance, nuisance_grids)
         return t
 
     def frames_with_twin(self, index: int, generator: torch.Generator, nuisance: float,
-                         nuisance_grids: Sequence[int] = (4,)) -> tuple[torch.Tensor, int]:
+                         nuisance_grids: Sequence[int] = (4,), warp: float = 0.0) -> tuple[torch.Tensor, int]:
         """Augmented frames [F + 1, 3, n, n, n] with nuisance noise on every frame, the last a copy of frame
-        ``k`` (returned) under its own noise field: a pair whose content is equal, whose noise is not."""
+        ``k`` (returned) under its own noise field: a pair whose content is equal, whose noise is not
+        (value-warped first, as :meth:`frames`, in that share of the draws)."""
         t = normalize_sequence(augment(torch.from_numpy(self.sequences[index].frames.astype(np.float32)), generator))
+        t = _maybe_warp(t, generator, warp)
         k = int(torch.randint(0, t.shape[0], (), generator=generator))
         both = torch.cat([t, t[k : k + 1]])
         return nuisance_noise(both, generator, nuisance, nuisance_grids), k

@@ -31,7 +31,7 @@ import torch
 
 from core.io.atomic import atomic_path
 from core.metrics.volsim_net import VolSiMArchitecture, VolSiMWeights, new_weights
-from core.training.dataset import SequenceStore
+from core.training.dataset import SequenceStore, check_warp_share
 from core.training.objective import all_pairs, calibrate, finite_or_raise, sequence_distances, volsim_loss
 from core.training.simulations.ground_truth import linear_distances, target_distances
 
@@ -297,8 +297,7 @@ class Trainer(SequenceTrainer):
                  validation_files: Sequence[str | os.PathLike], output: str | os.PathLike,
                  device: torch.device | None = None, log: Callable[[str], None] | None = None):
         super().__init__(config, train_files, validation_files, output, device, log)
-        if not 0.0 <= config.value_warp <= 1.0:
-            raise ValueError(f"value warp is the share of draws given a value curve, 0 to 1, not {config.value_warp}")
+        check_warp_share(config.value_warp)
         self.arch = VolSiMArchitecture.with_scales(config.scales, config.width)
         if config.size % self.arch.min_multiple() or config.size < 2 * self.arch.min_multiple():
             raise ValueError(f"size {config.size} does not fit a {config.scales}-scale network")
@@ -359,7 +358,8 @@ class Trainer(SequenceTrainer):
         pairs, targets = self.pairs, self._targets(index)
         if (cfg.noise_twins and generator is not None and cfg.nuisance > 0.0
                 and torch.rand((), generator=generator) < 0.5):
-            frames, k = self.train.frames_with_twin(index, generator, cfg.nuisance, tuple(cfg.nuisance_grids))
+            frames, k = self.train.frames_with_twin(index, generator, cfg.nuisance, tuple(cfg.nuisance_grids),
+                                                    warp=cfg.value_warp)
             twin = frames.shape[0] - 1
             pairs = (torch.cat([pairs[0], torch.tensor([k])]), torch.cat([pairs[1], torch.tensor([twin])]))
             targets = torch.cat([targets, targets.new_zeros(1)])

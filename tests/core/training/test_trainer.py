@@ -249,6 +249,11 @@ def test_noise_twins_compare_a_frame_with_itself_under_other_noise(tiny_cache, t
     diff = frames[-1] - frames[k]
     assert float(diff.abs().max()) > 1e-3  # other noise ...
     assert abs(float(diff.mean())) < 0.05 * float(diff.std())  # ... around the same content
+    # with --value-warp the twin's draw is warped like any other, before its noise: still a copy of frame k
+    warped, k2 = store.frames_with_twin(0, torch.Generator().manual_seed(5), 0.5, warp=1.0)
+    assert not torch.equal(warped, frames)
+    diff = warped[-1] - warped[k2]
+    assert abs(float(diff.mean())) < 0.05 * float(diff.std())
 
     cfg = _config(augment=True, nuisance=0.5, noise_twins=True)
     trainer = Trainer(cfg, train, val, tmp_path / "twins")
