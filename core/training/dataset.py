@@ -145,6 +145,11 @@ def augment(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return frames.contiguous()
 
 
+def _repeated_scalar(frames: torch.Tensor) -> bool:
+    """Whether [F, C, ...] holds one scalar (a single channel, or copies of one: the 3-channel form)."""
+    return frames.shape[1] == 1 or bool((frames == frames[:, :1]).all())
+
+
 def nuisance_noise(frames: torch.Tensor, generator: torch.Generator, strength: float,
                    grids: Sequence[int] = (4,)) -> torch.Tensor:
     """Add smooth noise that differs between the frames of a normalised sequence [F, C, n, n, n].
@@ -162,7 +167,7 @@ def nuisance_noise(frames: torch.Tensor, generator: torch.Generator, strength: f
         return frames
     f, c = frames.shape[:2]
     spatial = tuple(frames.shape[2:])
-    scalar = c > 1 and bool((frames == frames[:, :1]).all())
+    scalar = c > 1 and _repeated_scalar(frames)
     if not grids or any(int(g) < 1 for g in grids):
         raise ValueError(f"nuisance grids must be factors >= 1, got {tuple(grids)}")
     # one choice draws nothing, so a single factor gives the same stream as before the choice existed
@@ -189,7 +194,7 @@ def value_warp(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     """
     pick = float(torch.rand((), generator=generator))
     a, b = (float(v) for v in torch.rand(2, generator=generator))
-    if frames.shape[1] > 1 and not bool((frames == frames[:, :1]).all()):
+    if not _repeated_scalar(frames):
         return frames
     u = (frames + 1.0) * 0.5
     if pick < 0.5:
@@ -203,11 +208,10 @@ def value_warp(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return (2.0 * out - 1.0).clamp(-1.0, 1.0).contiguous()
 
 
-def check_warp_share(share: float) -> float:
-    """``share`` if it is a valid share of value-warped draws (0 to 1); ValueError otherwise."""
+def check_warp_share(share: float) -> None:
+    """Raise ValueError unless ``share`` is a valid share of value-warped draws (0 to 1)."""
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"value warp is the share of sequences given a value curve, 0 to 1, not {share}")
-    return share
 
 
 def _maybe_warp(t: torch.Tensor, generator: torch.Generator, warp: float) -> torch.Tensor:
