@@ -232,6 +232,11 @@ class SequenceStore:
     def __len__(self) -> int:
         return len(self.sequences)
 
+    def _augmented(self, index: int, generator: torch.Generator, warp: float) -> torch.Tensor:
+        """Sequence ``index`` augmented, normalised to [-1, 1] and, in that share of the draws, value-warped."""
+        t = torch.from_numpy(self.sequences[index].frames.astype(np.float32))
+        return _maybe_warp(normalize_sequence(augment(t, generator)), generator, warp)
+
     def frames(self, index: int, generator: torch.Generator | None = None, nuisance: float = 0.0,
                nuisance_grids: Sequence[int] = (4,), warp: float = 0.0) -> torch.Tensor:
         """Frames of sequence ``index`` as float32 [F, 3, n, n, n] in [-1, 1], augmented when a generator is given.
@@ -240,10 +245,9 @@ class SequenceStore:
         ``nuisance > 0``, half of the draws then get :func:`nuisance_noise` of up to that strength,
         on one of ``nuisance_grids``.
         """
-        t = torch.from_numpy(self.sequences[index].frames.astype(np.float32))
         if generator is None:
-            return normalize_sequence(t)
-        t = _maybe_warp(normalize_sequence(augment(t, generator)), generator, warp)
+            return normalize_sequence(torch.from_numpy(self.sequences[index].frames.astype(np.float32)))
+        t = self._augmented(index, generator, warp)
         if nuisance > 0.0 and torch.rand((), generator=generator) < 0.5:
             t = nuisance_noise(t, generator, nuisance, nuisance_grids)
         return t
@@ -253,8 +257,7 @@ class SequenceStore:
         """Augmented frames [F + 1, 3, n, n, n] with nuisance noise on every frame, the last a copy of frame
         ``k`` (returned) under its own noise field: a pair whose content is equal, whose noise is not
         (value-warped first, as :meth:`frames`, in that share of the draws)."""
-        t = normalize_sequence(augment(torch.from_numpy(self.sequences[index].frames.astype(np.float32)), generator))
-        t = _maybe_warp(t, generator, warp)
+        t = self._augmented(index, generator, warp)
         k = int(torch.randint(0, t.shape[0], (), generator=generator))
         both = torch.cat([t, t[k : k + 1]])
         return nuisance_noise(both, generator, nuisance, nuisance_grids), k
